@@ -1,0 +1,65 @@
+"""Injectable clocks: nothing in svcflow calls datetime.now() directly.
+
+Tests and simulations use FakeClock; the demo uses AcceleratedClock so that business
+hours pass in seconds and SLA warnings really happen while you watch.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    """Wall-clock time, timezone-aware (UTC)."""
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, start: datetime) -> None:
+        if start.tzinfo is None:
+            raise ValueError("FakeClock needs a timezone-aware start time")
+        self._now = start
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, delta: timedelta) -> datetime:
+        with self._lock:
+            self._now = self._now + delta
+            return self._now
+
+    def set(self, instant: datetime) -> None:
+        if instant.tzinfo is None:
+            raise ValueError("FakeClock needs timezone-aware times")
+        with self._lock:
+            self._now = instant
+
+
+class AcceleratedClock:
+    """Virtual time running `factor` times faster than the wall clock from a chosen start.
+
+    `real` is injectable so tests can drive it without sleeping.
+    """
+
+    def __init__(self, start: datetime, factor: float, real: Clock | None = None) -> None:
+        if start.tzinfo is None:
+            raise ValueError("AcceleratedClock needs a timezone-aware start time")
+        self._start = start
+        self._factor = factor
+        self._real = real or SystemClock()
+        self._origin = self._real.now()
+
+    def now(self) -> datetime:
+        elapsed = self._real.now() - self._origin
+        return self._start + timedelta(seconds=elapsed.total_seconds() * self._factor)

@@ -1,0 +1,334 @@
+"""The process definition format: what designers write in process_defs/*.yaml.
+
+The pydantic models are the single source of the format: loading, `svcflow schema`
+(JSON Schema for editors) and the validator all derive from them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from engine.calendar import CalendarConfig
+
+IDENT = r"^[a-z][a-z0-9_]*$"
+DURATION = r"^\s*(\d+\s*[dhms]\s*)+$"
+Ident = Annotated[str, Field(pattern=IDENT, description="snake_case ASCII identifier")]
+DurationStr = Annotated[
+    str,
+    Field(pattern=DURATION, description='business time, e.g. "2h", "30m", "5d", "1d 4h" (d = one working day)'),
+]
+Priority = Literal["low", "normal", "high", "urgent"]
+PRIORITIES: tuple[str, ...] = ("low", "normal", "high", "urgent")
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors: a typo in a definition must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Text(Strict):
+    """A display text in Chinese and English; flowcharts and forms show both."""
+
+    zh: str
+    en: str
+
+    def both(self) -> str:
+        return f"{self.zh} / {self.en}" if self.zh != self.en else self.zh
+
+
+FieldType = Literal["string", "text", "integer", "number", "boolean", "enum", "date", "datetime", "list"]
+
+
+class FieldSpec(Strict):
+    """A typed field of case data, of a form or of a handler's output."""
+
+    type: FieldType = "string"
+    label: Text | None = None
+    required: bool = False
+    choices: list[str] | None = Field(default=None, description="allowed values, for type enum")
+    default: Any = None
+    minimum: float | None = None
+    maximum: float | None = None
+    description: Text | None = None
+
+    @model_validator(mode="after")
+    def _enum_has_choices(self) -> FieldSpec:
+        if self.type == "enum" and not self.choices:
+            raise ValueError("a field of type enum needs 'choices'")
+        if self.type != "enum" and self.choices:
+            raise ValueError("'choices' only apply to type enum")
+        return self
+
+
+class FormField(FieldSpec):
+    """A field of a human task's form; its value is written into the case data under `id`."""
+
+    id: Ident
+
+
+class Lane(Strict):
+    """A role or department; human tasks belong to one, escalations notify and reassign to them."""
+
+    id: Ident
+    name: Text
+
+
+def _percent(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().endswith("%"):
+        return value.strip()[:-1]
+    return value
+
+
+class EscalationLevel(Strict):
+    """One rung of an escalation ladder, fired when the clock reaches `at` percent of its target.
+
+    Below 100 a level is a warning; at 100 the target is breached; above it escalates further.
+    """
+
+    at: Annotated[int, Field(ge=1, le=1000, description='percent of the target, e.g. 50 or "50%"')]
+    notify: list[Ident] = Field(default_factory=list, description="roles to notify")
+    reassign: Ident | None = Field(default=None, description="role the task (or the case's open tasks) moves to")
+    raise_priority: Priority | None = None
+    route: Ident | None = Field(
+        default=None, description="id of an escalation edge: interrupts the task and moves the case along it"
+    )
+    message: Text | None = None
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _strip_percent(cls, value: Any) -> Any:
+        return _percent(value)
+
+
+class Policy(Strict):
+    """A target chosen by condition; the first policy whose `when` holds wins."""
+
+    when: str | None = Field(default=None, description="CEL condition over data, case, params; omitted = always")
+    target: DurationStr
+
+
+class SlaSpec(Strict):
+    """A step's SLA: a fixed target or policies, plus the escalation ladder (inline or named)."""
+
+    target: DurationStr | None = None
+    policies: list[Policy] = Field(default_factory=list)
+    escalation: Ident | list[EscalationLevel] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_target_form(self) -> SlaSpec:
+        if (self.target is None) == (not self.policies):
+            raise ValueError("give either 'target' or 'policies' (not both, not neither)")
+        return self
+
+    def effective_policies(self) -> list[Policy]:
+        return self.policies or [Policy(target=self.target or "0m")]
+
+
+class CaseClock(Strict):
+    """A case-level SLA clock, e.g. first response or resolution."""
+
+    id: Ident
+    name: Text | None = None
+    start_on: Ident | None = Field(default=None, description="node whose activation starts the clock; default: case start")
+    stop_on: list[Ident] = Field(
+        default_factory=list, description="nodes whose completion meets the target; default: the case ends"
+    )
+    policies: list[Policy]
+    escalation: Ident | list[EscalationLevel] = Field(default_factory=list)
+    pause_when_waiting: bool = Field(default=True, description="pause while the case waits on the customer")
+
+
+class NodeBase(Strict):
+    id: Ident
+    name: Text | None = None
+    description: Text | None = None
+    compute: dict[str, str] = Field(
+        default_factory=dict, description="field -> CEL expression, written to the case data when the node completes"
+    )
+
+    def label(self) -> str:
+        return self.name.both() if self.name else self.id
+
+
+class StartNode(NodeBase):
+    kind: Literal["start"]
+
+
+class EndNode(NodeBase):
+    kind: Literal["end"]
+    outcome: str | None = Field(default=None, description="result recorded on the case, e.g. closed, rejected")
+
+
+class AutoTask(NodeBase):
+    """A step done by a registered Python handler (run as a Prefect task in production)."""
+
+    kind: Literal["auto"]
+    handler: str = Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
+    retries: int = Field(default=0, ge=0, le=20)
+    retry_delay_seconds: float = Field(default=0, ge=0)
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    outputs: dict[str, FieldSpec] = Field(default_factory=dict, description="fields the handler writes into case data")
+    lane: Ident | None = None
+
+
+class HumanTask(NodeBase):
+    """A step done by a person holding the lane's role, through a form."""
+
+    kind: Literal["human"]
+    lane: Ident
+    form: list[FormField] = Field(default_factory=list)
+    sla: SlaSpec | None = None
+    priority: Priority | None = None
+
+
+class ExclusiveGateway(NodeBase):
+    """Takes the first outgoing edge whose condition holds, else the default edge."""
+
+    kind: Literal["exclusive"]
+
+
+class ParallelGateway(NodeBase):
+    """Split (one in, many out) or join (many in, one out): all branches."""
+
+    kind: Literal["parallel"]
+
+
+class InclusiveGateway(NodeBase):
+    """Split takes every edge whose condition holds (default when none); its join waits for those taken."""
+
+    kind: Literal["inclusive"]
+
+
+class TimerWait(NodeBase):
+    """Waits a business duration, or until a date computed from the case data."""
+
+    kind: Literal["timer"]
+    duration: DurationStr | None = None
+    until: str | None = Field(default=None, description="CEL expression giving an ISO date-time")
+    lane: Ident | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> TimerWait:
+        if (self.duration is None) == (self.until is None):
+            raise ValueError("a timer needs exactly one of 'duration' or 'until'")
+        return self
+
+
+class MessageWait(NodeBase):
+    """Waits for a named message (e.g. the customer's reply); SLA clocks pause meanwhile."""
+
+    kind: Literal["message"]
+    message: Ident
+    pauses_sla: bool = True
+    fields: dict[str, FieldSpec] = Field(default_factory=dict, description="payload fields written into case data")
+    lane: Ident | None = None
+
+
+class SubProcess(NodeBase):
+    """Runs another process as a child case and waits for it to end."""
+
+    kind: Literal["subprocess"]
+    process: Ident
+    inputs: dict[str, str] = Field(default_factory=dict, description="child field -> CEL expression over this case")
+    outputs: dict[str, str] = Field(
+        default_factory=dict, description="field of this case -> CEL expression over the child (as `data`)"
+    )
+    lane: Ident | None = None
+
+
+Node = Annotated[
+    Union[
+        StartNode, EndNode, AutoTask, HumanTask, ExclusiveGateway, ParallelGateway,
+        InclusiveGateway, TimerWait, MessageWait, SubProcess,
+    ],
+    Field(discriminator="kind"),
+]
+NODE_KINDS: tuple[str, ...] = (
+    "start", "end", "auto", "human", "exclusive", "parallel", "inclusive", "timer", "message", "subprocess",
+)
+WAIT_KINDS = frozenset({"human", "timer", "message", "subprocess", "auto"})
+
+
+class Edge(Strict):
+    """A sequence flow. Escalation edges are only taken by an escalation level's `route`."""
+
+    id: Ident | None = None
+    source: Ident = Field(alias="from")
+    target: Ident = Field(alias="to")
+    when: str | None = Field(default=None, description="CEL condition (on gateway outgoing edges)")
+    default: bool = False
+    kind: Literal["normal", "escalation"] = "normal"
+    label: Text | None = None
+
+    @property
+    def key(self) -> str:
+        return self.id or f"{self.source}->{self.target}"
+
+
+class Schedule(Strict):
+    """Cases started on a schedule (e.g. platinum clients visited monthly)."""
+
+    id: Ident
+    every: DurationStr | None = Field(default=None, description="calendar interval, e.g. 30d")
+    cron: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Schedule:
+        if (self.every is None) == (self.cron is None):
+            raise ValueError("a schedule needs exactly one of 'every' or 'cron'")
+        return self
+
+
+class ProcessDefinition(Strict):
+    """One version of a process."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, title="svcflow process definition")
+
+    id: Ident
+    version: int = Field(ge=1)
+    name: Text
+    description: Text | None = None
+    lanes: list[Lane]
+    data: dict[str, FieldSpec] = Field(default_factory=dict, description="typed case data")
+    parameters: dict[str, Any] = Field(default_factory=dict, description="editable defaults, readable as params.x")
+    calendar: CalendarConfig | None = None
+    ladders: dict[str, list[EscalationLevel]] = Field(default_factory=dict, description="named escalation ladders")
+    clocks: list[CaseClock] = Field(default_factory=list, description="case-level SLA clocks")
+    case_priority: str | None = Field(default=None, description="CEL expression giving the case priority")
+    nodes: list[Node]
+    edges: list[Edge]
+    schedules: list[Schedule] = Field(default_factory=list)
+
+    def node(self, node_id: str) -> NodeBase:
+        for node in self.nodes:
+            if node.id == node_id:
+                return node
+        raise KeyError(node_id)
+
+    def lane_ids(self) -> set[str]:
+        return {lane.id for lane in self.lanes}
+
+    def ladder(self, escalation: str | list[EscalationLevel]) -> list[EscalationLevel]:
+        if isinstance(escalation, str):
+            return self.ladders.get(escalation, [])
+        return escalation
+
+
+def content_hash(text: str) -> str:
+    """Identity of a definition version: running cases pin this hash, never the mutable file."""
+    normalised = re.sub(r"[ \t]+\n", "\n", text.replace("\r\n", "\n"))
+    return hashlib.sha256(normalised.encode("utf-8")).hexdigest()[:16]
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema for editors (yaml-language-server) — derived from the same models that load."""
+    schema = ProcessDefinition.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://svcflow.dev/schema/process-definition.json"
+    return schema

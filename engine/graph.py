@@ -1,0 +1,128 @@
+"""The compiled form of a definition: a networkx graph plus the lookups the interpreter needs.
+
+Compiling once per definition version keeps the interpreter's hot path to dict lookups.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import networkx as nx
+
+from engine.calendar import BusinessCalendar
+from engine.definition import Edge, NodeBase, ProcessDefinition
+from engine.loader import LoadedDefinition
+
+SPLIT_KINDS = frozenset({"parallel", "inclusive"})
+_SINK = "__sink__"
+
+
+@dataclass
+class ProcessGraph:
+    """A definition ready to run: nodes by id, edges by source, split/join pairs."""
+
+    loaded: LoadedDefinition
+    nodes: dict[str, NodeBase]
+    outgoing: dict[str, list[Edge]]
+    incoming: dict[str, list[Edge]]
+    escalation_edges: dict[str, Edge]
+    digraph: nx.DiGraph
+    start_id: str | None
+    calendar: BusinessCalendar = field(repr=False)
+
+    @property
+    def definition(self) -> ProcessDefinition:
+        return self.loaded.definition
+
+    @property
+    def hash(self) -> str:
+        return self.loaded.hash
+
+    @property
+    def process_id(self) -> str:
+        return self.definition.id
+
+    def kind(self, node_id: str) -> str:
+        return self.nodes[node_id].kind  # type: ignore[attr-defined,no-any-return]
+
+    def is_join(self, node_id: str) -> bool:
+        return self.kind(node_id) in SPLIT_KINDS and len(self.incoming.get(node_id, [])) > 1
+
+    def is_split(self, node_id: str) -> bool:
+        return self.kind(node_id) in SPLIT_KINDS and len(self.outgoing.get(node_id, [])) > 1
+
+    @cached_property
+    def split_joins(self) -> dict[str, str | None]:
+        """Each split gateway's matching join: its immediate post-dominator of the same kind.
+
+        Found on the reversed graph from a virtual sink behind all ends; None when the
+        nearest post-dominator is not a join of the same kind (the validator reports it).
+        """
+        reverse = nx.DiGraph()
+        reverse.add_nodes_from(self.digraph.nodes)
+        reverse.add_node(_SINK)
+        for source, target, escalation in self.digraph.edges(data="escalation"):
+            if not escalation:
+                reverse.add_edge(target, source)
+        for node_id in self.nodes:
+            if self.kind(node_id) == "end" or self.digraph.out_degree(node_id) == 0:
+                reverse.add_edge(_SINK, node_id)
+        try:
+            idom = nx.immediate_dominators(reverse, _SINK)
+        except (nx.NetworkXError, KeyError):
+            return {}
+        pairs: dict[str, str | None] = {}
+        for node_id in self.nodes:
+            if not self.is_split(node_id):
+                continue
+            candidate = idom.get(node_id)
+            while candidate is not None and candidate != _SINK:
+                if candidate in self.nodes and self.is_join(candidate):
+                    break
+                nxt = idom.get(candidate)
+                candidate = nxt if nxt != candidate else None
+            if candidate is None or candidate == _SINK or self.kind(candidate) != self.kind(node_id):
+                pairs[node_id] = None
+            else:
+                pairs[node_id] = candidate
+        return pairs
+
+    @cached_property
+    def join_split(self) -> dict[str, str]:
+        return {join: split for split, join in self.split_joins.items() if join is not None}
+
+
+def compile_graph(loaded: LoadedDefinition) -> ProcessGraph:
+    """Index a loaded definition. Structural errors are the validator's job; this never raises on them."""
+    definition = loaded.definition
+    nodes = {node.id: node for node in definition.nodes}
+    outgoing: dict[str, list[Edge]] = {node_id: [] for node_id in nodes}
+    incoming: dict[str, list[Edge]] = {node_id: [] for node_id in nodes}
+    escalation_edges: dict[str, Edge] = {}
+    digraph = nx.DiGraph()
+    digraph.add_nodes_from(nodes)
+    for edge in definition.edges:
+        if edge.kind == "escalation":
+            escalation_edges[edge.key] = edge
+            if edge.source in nodes and edge.target in nodes:
+                digraph.add_edge(edge.source, edge.target, escalation=True)
+            continue
+        outgoing.setdefault(edge.source, []).append(edge)
+        incoming.setdefault(edge.target, []).append(edge)
+        if edge.source in nodes and edge.target in nodes:
+            digraph.add_edge(edge.source, edge.target, escalation=False)
+    # default edges last, so "first match wins" reads in file order with the default as fallback
+    for edges in outgoing.values():
+        edges.sort(key=lambda e: e.default)
+    starts = [node.id for node in definition.nodes if node.kind == "start"]  # type: ignore[attr-defined]
+    return ProcessGraph(
+        loaded=loaded,
+        nodes=nodes,
+        outgoing=outgoing,
+        incoming=incoming,
+        escalation_edges=escalation_edges,
+        digraph=digraph,
+        start_id=starts[0] if starts else None,
+        calendar=BusinessCalendar(definition.calendar),
+    )

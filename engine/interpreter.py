@@ -1,0 +1,695 @@
+"""The pure interpreter: (graph, instance state, event, now) -> (new state, commands, log).
+
+No I/O, no clock of its own, no randomness: the same input gives the same output. That is
+what makes crash recovery (re-apply from the store), replay, simulation and tests cheap.
+Refusals (wrong role, task already done, bad form input) raise before anything changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from engine import sla
+from engine.definition import (
+    PRIORITIES, AutoTask, CaseClock, EndNode, EscalationLevel, HumanTask, MessageWait, SubProcess, TimerWait,
+)
+from engine.errors import InputError, SvcflowError, TaskRefused
+from engine.events import (
+    AutoStepDone, AutoStepFailed, CancelCase, CaseEnded, ChildFinished, Command, CompleteTask, Event, LogEntry,
+    MessageArrived, Notify, RunAutoStep, StartCase, StartChild, TaskClosed, TaskOpened, Tick, UpdateData,
+)
+from engine.expressions import ExpressionError, compile_expression
+from engine.forms import check_fields
+from engine.graph import ProcessGraph
+from engine.state import InstanceState, SlaClock, Task, Token
+
+MAX_STEPS_PER_EVENT = 10_000
+
+
+@dataclass
+class Transition:
+    state: InstanceState
+    commands: list[Command] = field(default_factory=list)
+    log: list[LogEntry] = field(default_factory=list)
+
+
+def apply(graph: ProcessGraph, state: InstanceState | None, event: Event, now: datetime) -> Transition:
+    """Apply one event. `state` is None only for StartCase. The input state is never modified."""
+    if isinstance(event, StartCase):
+        if state is not None:
+            raise SvcflowError(f"case {state.case_id} has already started")
+        run = _Run(graph, _new_state(graph, event, now), now)
+        run.start(event)
+        return run.result()
+    if state is None:
+        raise SvcflowError("no case state given for an event other than StartCase")
+    if state.definition_hash != graph.hash:
+        raise SvcflowError(
+            f"case {state.case_id} runs definition {state.definition_hash}, not {graph.hash}",
+            hint="load the graph of the version the case started with",
+        )
+    run = _Run(graph, state.clone(), now)
+    run.dispatch(event)
+    return run.result()
+
+
+def case_scope(state: InstanceState, params: dict[str, Any]) -> dict[str, Any]:
+    """What expressions see: data, steps, params and a few facts about the case."""
+    return {
+        "data": state.data,
+        "steps": state.steps,
+        "params": params,
+        "case": {
+            "id": state.case_id,
+            "process_id": state.process_id,
+            "priority": state.priority,
+            "tier": state.tier or "",
+            "started_at": state.started_at.isoformat(),
+            "status": state.status,
+        },
+    }
+
+
+def _new_state(graph: ProcessGraph, event: StartCase, now: datetime) -> InstanceState:
+    definition = graph.definition
+    data = check_fields(definition.data, event.data, what=f"process '{definition.id}'")
+    return InstanceState(
+        case_id=event.case_id,
+        process_id=definition.id,
+        definition_hash=graph.hash,
+        started_at=now,
+        data=data,
+        parent_case=event.parent_case,
+        parent_token=event.parent_token,
+    )
+
+
+class _Run:
+    """The working set of one apply() call."""
+
+    def __init__(self, graph: ProcessGraph, state: InstanceState, now: datetime) -> None:
+        self.graph = graph
+        self.definition = graph.definition
+        self.state = state
+        self.now = now
+        self.calendar = graph.calendar
+        self.commands: list[Command] = []
+        self.log: list[LogEntry] = []
+        self.steps_taken = 0
+
+    # -- plumbing -----------------------------------------------------------------------------
+    def result(self) -> Transition:
+        return Transition(self.state, self.commands, self.log)
+
+    def emit(self, type_: str, node: str | None = None, **data: Any) -> None:
+        self.state.seq += 1
+        self.log.append(LogEntry(self.state.seq, self.now, type_, node, data))
+
+    def next_id(self, prefix: str) -> str:
+        self.state.counter += 1
+        return f"{prefix}{self.state.counter}"
+
+    def scope(self) -> dict[str, Any]:
+        return case_scope(self.state, self.definition.parameters)
+
+    def evaluate(self, text: str, where: str) -> Any:
+        try:
+            return compile_expression(text).evaluate(self.scope())
+        except ExpressionError as exc:
+            raise _Incident(f"{where}: {exc}") from None
+
+    def condition(self, text: str, where: str) -> bool:
+        try:
+            return compile_expression(text).evaluate_bool(self.scope())
+        except ExpressionError as exc:
+            raise _Incident(f"{where}: {exc}") from None
+
+    # -- events -----------------------------------------------------------------------------
+    def start(self, event: StartCase) -> None:
+        self.emit("case_started", None, data=dict(self.state.data), parent_case=event.parent_case, actor=event.actor)
+        self.update_priority()
+        for clock in self.definition.clocks:
+            if clock.start_on is None:
+                self.start_case_clock(clock)
+        if self.graph.start_id is None:
+            raise SvcflowError(f"process '{self.definition.id}' has no start node")
+        token = Token(self.next_id("t"), self.graph.start_id, self.now)
+        self.state.tokens[token.id] = token
+        self.guarded(lambda: self.enter(token))
+
+    def dispatch(self, event: Event) -> None:
+        if self.state.status in ("completed", "cancelled") and not isinstance(event, Tick):
+            raise TaskRefused(f"case {self.state.case_id} is {self.state.status}; nothing can change it")
+        if isinstance(event, CompleteTask):
+            self.complete_task(event)
+        elif isinstance(event, AutoStepDone):
+            self.auto_done(event)
+        elif isinstance(event, AutoStepFailed):
+            self.auto_failed(event)
+        elif isinstance(event, MessageArrived):
+            self.message(event)
+        elif isinstance(event, ChildFinished):
+            self.child_finished(event)
+        elif isinstance(event, Tick):
+            self.tick()
+        elif isinstance(event, UpdateData):
+            self.update_data(event)
+        elif isinstance(event, CancelCase):
+            self.cancel(event)
+        else:  # pragma: no cover - the Event union is closed
+            raise SvcflowError(f"unknown event {event!r}")
+
+    def guarded(self, action: Any) -> None:
+        """Run an advance; an expression failure or a missing branch parks the case as an incident."""
+        try:
+            action()
+        except _Incident as incident:
+            self.state.status = "incident"
+            self.emit("incident", incident.node, message=str(incident))
+
+    def complete_task(self, event: CompleteTask) -> None:
+        task = self.state.tasks.get(event.task_id)
+        if task is None:
+            raise TaskRefused(f"task {event.task_id} does not belong to case {self.state.case_id}")
+        if task.status != "open":
+            by = f" by {task.completed_by}" if task.completed_by else ""
+            when = f" at {task.completed_at.isoformat()}" if task.completed_at else ""
+            raise TaskRefused(f"task {task.id} is already {task.status}{by}{when}",
+                              hint="look at open tasks with `svcflow tasks`")
+        allowed = {task.role, *task.escalation_roles}
+        if event.role not in allowed and (task.assignee is None or event.actor != task.assignee):
+            raise TaskRefused(
+                f"{event.actor} acting as '{event.role}' may not complete task {task.id} ('{task.node}')",
+                hint=f"the task belongs to role '{task.role}'"
+                + (f" or escalation roles {', '.join(task.escalation_roles)}" if task.escalation_roles else "")
+                + (f" or its assignee {task.assignee}" if task.assignee else ""),
+            )
+        node = self.graph.nodes[task.node]
+        assert isinstance(node, HumanTask)
+        specs = {f.id: f for f in node.form}
+        output = check_fields(specs, event.output, what=f"task {task.id} ('{task.node}')")
+        token = self.state.tokens.get(task.token)
+        if token is None or token.task_id != task.id:
+            raise TaskRefused(f"task {task.id} is no longer active in case {self.state.case_id}")
+        task.status = "completed"
+        task.completed_at = self.now
+        task.completed_by = event.actor
+        self.stop_task_clock(task)
+        self.commands.append(TaskClosed(task.id, "completed"))
+        self.emit("task_completed", task.node, task_id=task.id, actor=event.actor, role=event.role, output=output)
+        token.task_id = None
+        self.guarded(lambda: self.leave(token, output))
+
+    def auto_done(self, event: AutoStepDone) -> None:
+        token = self.state.tokens.get(event.token_id)
+        if token is None or self.graph.kind(token.node) != "auto" or token.attempt != event.attempt:
+            # a re-run delivering a result already applied: exactly-once means ignore it
+            return
+        node = self.graph.nodes[token.node]
+        assert isinstance(node, AutoTask)
+        output = check_fields(node.outputs, event.output, what=f"handler '{node.handler}' output",
+                              allow_unknown=True) if node.outputs else dict(event.output)
+        token.incident = None
+        if self.state.status == "incident" and not any(t.incident for t in self.state.tokens.values()):
+            self.state.status = "running"
+        self.emit("step_completed", token.node, handler=node.handler, attempt=event.attempt, output=output)
+        self.guarded(lambda: self.leave(token, output))
+
+    def auto_failed(self, event: AutoStepFailed) -> None:
+        token = self.state.tokens.get(event.token_id)
+        if token is None or token.attempt != event.attempt:
+            return
+        token.incident = event.error
+        self.state.status = "incident"
+        self.emit("step_failed", token.node, attempt=event.attempt, error=event.error)
+
+    def message(self, event: MessageArrived) -> None:
+        waiting = [t for t in self.state.tokens.values() if t.message == event.message]
+        if not waiting:
+            expected = sorted({t.message for t in self.state.tokens.values() if t.message})
+            raise TaskRefused(
+                f"case {self.state.case_id} is not waiting for message '{event.message}'",
+                hint=f"it waits for: {', '.join(expected)}" if expected else "it waits for no message now",
+            )
+        token = sorted(waiting, key=lambda t: (t.since, t.id))[0]
+        node = self.graph.nodes[token.node]
+        assert isinstance(node, MessageWait)
+        payload = check_fields(node.fields, event.payload, what=f"message '{event.message}'")
+        token.message = None
+        self.emit("message_received", token.node, message=event.message, payload=payload, actor=event.actor)
+        self.update_pauses()
+        self.guarded(lambda: self.leave(token, payload))
+
+    def child_finished(self, event: ChildFinished) -> None:
+        token = self.state.tokens.get(event.token_id)
+        if token is None or token.child_case != event.child_case:
+            return
+        node = self.graph.nodes[token.node]
+        assert isinstance(node, SubProcess)
+        child_scope = {"data": event.child_data, "steps": {}, "params": {}, "case": {"outcome": event.outcome}}
+        output: dict[str, Any] = {}
+        try:
+            for name, text in node.outputs.items():
+                output[name] = compile_expression(text).evaluate(child_scope)
+        except ExpressionError as exc:
+            self.state.status = "incident"
+            self.emit("incident", token.node, message=f"sub-process output: {exc}")
+            return
+        token.child_case = None
+        self.emit("subprocess_completed", token.node, child_case=event.child_case, outcome=event.outcome,
+                  output=output)
+        self.guarded(lambda: self.leave(token, output))
+
+    def update_data(self, event: UpdateData) -> None:
+        changes = check_fields(self.definition.data, event.data, what=f"process '{self.definition.id}'",
+                               apply_defaults=False)
+        self.state.data.update(changes)
+        self.emit("data_updated", None, changes=changes, actor=event.actor)
+        self.update_priority()
+        # retroactive: targets are re-chosen, the original start time (and banked time) stays
+        for clock_def in self.definition.clocks:
+            clock = self.state.clocks.get(f"case:{clock_def.id}")
+            if clock is not None and clock.status in ("running", "paused"):
+                self.retarget(clock, clock_def.policies, f"clock {clock_def.id}")
+        for task in self.state.open_tasks():
+            node = self.graph.nodes[task.node]
+            clock = self.state.clocks.get(f"task:{task.id}")
+            if isinstance(node, HumanTask) and node.sla and clock is not None:
+                self.retarget(clock, node.sla.effective_policies(), f"SLA of '{node.id}'")
+                task.due_at = clock.due_at
+                task.priority = _max_priority(task.priority, self.state.priority)
+
+    def cancel(self, event: CancelCase) -> None:
+        for token in list(self.state.tokens.values()):
+            self.drop_token(token, "cancelled")
+        for clock in self.state.clocks.values():
+            if clock.status in ("running", "paused"):
+                sla.stop(clock, self.now, self.calendar, "stopped")
+                self.emit("sla_stopped", None, clock=clock.id)
+        self.finish("cancelled", event.reason)
+
+    # -- moving tokens ----------------------------------------------------------------------------
+    def enter(self, token: Token) -> None:
+        """Activate the node the token stands on; runs through instant nodes until tokens wait."""
+        self.steps_taken += 1
+        if self.steps_taken > MAX_STEPS_PER_EVENT:
+            raise _Incident(f"more than {MAX_STEPS_PER_EVENT} steps without waiting: an endless loop?", token.node)
+        node_id = token.node
+        node = self.graph.nodes[node_id]
+        kind = node.kind  # type: ignore[attr-defined]
+        token.since = self.now
+        self.state.visits[node_id] = self.state.visits.get(node_id, 0) + 1
+        self.emit("node_entered", node_id, token=token.id, kind=kind)
+        for clock_def in self.definition.clocks:
+            if clock_def.start_on == node_id and f"case:{clock_def.id}" not in self.state.clocks:
+                self.start_case_clock(clock_def)
+        if kind == "start":
+            self.leave(token, {})
+        elif kind == "end":
+            assert isinstance(node, EndNode)
+            self.apply_compute(node_id)
+            del self.state.tokens[token.id]
+            self.emit("node_completed", node_id, token=token.id)
+            if not self.state.tokens:
+                self.finish("completed", node.outcome or node_id)
+        elif kind == "human":
+            assert isinstance(node, HumanTask)
+            self.open_task(token, node)
+        elif kind == "auto":
+            assert isinstance(node, AutoTask)
+            token.attempt += 1
+            self.commands.append(RunAutoStep(
+                token.id, node_id, node.handler, token.attempt, node.retries, node.retry_delay_seconds,
+                node.timeout_seconds, f"{self.state.case_id}:{token.id}:{node_id}:{self.state.visits[node_id]}",
+            ))
+            self.emit("step_started", node_id, handler=node.handler, attempt=token.attempt)
+        elif kind == "timer":
+            assert isinstance(node, TimerWait)
+            if node.duration is not None:
+                token.timer_due = self.calendar.add(self.now, sla.target_seconds(node.duration, self.calendar))
+            else:
+                value = self.evaluate(node.until or "", f"timer '{node_id}'")
+                try:
+                    due = datetime.fromisoformat(str(value))
+                except ValueError:
+                    raise _Incident(f"timer '{node_id}': 'until' gave {value!r}, not a date-time", node_id) from None
+                token.timer_due = due if due.tzinfo else due.replace(tzinfo=self.now.tzinfo)
+            self.emit("timer_started", node_id, due=token.timer_due.isoformat())
+        elif kind == "message":
+            assert isinstance(node, MessageWait)
+            token.message = node.message
+            self.emit("message_awaited", node_id, message=node.message)
+            self.update_pauses()
+        elif kind == "subprocess":
+            assert isinstance(node, SubProcess)
+            data = {name: self.evaluate(text, f"input '{name}' of '{node_id}'") for name, text in node.inputs.items()}
+            token.child_case = f"{self.state.case_id}.{token.id}.{self.state.visits[node_id]}"
+            self.commands.append(StartChild(token.id, node.process, data))
+            self.emit("subprocess_started", node_id, process=node.process, child_case=token.child_case)
+        elif kind in ("exclusive", "inclusive", "parallel"):
+            self.gateway(token, kind)
+        else:  # pragma: no cover
+            raise _Incident(f"unknown node kind {kind}", node_id)
+
+    def leave(self, token: Token, output: dict[str, Any]) -> None:
+        """Complete the token's node with its output and follow the single outgoing edge."""
+        node_id = token.node
+        if output:
+            self.state.data.update(output)
+            self.state.steps[node_id] = output
+        self.apply_compute(node_id)
+        token.timer_due = None
+        token.incident = None
+        self.emit("node_completed", node_id, token=token.id)
+        for clock_def in self.definition.clocks:
+            if node_id in clock_def.stop_on:
+                clock = self.state.clocks.get(f"case:{clock_def.id}")
+                if clock is not None and clock.status in ("running", "paused"):
+                    in_time = sla.stop(clock, self.now, self.calendar, "met")
+                    self.emit("sla_met", node_id, clock=clock.id, in_time=in_time, consumed=clock.consumed,
+                              target=clock.target)
+        edges = self.graph.outgoing.get(node_id, [])
+        if not edges:
+            raise _Incident(f"node '{node_id}' has no outgoing edge", node_id)
+        self.move(token, edges[0].target, edges[0].key)
+
+    def move(self, token: Token, target: str, edge_key: str) -> None:
+        self.emit("edge_taken", token.node, edge=edge_key, to=target)
+        token.node = target
+        self.enter(token)
+
+    def apply_compute(self, node_id: str) -> None:
+        node = self.graph.nodes[node_id]
+        for name, text in node.compute.items():
+            self.state.data[name] = self.evaluate(text, f"compute '{name}' of '{node_id}'")
+
+    def gateway(self, token: Token, kind: str) -> None:
+        node_id = token.node
+        if self.graph.is_join(node_id):
+            join = self.state.joins.setdefault(node_id, {"expected": 0, "arrived": 0})
+            if join["expected"] == 0:
+                join["expected"] = len(self.graph.incoming[node_id])
+            join["arrived"] += 1
+            if join["arrived"] < join["expected"]:
+                del self.state.tokens[token.id]
+                self.emit("join_waiting", node_id, arrived=join["arrived"], expected=join["expected"])
+                return
+            del self.state.joins[node_id]
+            self.emit("join_completed", node_id, arrived=join["arrived"])
+            if not self.graph.is_split(node_id):
+                self.leave(token, {})
+                return
+        self.apply_compute(node_id)
+        edges = self.graph.outgoing.get(node_id, [])
+        if kind == "parallel":
+            chosen = list(edges)
+        else:
+            chosen = []
+            default = None
+            for edge in edges:
+                if edge.default:
+                    default = edge
+                    continue
+                if edge.when is None or self.condition(edge.when, f"condition on {edge.key}"):
+                    chosen.append(edge)
+                    if kind == "exclusive":
+                        break
+            if not chosen and default is not None:
+                chosen = [default]
+            if not chosen:
+                raise _Incident(f"no condition of gateway '{node_id}' holds and it has no default edge", node_id)
+        self.emit("node_completed", node_id, token=token.id, branches=[e.key for e in chosen])
+        if len(chosen) > 1 or (kind != "exclusive" and self.graph.is_split(node_id)):
+            join_id = self.graph.split_joins.get(node_id)
+            if join_id is not None:
+                self.state.joins[join_id] = {"expected": len(chosen), "arrived": 0}
+        del self.state.tokens[token.id]
+        new_tokens = []
+        for edge in chosen:
+            branch = Token(self.next_id("t"), node_id, self.now)
+            self.state.tokens[branch.id] = branch
+            new_tokens.append((branch, edge))
+        for branch, edge in new_tokens:
+            if branch.id in self.state.tokens:
+                self.move(branch, edge.target, edge.key)
+
+    def drop_token(self, token: Token, status: str) -> None:
+        """Withdraw a token from where it waits (interrupting escalation, cancellation)."""
+        if token.task_id:
+            task = self.state.tasks[token.task_id]
+            task.status = status
+            self.stop_task_clock(task, "stopped")
+            self.commands.append(TaskClosed(task.id, status))
+            self.emit("task_cancelled", task.node, task_id=task.id, reason=status)
+        self.state.tokens.pop(token.id, None)
+        if token.message:
+            token.message = None
+            self.update_pauses()
+
+    def finish(self, status: str, outcome: str | None) -> None:
+        s = self.state
+        for clock in s.clocks.values():
+            if clock.status in ("running", "paused"):
+                in_time = sla.stop(clock, self.now, self.calendar, "met" if status == "completed" else "stopped")
+                self.emit("sla_met" if status == "completed" else "sla_stopped", None, clock=clock.id,
+                          in_time=in_time, consumed=clock.consumed, target=clock.target)
+        s.status = status
+        s.outcome = outcome
+        s.ended_at = self.now
+        self.emit(f"case_{status}", None, outcome=outcome)
+        self.commands.append(CaseEnded(status, outcome, s.parent_case, s.parent_token))
+
+    # -- human tasks ---------------------------------------------------------------------------
+    def open_task(self, token: Token, node: HumanTask) -> None:
+        task = Task(
+            id=f"{self.state.case_id}-{self.next_id('k')}",
+            node=node.id,
+            token=token.id,
+            role=node.lane,
+            created_at=self.now,
+            priority=_max_priority(node.priority or "normal", self.state.priority),
+            visit=self.state.visits.get(node.id, 1),
+        )
+        self.state.tasks[task.id] = task
+        token.task_id = task.id
+        if node.sla is not None:
+            clock = self.start_clock(
+                f"task:{task.id}", "task", node.id, node.sla.effective_policies(), f"node:{node.id}",
+                f"SLA of '{node.id}'",
+            )
+            clock.task_id = task.id
+            task.due_at = clock.due_at
+        self.commands.append(TaskOpened(task.id, node.id, task.role, task.due_at))
+        self.emit("task_opened", node.id, task_id=task.id, role=task.role,
+                  due_at=task.due_at.isoformat() if task.due_at else None, priority=task.priority)
+
+    def stop_task_clock(self, task: Task, status: str = "met") -> None:
+        clock = self.state.clocks.get(f"task:{task.id}")
+        if clock is None or clock.status not in ("running", "paused"):
+            return
+        in_time = sla.stop(clock, self.now, self.calendar, status)
+        self.emit(f"sla_{status}", task.node, clock=clock.id, in_time=in_time, consumed=clock.consumed,
+                  target=clock.target)
+
+    # -- SLA clocks -----------------------------------------------------------------------------
+    def ladder_of(self, clock: SlaClock) -> list[EscalationLevel]:
+        kind, _, ref = clock.ladder.partition(":")
+        if kind == "clock":
+            for clock_def in self.definition.clocks:
+                if clock_def.id == ref:
+                    return self.definition.ladder(clock_def.escalation)
+            return []
+        node = self.graph.nodes.get(ref)
+        if isinstance(node, HumanTask) and node.sla is not None:
+            return self.definition.ladder(node.sla.escalation)
+        return []
+
+    def choose_target(self, policies: list[Any], where: str) -> str:
+        for policy in policies:
+            if policy.when is None or self.condition(policy.when, f"{where} policy"):
+                return str(policy.target)
+        raise _Incident(f"{where}: no SLA policy applies and none is unconditional")
+
+    def start_clock(self, clock_id: str, scope: str, node: str | None, policies: list[Any], ladder: str,
+                    where: str) -> SlaClock:
+        target_text = self.choose_target(policies, where)
+        clock = SlaClock(
+            id=clock_id, scope=scope, name=where, target=sla.target_seconds(target_text, self.calendar),
+            target_text=target_text, started_at=self.now, ladder=ladder, running_since=self.now,
+        )
+        self.state.clocks[clock_id] = clock
+        sla.schedule(clock, self.ladder_of(clock), self.calendar)
+        self.emit("sla_started", node, clock=clock_id, target=target_text,
+                  due_at=clock.due_at.isoformat() if clock.due_at else None)
+        if scope == "case" and self.paused_by_wait():
+            clock_def = self._clock_def(clock_id)
+            if clock_def is not None and clock_def.pause_when_waiting:
+                sla.pause(clock, self.now, self.calendar)
+                self.emit("sla_paused", node, clock=clock_id)
+        return clock
+
+    def start_case_clock(self, clock_def: CaseClock) -> None:
+        self.start_clock(f"case:{clock_def.id}", "case", clock_def.start_on, clock_def.policies,
+                         f"clock:{clock_def.id}", clock_def.name.both() if clock_def.name else clock_def.id)
+
+    def _clock_def(self, clock_id: str) -> CaseClock | None:
+        for clock_def in self.definition.clocks:
+            if f"case:{clock_def.id}" == clock_id:
+                return clock_def
+        return None
+
+    def retarget(self, clock: SlaClock, policies: list[Any], where: str) -> None:
+        target_text = self.choose_target(policies, where)
+        if target_text == clock.target_text:
+            return
+        old = clock.target_text
+        clock.target_text = target_text
+        clock.target = sla.target_seconds(target_text, self.calendar)
+        sla.schedule(clock, self.ladder_of(clock), self.calendar)
+        self.emit("sla_retargeted", None, clock=clock.id, old=old, new=target_text,
+                  started_at=clock.started_at.isoformat(), due_at=clock.due_at.isoformat() if clock.due_at else None)
+
+    def paused_by_wait(self) -> bool:
+        for token in self.state.tokens.values():
+            if token.message:
+                node = self.graph.nodes[token.node]
+                if isinstance(node, MessageWait) and node.pauses_sla:
+                    return True
+        return False
+
+    def update_pauses(self) -> None:
+        waiting = self.paused_by_wait()
+        for clock_def in self.definition.clocks:
+            if not clock_def.pause_when_waiting:
+                continue
+            clock = self.state.clocks.get(f"case:{clock_def.id}")
+            if clock is None:
+                continue
+            if waiting and clock.status == "running":
+                sla.pause(clock, self.now, self.calendar)
+                self.emit("sla_paused", None, clock=clock.id, consumed=clock.consumed)
+            elif not waiting and clock.status == "paused":
+                sla.resume(clock, self.now, self.ladder_of(clock), self.calendar)
+                self.emit("sla_resumed", None, clock=clock.id, due_at=clock.due_at.isoformat() if clock.due_at else None)
+
+    def update_priority(self) -> None:
+        expression = self.definition.case_priority
+        if not expression:
+            return
+        try:
+            value = str(compile_expression(expression).evaluate(self.scope()))
+        except ExpressionError as exc:
+            self.emit("incident", None, message=f"case_priority: {exc}")
+            return
+        if value in PRIORITIES and PRIORITIES.index(value) > PRIORITIES.index(self.state.priority):
+            old = self.state.priority
+            self.state.priority = value
+            self.emit("priority_raised", None, old=old, new=value)
+
+    # -- the sweep: timers and escalation -----------------------------------------------------------
+    def tick(self) -> None:
+        if self.state.status in ("completed", "cancelled"):
+            return
+        for token in sorted(self.state.tokens.values(), key=lambda t: (t.timer_due or self.now, t.id)):
+            if token.timer_due is not None and token.timer_due <= self.now and token.id in self.state.tokens:
+                self.emit("timer_fired", token.node, due=token.timer_due.isoformat())
+                self.guarded(lambda token=token: self.leave(token, {}))
+        for clock_id in sorted(self.state.clocks):
+            clock = self.state.clocks.get(clock_id)
+            while (clock is not None and clock.status == "running" and clock.next_at is not None
+                   and clock.next_at <= self.now and clock.next_pct is not None):
+                self.fire(clock, clock.next_pct)
+                clock = self.state.clocks.get(clock_id)
+
+    def fire(self, clock: SlaClock, pct: int) -> None:
+        clock.fired.append(pct)
+        ladder = self.ladder_of(clock)
+        levels = sorted(ladder, key=lambda lv: lv.at)
+        level_no = next((i + 1 for i, lv in enumerate(levels) if lv.at == pct), 0)
+        node = self.graph.nodes.get(clock.ladder.partition(":")[2]) if clock.scope == "task" else None
+        node_id = node.id if node is not None else None
+        due = clock.next_at.isoformat() if clock.next_at else None
+        if pct == sla.BREACH_PCT:
+            clock.breached = True
+            self.emit("sla_breached", node_id, clock=clock.id, percent=pct, level=level_no, due=due)
+        elif pct < sla.BREACH_PCT:
+            self.emit("sla_warned", node_id, clock=clock.id, percent=pct, level=level_no, due=due)
+        level = next((lv for lv in levels if lv.at == pct), None)
+        kind = "warned" if pct < 100 else "breached" if pct == 100 else "escalated"
+        if level is not None:
+            self.escalate(clock, level, level_no, kind)
+        sla.schedule(clock, ladder, self.calendar)
+
+    def escalate(self, clock: SlaClock, level: EscalationLevel, level_no: int, kind: str) -> None:
+        s = self.state
+        tasks = [s.tasks[clock.task_id]] if clock.task_id else s.open_tasks()
+        tasks = [t for t in tasks if t.status == "open"]
+        s.escalation_level = max(s.escalation_level, level_no)
+        actions: dict[str, Any] = {}
+        for task in tasks:
+            task.escalation_level = max(task.escalation_level, level_no)
+            for role in level.notify:
+                if role not in task.escalation_roles and role != task.role:
+                    task.escalation_roles.append(role)
+        if level.notify:
+            actions["notify"] = list(level.notify)
+            status = ", ".join(f"{t.node} ({t.role}{', ' + t.assignee if t.assignee else ''})" for t in tasks)
+            message = (level.message.both() + " — " if level.message else "") + (
+                f"{clock.name}: {level.at}% of {clock.target_text} used; open: {status or 'none'}")
+            self.commands.append(Notify(kind, tuple(level.notify), clock.id, level_no, level.at, message))
+        if level.reassign:
+            actions["reassign"] = level.reassign
+            for task in tasks:
+                if task.role != level.reassign:
+                    if task.role not in task.escalation_roles:
+                        task.escalation_roles.append(task.role)
+                    task.role = level.reassign
+                    task.assignee = None
+        if level.raise_priority:
+            actions["raise_priority"] = level.raise_priority
+            if PRIORITIES.index(level.raise_priority) > PRIORITIES.index(s.priority):
+                old = s.priority
+                s.priority = level.raise_priority
+                self.emit("priority_raised", None, old=old, new=s.priority)
+            for task in tasks:
+                task.priority = _max_priority(task.priority, level.raise_priority)
+        node_id = tasks[0].node if clock.task_id and tasks else None
+        if level.route:
+            actions["route"] = level.route
+        self.emit("escalated", node_id, clock=clock.id, level=level_no, percent=level.at, kind=kind, **actions)
+        if level.route:
+            self.route(clock, level.route)
+
+    def route(self, clock: SlaClock, edge_id: str) -> None:
+        """Interrupting escalation: withdraw the waiting token(s) and move along the escalation edge."""
+        edge = self.graph.escalation_edges.get(edge_id)
+        if edge is None:
+            self.emit("incident", None, message=f"escalation edge '{edge_id}' does not exist")
+            return
+        if clock.task_id:
+            task = self.state.tasks.get(clock.task_id)
+            tokens = [self.state.tokens[task.token]] if task and task.token in self.state.tokens else []
+        else:
+            tokens = list(self.state.tokens.values())
+        for token in tokens:
+            self.drop_token(token, "interrupted")
+        token = Token(self.next_id("t"), edge.source, self.now)
+        self.state.tokens[token.id] = token
+        self.guarded(lambda: self.move(token, edge.target, edge.key))
+
+
+class _Incident(Exception):
+    """Something the definition did not foresee at run time; parks the case for an operator."""
+
+    def __init__(self, message: str, node: str | None = None) -> None:
+        super().__init__(message)
+        self.node = node
+
+
+def _max_priority(a: str, b: str) -> str:
+    return a if PRIORITIES.index(a) >= PRIORITIES.index(b) else b
+
+
+__all__ = ["Transition", "apply", "InputError"]

@@ -1,0 +1,341 @@
+"""The engine service: interpreter + store + handlers + notifier, driven by a clock.
+
+This is the one place that turns commands into actions (run an automatic step, start a child
+case, notify roles) and feeds the results back as events. The CLI, the Prefect flows, the
+simulator and the tests all go through it, so they refuse and record the same things.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from engine.clock import Clock, SystemClock
+from engine.errors import ConcurrentModification, InputError, NotFound, SvcflowError, TaskRefused
+from engine.events import (
+    AutoStepDone, AutoStepFailed, CancelCase, CaseEnded, ChildFinished, Command, CompleteTask, Event, MessageArrived,
+    Notify, RunAutoStep, StartCase, StartChild, Tick, UpdateData,
+)
+from engine.graph import ProcessGraph
+from engine.handlers import HandlerContext, HandlerRegistry, default_registry
+from engine.expressions import compile_expression
+from engine.interpreter import Transition, apply, case_scope
+from engine.library import ProcessLibrary
+from engine.loader import load_text
+from engine.state import InstanceState
+from engine.store import StoredEvent, Store
+
+log = logging.getLogger("svcflow")
+MAX_RETRIES_ON_CONFLICT = 5
+
+
+class Notifier(Protocol):
+    def notify(self, case_id: str, process_id: str, command: Notify) -> None: ...
+
+
+class LogNotifier:
+    """The default notifier: a log line per notification, kept in memory for tests and the demo."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Notify]] = []
+
+    def notify(self, case_id: str, process_id: str, command: Notify) -> None:
+        self.sent.append((case_id, command))
+        log.warning("[%s] %s %s level %s -> %s: %s", case_id, process_id, command.kind, command.level,
+                    ", ".join(command.roles), command.message)
+
+
+StepExecutor = Callable[[RunAutoStep, HandlerContext, Callable[[HandlerContext], Mapping[str, Any] | None]],
+                        Mapping[str, Any] | None]
+
+
+def run_in_process(command: RunAutoStep, context: HandlerContext,
+                   handler: Callable[[HandlerContext], Mapping[str, Any] | None]) -> Mapping[str, Any] | None:
+    """Run a handler here, with the definition's retries and timeout."""
+    attempts = command.retries + 1
+    last: Exception | None = None
+    for attempt in range(1, attempts + 1):
+        ctx = HandlerContext(context.case_id, context.process_id, context.node_id, attempt,
+                             context.idempotency_key, context.data, context.params)
+        try:
+            if command.timeout_seconds:
+                with ThreadPoolExecutor(max_workers=1) as pool:
+                    return pool.submit(handler, ctx).result(timeout=command.timeout_seconds)
+            return handler(ctx)
+        except FutureTimeout:
+            last = TimeoutError(f"handler '{command.handler}' took longer than {command.timeout_seconds:g} s")
+        except Exception as exc:  # a handler's failure is the case's incident, not our crash
+            last = exc
+        if attempt < attempts and command.retry_delay_seconds:
+            time.sleep(command.retry_delay_seconds)
+    assert last is not None
+    raise last
+
+
+@dataclass
+class CaseView:
+    """A case as `svcflow show` and tests see it."""
+
+    state: InstanceState
+    version: int
+    events: list[StoredEvent]
+    children: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return self.state.status
+
+    @property
+    def outcome(self) -> str | None:
+        return self.state.outcome
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.state.data
+
+    @property
+    def history(self) -> list[str]:
+        return [e.type for e in self.events]
+
+    def path(self) -> list[str]:
+        """Nodes in the order they were entered."""
+        return [e.node for e in self.events if e.type == "node_entered" and e.node]
+
+
+class Engine:
+    """Everything that acts on cases. Thread-safe per call; cross-process safety comes from the store."""
+
+    def __init__(self, store: Store, library: ProcessLibrary, *, clock: Clock | None = None,
+                 handlers: HandlerRegistry | None = None, notifier: Notifier | None = None,
+                 executor: StepExecutor | None = None, id_factory: Callable[[str], str] | None = None) -> None:
+        self.store = store
+        self.library = library
+        self.clock = clock or SystemClock()
+        self.handlers = handlers or default_registry()
+        self.notifier = notifier or LogNotifier()
+        self.executor = executor or run_in_process
+        self.id_factory = id_factory or _new_case_id
+        self.listeners: list[Callable[[str, Command], None]] = []
+        self._lock = threading.RLock()
+
+    @classmethod
+    def in_memory(cls, clock: Clock | None = None, library: ProcessLibrary | None = None, **kwargs: Any) -> Engine:
+        """An engine on an in-memory SQLite store with the process library: for tests and simulations."""
+        return cls(Store("sqlite://"), library or ProcessLibrary.from_dir(), clock=clock, **kwargs)
+
+    @classmethod
+    def from_settings(cls, database_url: str, process_dir: Path, **kwargs: Any) -> Engine:
+        return cls(Store(database_url), ProcessLibrary.from_dir(process_dir), **kwargs)
+
+    # -- definitions --------------------------------------------------------------------------
+    def graph_for(self, state: InstanceState) -> ProcessGraph:
+        """The graph of the version the case started with (running cases never switch)."""
+        graph = self.library.cached_graph(state.definition_hash)
+        if graph is not None:
+            return graph
+        latest = self.library.latest.get(state.process_id)
+        if latest is not None and latest.hash == state.definition_hash:
+            return self.library.graph_of(latest)
+        text, file = self.store.definition_source(state.definition_hash)
+        return self.library.graph_of(load_text(text, file))
+
+    # -- actions ----------------------------------------------------------------------------
+    def start(self, process_id: str, data: Mapping[str, Any] | None = None, *, actor: str | None = None,
+              case_id: str | None = None) -> str:
+        """Start a case of the latest version; returns its id. Bad data stores nothing."""
+        graph = self.library.get(process_id)
+        case_id = case_id or self.id_factory(process_id)
+        self._start(graph, case_id, dict(data or {}), None, None, actor)
+        return case_id
+
+    def _start(self, graph: ProcessGraph, case_id: str, data: dict[str, Any], parent_case: str | None,
+               parent_token: str | None, actor: str | None) -> None:
+        now = self.clock.now()
+        transition = apply(graph, None, StartCase(case_id, data, parent_case, parent_token, actor), now)
+        self.store.save_definition(graph.loaded, now)
+        self.store.write(None, transition.state, transition.log, None, now)
+        self._drive(case_id, transition)
+
+    def complete(self, task_id: str, *, actor: str, role: str, data: Mapping[str, Any] | None = None) -> InstanceState:
+        """Complete a human task: role/assignee check and form validation; refusals are recorded."""
+        task = self.store.task(task_id)
+        event = CompleteTask(task_id, actor, role, dict(data or {}))
+        return self.act(task["case_id"], event, node=task["node"])
+
+    def send_message(self, case_id: str, message: str, payload: Mapping[str, Any] | None = None, *,
+                     actor: str | None = None) -> InstanceState:
+        return self.act(case_id, MessageArrived(message, dict(payload or {}), actor))
+
+    def update(self, case_id: str, data: Mapping[str, Any], *, actor: str | None = None) -> InstanceState:
+        return self.act(case_id, UpdateData(dict(data), actor))
+
+    def cancel(self, case_id: str, reason: str, *, actor: str | None = None) -> InstanceState:
+        return self.act(case_id, CancelCase(reason, actor))
+
+    def act(self, case_id: str, event: Event, *, node: str | None = None) -> InstanceState:
+        """Apply a user's event; a refusal is recorded in the log and re-raised, the state untouched."""
+        try:
+            return self._apply(case_id, event)
+        except (TaskRefused, InputError) as exc:
+            state, _ = self.store.load_case(case_id)
+            details: dict[str, Any] = {"reason": str(exc), "event": type(event).__name__}
+            if isinstance(event, CompleteTask):
+                details.update(task_id=event.task_id, actor=event.actor, role=event.role)
+            self.store.record_refusal(case_id, state.process_id, self.clock.now(), "refused", node, details)
+            raise
+
+    def _apply(self, case_id: str, event: Event) -> InstanceState:
+        for _attempt in range(MAX_RETRIES_ON_CONFLICT):
+            state, version = self.store.load_case(case_id)
+            graph = self.graph_for(state)
+            now = self.clock.now()
+            transition = apply(graph, state, event, now)
+            try:
+                self.store.write(state, transition.state, transition.log, version, now)
+            except ConcurrentModification:
+                continue  # someone else moved the case: re-read and re-decide
+            self._drive(case_id, transition)
+            return transition.state
+        raise ConcurrentModification(f"case {case_id} kept changing under us; nothing was stored",
+                                     hint="try again")
+
+    def sweep(self, now: datetime | None = None, limit: int = 500) -> list[tuple[str, list[StoredEvent]]]:
+        """Apply due timers, SLA warnings, breaches and escalations once. Returns what happened per case.
+
+        Safe to run in several processes at once: the optimistic version lets one apply each due
+        item; the loser re-reads and finds nothing due any more.
+        """
+        now = now or self.clock.now()
+        results: list[tuple[str, list[StoredEvent]]] = []
+        for case_id in self.store.due_cases(now, limit):
+            try:
+                state, version = self.store.load_case(case_id)
+                due = state.next_due_at()
+                if due is None or due > now:
+                    continue
+                transition = apply(self.graph_for(state), state, Tick(), now)
+                self.store.write(state, transition.state, transition.log, version, now)
+            except ConcurrentModification:
+                continue
+            results.append((case_id, [StoredEvent(case_id, state.process_id, e.seq, e.at, e.type, e.node, e.data)
+                                      for e in transition.log]))
+            self._drive(case_id, transition)
+        return results
+
+    def recover(self, case_id: str) -> InstanceState:
+        """Continue a case whose runner died: redo the work its commands asked for, exactly once.
+
+        Automatic steps still waiting are run again with the same idempotency key; children that
+        were never created are created; finished children are reported to the parent.
+        """
+        state, _ = self.store.load_case(case_id)
+        graph = self.graph_for(state)
+        queue: deque[tuple[str, Command]] = deque()
+        for token in state.tokens.values():
+            node = graph.nodes[token.node]
+            if node.kind == "auto" and token.attempt and not token.incident:  # type: ignore[attr-defined]
+                queue.append((case_id, RunAutoStep(
+                    token.id, node.id, node.handler, token.attempt, node.retries,  # type: ignore[attr-defined]
+                    node.retry_delay_seconds, node.timeout_seconds,  # type: ignore[attr-defined]
+                    f"{case_id}:{token.id}:{node.id}:{state.visits.get(node.id, 1)}")))
+            if token.child_case:
+                if not self.store.case_exists(token.child_case):
+                    scope = case_scope(state, graph.definition.parameters)
+                    data = {name: compile_expression(text).evaluate(scope)
+                            for name, text in node.inputs.items()}  # type: ignore[attr-defined]
+                    queue.append((case_id, StartChild(token.id, node.process, data)))  # type: ignore[attr-defined]
+                else:
+                    child, _ = self.store.load_case(token.child_case)
+                    if child.status in ("completed", "cancelled"):
+                        queue.append((token.child_case, CaseEnded(child.status, child.outcome, case_id, token.id)))
+                    else:
+                        self.recover(token.child_case)
+        self._run_queue(queue)
+        return self.store.load_case(case_id)[0]
+
+    # -- commands -----------------------------------------------------------------------------
+    def _drive(self, case_id: str, transition: Transition) -> None:
+        queue: deque[tuple[str, Command]] = deque((case_id, c) for c in transition.commands)
+        self._run_queue(queue)
+
+    def _run_queue(self, queue: deque[tuple[str, Command]]) -> None:
+        while queue:
+            case_id, command = queue.popleft()
+            for listener in self.listeners:
+                listener(case_id, command)
+            if isinstance(command, RunAutoStep):
+                self._run_step(case_id, command, queue)
+            elif isinstance(command, StartChild):
+                self._start_child(case_id, command)
+            elif isinstance(command, CaseEnded) and command.parent_case and command.parent_token:
+                child, _ = self.store.load_case(case_id)
+                event = ChildFinished(command.parent_token, case_id, child.data, command.outcome)
+                self._apply_system(command.parent_case, event, queue)
+            elif isinstance(command, Notify):
+                state, _ = self.store.load_case(case_id)
+                self.notifier.notify(case_id, state.process_id, command)
+
+    def _apply_system(self, case_id: str, event: Event, queue: deque[tuple[str, Command]]) -> None:
+        for _attempt in range(MAX_RETRIES_ON_CONFLICT):
+            state, version = self.store.load_case(case_id)
+            now = self.clock.now()
+            transition = apply(self.graph_for(state), state, event, now)
+            try:
+                self.store.write(state, transition.state, transition.log, version, now)
+            except ConcurrentModification:
+                continue
+            queue.extend((case_id, c) for c in transition.commands)
+            return
+        raise ConcurrentModification(f"case {case_id} kept changing under us")
+
+    def _run_step(self, case_id: str, command: RunAutoStep, queue: deque[tuple[str, Command]]) -> None:
+        state, _ = self.store.load_case(case_id)
+        token = state.tokens.get(command.token_id)
+        if token is None or token.attempt != command.attempt or token.node != command.node:
+            return  # already applied by an earlier run
+        context = HandlerContext(case_id, state.process_id, command.node, 1, command.idempotency_key,
+                                 dict(state.data), self.graph_for(state).definition.parameters)
+        event: Event
+        try:
+            handler = self.handlers.get(command.handler)
+            output = self.executor(command, context, handler)
+            event = AutoStepDone(command.token_id, command.attempt, dict(output or {}))
+        except Exception as exc:
+            log.error("case %s: step %s failed: %s", case_id, command.node, exc)
+            event = AutoStepFailed(command.token_id, command.attempt, f"{type(exc).__name__}: {exc}")
+        self._apply_system(case_id, event, queue)
+
+    def _start_child(self, parent_id: str, command: StartChild) -> None:
+        parent, _ = self.store.load_case(parent_id)
+        token = parent.tokens.get(command.token_id)
+        if token is None or token.child_case is None or self.store.case_exists(token.child_case):
+            return
+        graph = self.library.get(command.process)
+        self._start(graph, token.child_case, command.data, parent_id, command.token_id, None)
+
+    # -- reading --------------------------------------------------------------------------------
+    def case(self, case_id: str) -> CaseView:
+        state, version = self.store.load_case(case_id)
+        children = [row["id"] for row in self.store.cases(parent=case_id)]
+        return CaseView(state, version, self.store.events(case_id), children)
+
+    def open_tasks(self, case_id: str | None = None, role: str | None = None) -> list[dict[str, Any]]:
+        return self.store.tasks(case_id=case_id, role=role)
+
+
+def _new_case_id(process_id: str) -> str:
+    prefix = "".join(part[0] for part in process_id.split("_"))[:4].upper()
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+__all__ = ["Engine", "CaseView", "LogNotifier", "Notifier", "run_in_process", "NotFound", "SvcflowError"]

@@ -1,0 +1,91 @@
+"""SLA clock arithmetic in business time: start, pause, resume, retarget, thresholds.
+
+A clock banks the business seconds consumed before each pause, so the instant of any
+threshold is `calendar.add(running_since, pct% of target - consumed)`. Only that next
+instant is stored (and indexed), which keeps the sweep's work proportional to what is due.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from engine.calendar import BusinessCalendar
+from engine.definition import EscalationLevel
+from engine.durations import parse_duration
+from engine.state import SlaClock
+
+BREACH_PCT = 100
+
+
+def target_seconds(text: str, calendar: BusinessCalendar) -> int:
+    return parse_duration(text).total_seconds(calendar.day_seconds)
+
+
+def thresholds(ladder: list[EscalationLevel]) -> list[int]:
+    """Percentages at which something happens; the breach at 100 % always counts."""
+    return sorted({level.at for level in ladder} | {BREACH_PCT})
+
+
+def elapsed(clock: SlaClock, now: datetime, calendar: BusinessCalendar) -> int:
+    """Business seconds consumed so far."""
+    if clock.running_since is None:
+        return clock.consumed
+    return clock.consumed + calendar.between(clock.running_since, now)
+
+
+def percent(clock: SlaClock, now: datetime, calendar: BusinessCalendar) -> float:
+    if clock.target <= 0:
+        return 100.0
+    return 100.0 * elapsed(clock, now, calendar) / clock.target
+
+
+def _instant_of(clock: SlaClock, pct: int, calendar: BusinessCalendar) -> datetime:
+    assert clock.running_since is not None
+    remaining = max(0, (clock.target * pct + 99) // 100 - clock.consumed)
+    return calendar.add(clock.running_since, remaining)
+
+
+def schedule(clock: SlaClock, ladder: list[EscalationLevel], calendar: BusinessCalendar) -> None:
+    """Recompute due_at and the next unfired threshold after any change to the clock."""
+    if clock.status != "running" or clock.running_since is None:
+        clock.next_at = None
+        clock.next_pct = None
+        return
+    clock.due_at = _instant_of(clock, BREACH_PCT, calendar)
+    pending = [pct for pct in thresholds(ladder) if pct not in clock.fired]
+    if not pending:
+        clock.next_at = None
+        clock.next_pct = None
+        return
+    clock.next_pct = pending[0]
+    clock.next_at = _instant_of(clock, pending[0], calendar)
+
+
+def pause(clock: SlaClock, now: datetime, calendar: BusinessCalendar) -> None:
+    if clock.status != "running" or clock.running_since is None:
+        return
+    clock.consumed += calendar.between(clock.running_since, now)
+    clock.running_since = None
+    clock.status = "paused"
+    clock.next_at = None
+    clock.next_pct = None
+
+
+def resume(clock: SlaClock, now: datetime, ladder: list[EscalationLevel], calendar: BusinessCalendar) -> None:
+    if clock.status != "paused":
+        return
+    clock.running_since = now
+    clock.status = "running"
+    schedule(clock, ladder, calendar)
+
+
+def stop(clock: SlaClock, now: datetime, calendar: BusinessCalendar, status: str) -> bool:
+    """End the clock ('met' or 'stopped'); returns whether the target was kept."""
+    if clock.running_since is not None:
+        clock.consumed += calendar.between(clock.running_since, now)
+    clock.running_since = None
+    clock.status = status
+    clock.ended_at = now
+    clock.next_at = None
+    clock.next_pct = None
+    return clock.consumed <= clock.target and not clock.breached

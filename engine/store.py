@@ -1,0 +1,360 @@
+"""The SQL store: definitions, cases, tasks, SLA clocks, escalations and the event log.
+
+Each transition is one transaction: the new state, its projections and its log entries are
+written together, guarded by the case row's version (optimistic locking), so two processes
+acting on the same case cannot both win. The log is append-only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import and_, delete, event, insert, select, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import StaticPool
+from sqlmodel import SQLModel, create_engine
+
+from engine.errors import ConcurrentModification, NotFound
+from engine.events import LogEntry
+from engine.loader import LoadedDefinition
+from engine.state import InstanceState, SlaClock, Task
+from engine.store_schema import (
+    SCHEMA_VERSION, CaseRow, DefinitionRow, EscalationRow, EventRow, SchemaMeta, SlaClockRow, TaskRow,
+)
+
+CASES = CaseRow.__table__  # type: ignore[attr-defined]
+TASKS = TaskRow.__table__  # type: ignore[attr-defined]
+CLOCKS = SlaClockRow.__table__  # type: ignore[attr-defined]
+ESCALATIONS = EscalationRow.__table__  # type: ignore[attr-defined]
+EVENTS = EventRow.__table__  # type: ignore[attr-defined]
+DEFINITIONS = DefinitionRow.__table__  # type: ignore[attr-defined]
+META = SchemaMeta.__table__  # type: ignore[attr-defined]
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """Aware -> naive UTC for storage."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the store")
+    return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def aware(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=timezone.utc) if value is not None else None
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    case_id: str
+    process_id: str
+    seq: int | None
+    at: datetime
+    type: str
+    node: str | None
+    data: dict[str, Any]
+
+
+# Each migration takes the schema from version N-1 to N; create_all makes new tables.
+MIGRATIONS: dict[int, Sequence[str]] = {}
+
+
+class Store:
+    """One database. SQLite file by default, PostgreSQL through SVCFLOW_DATABASE_URL."""
+
+    def __init__(self, url: str) -> None:
+        if url.startswith("postgresql://") or url.startswith("postgres://"):
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        self.url = url
+        kwargs: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            if url in ("sqlite://", "sqlite:///:memory:"):
+                kwargs["poolclass"] = StaticPool
+        else:
+            kwargs["pool_pre_ping"] = True
+        self.engine: Engine = create_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.migrate()
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def migrate(self) -> None:
+        """Create missing tables and apply pending migrations; safe to call on every start."""
+        SQLModel.metadata.create_all(self.engine, tables=[
+            META, DEFINITIONS, CASES, TASKS, CLOCKS, ESCALATIONS, EVENTS,
+        ])
+        with self.engine.begin() as conn:
+            row = conn.execute(select(META.c.version).where(META.c.id == 1)).first()
+            current = row[0] if row else 0
+            if current == 0:
+                conn.execute(insert(META).values(id=1, version=SCHEMA_VERSION))
+                return
+            if current > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"the database schema is version {current}, newer than this svcflow ({SCHEMA_VERSION}): upgrade svcflow"
+                )
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS.get(version, ()):
+                    conn.exec_driver_sql(statement)
+            conn.execute(update(META).where(META.c.id == 1).values(version=SCHEMA_VERSION))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    # -- definitions ------------------------------------------------------------------------------
+    def save_definition(self, loaded: LoadedDefinition, now: datetime) -> None:
+        with self.transaction() as conn:
+            exists = conn.execute(select(DEFINITIONS.c.hash).where(DEFINITIONS.c.hash == loaded.hash)).first()
+            if exists:
+                return
+            try:
+                conn.execute(insert(DEFINITIONS).values(
+                    hash=loaded.hash, process_id=loaded.definition.id, version=loaded.definition.version,
+                    file=loaded.source.file, source=loaded.source.text, loaded_at=utc(now),
+                ))
+            except IntegrityError:  # saved meanwhile by another process: same content, fine
+                pass
+
+    def definition_source(self, definition_hash: str) -> tuple[str, str]:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(DEFINITIONS.c.source, DEFINITIONS.c.file)
+                               .where(DEFINITIONS.c.hash == definition_hash)).first()
+        if row is None:
+            raise NotFound(f"definition version {definition_hash} is not in the store")
+        return row[0], row[1]
+
+    # -- cases -----------------------------------------------------------------------------------
+    def load_case(self, case_id: str, conn: Connection | None = None) -> tuple[InstanceState, int]:
+        query = select(CASES.c.state, CASES.c.version).where(CASES.c.id == case_id)
+        if conn is None:
+            with self.engine.connect() as own:
+                row = own.execute(query).first()
+        else:
+            row = conn.execute(query).first()
+        if row is None:
+            raise NotFound(f"no case with id '{case_id}'", hint="list cases with `svcflow cases`")
+        return InstanceState.from_json(row[0]), row[1]
+
+    def case_exists(self, case_id: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(select(CASES.c.id).where(CASES.c.id == case_id)).first() is not None
+
+    def write(self, old: InstanceState | None, new: InstanceState, log: list[LogEntry],
+              expected_version: int | None, now: datetime) -> int:
+        """Store one transition atomically; returns the new version. Raises ConcurrentModification."""
+        with self.transaction() as conn:
+            version = self._write_case(conn, old, new, expected_version, now)
+            self._write_projections(conn, old, new)
+            self._append(conn, new, log)
+        return version
+
+    def _write_case(self, conn: Connection, old: InstanceState | None, new: InstanceState,
+                    expected_version: int | None, now: datetime) -> int:
+        values = dict(
+            status=new.status, outcome=new.outcome, priority=new.priority, tier=new.tier,
+            escalation_level=new.escalation_level,
+            current_nodes=",".join(sorted({t.node for t in new.tokens.values()}))[:1000],
+            updated_at=utc(now), ended_at=utc(new.ended_at), next_due_at=utc(new.next_due_at()),
+            state=new.to_json(),
+        )
+        if expected_version is None:
+            try:
+                conn.execute(insert(CASES).values(
+                    id=new.case_id, process_id=new.process_id, definition_hash=new.definition_hash,
+                    parent_case=new.parent_case, created_at=utc(new.started_at), version=1, **values,
+                ))
+            except IntegrityError:
+                raise ConcurrentModification(f"case {new.case_id} already exists") from None
+            return 1
+        result = conn.execute(
+            update(CASES).where(and_(CASES.c.id == new.case_id, CASES.c.version == expected_version))
+            .values(version=expected_version + 1, **values)
+        )
+        if result.rowcount != 1:
+            raise ConcurrentModification(
+                f"case {new.case_id} was changed by someone else meanwhile; nothing was stored",
+                hint="reload the case and try again",
+            )
+        return expected_version + 1
+
+    def _write_projections(self, conn: Connection, old: InstanceState | None, new: InstanceState) -> None:
+        old_tasks = old.tasks if old else {}
+        changed_tasks = [t for k, t in new.tasks.items() if old_tasks.get(k) != t]
+        for task in changed_tasks:
+            row = _task_values(new, task)
+            if task.id in old_tasks:
+                conn.execute(update(TASKS).where(TASKS.c.id == task.id).values(**row))
+            else:
+                conn.execute(insert(TASKS).values(id=task.id, **row))
+        old_clocks = old.clocks if old else {}
+        for key, clock in new.clocks.items():
+            if old_clocks.get(key) == clock:
+                continue
+            row = _clock_values(clock)
+            if key in old_clocks:
+                conn.execute(update(CLOCKS).where(and_(CLOCKS.c.case_id == new.case_id, CLOCKS.c.clock_id == key))
+                             .values(**row))
+            else:
+                conn.execute(insert(CLOCKS).values(case_id=new.case_id, clock_id=key, **row))
+
+    def _append(self, conn: Connection, state: InstanceState, log: list[LogEntry]) -> None:
+        if not log:
+            return
+        rows = []
+        escalations = []
+        for entry in log:
+            rows.append(dict(case_id=state.case_id, process_id=state.process_id, seq=entry.seq, at=utc(entry.at),
+                             type=entry.type, node=entry.node, payload=_dumps(entry.data)))
+            if entry.type == "escalated":
+                actions = {k: entry.data[k] for k in ("notify", "reassign", "raise_priority", "route")
+                           if k in entry.data}
+                escalations.append(dict(case_id=state.case_id, clock_id=entry.data.get("clock", ""),
+                                        level=entry.data.get("level", 0), percent=entry.data.get("percent", 0),
+                                        kind=entry.data.get("kind", ""), node=entry.node, at=utc(entry.at),
+                                        actions=_dumps(actions)))
+        try:
+            conn.execute(insert(EVENTS), rows)
+        except IntegrityError:
+            raise ConcurrentModification(f"case {state.case_id}: its log moved on meanwhile; nothing was stored") \
+                from None
+        if escalations:
+            conn.execute(insert(ESCALATIONS), escalations)
+
+    def record_refusal(self, case_id: str, process_id: str, at: datetime, kind: str, node: str | None,
+                       data: dict[str, Any]) -> None:
+        """A refused action changes nothing but is recorded (who tried what, and why it was refused)."""
+        with self.transaction() as conn:
+            conn.execute(insert(EVENTS).values(case_id=case_id, process_id=process_id, seq=None, at=utc(at),
+                                               type=kind, node=node, payload=_dumps(data)))
+
+    # -- queries ---------------------------------------------------------------------------------
+    def due_cases(self, now: datetime, limit: int = 500) -> list[str]:
+        """Cases with a timer or SLA threshold due: an index range scan, cost ~ number due."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(CASES.c.id).where(and_(CASES.c.next_due_at.is_not(None), CASES.c.next_due_at <= utc(now)))
+                .order_by(CASES.c.next_due_at).limit(limit)
+            ).all()
+        return [r[0] for r in rows]
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(TASKS).where(TASKS.c.id == task_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"no task with id '{task_id}'", hint="list open tasks with `svcflow tasks`")
+        return _aware_row(row)
+
+    def tasks(self, *, role: str | None = None, status: str | None = "open", overdue_at: datetime | None = None,
+              case_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        query = select(TASKS)
+        if status:
+            query = query.where(TASKS.c.status == status)
+        if role:
+            query = query.where(TASKS.c.role == role)
+        if case_id:
+            query = query.where(TASKS.c.case_id == case_id)
+        if overdue_at is not None:
+            query = query.where(and_(TASKS.c.due_at.is_not(None), TASKS.c.due_at < utc(overdue_at)))
+        query = query.order_by(TASKS.c.due_at.is_(None), TASKS.c.due_at, TASKS.c.created_at).limit(limit)
+        with self.engine.connect() as conn:
+            return [_aware_row(r) for r in conn.execute(query).mappings().all()]
+
+    def cases(self, *, process_id: str | None = None, status: str | None = None, parent: str | None = None,
+              limit: int = 1000) -> list[dict[str, Any]]:
+        columns = [c for c in CASES.c if c.name != "state"]
+        query = select(*columns)
+        if process_id:
+            query = query.where(CASES.c.process_id == process_id)
+        if status:
+            query = query.where(CASES.c.status == status)
+        if parent:
+            query = query.where(CASES.c.parent_case == parent)
+        query = query.order_by(CASES.c.created_at, CASES.c.id).limit(limit)
+        with self.engine.connect() as conn:
+            return [_aware_row(r) for r in conn.execute(query).mappings().all()]
+
+    def clocks(self, case_id: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(CLOCKS).where(CLOCKS.c.case_id == case_id)
+                                .order_by(CLOCKS.c.started_at, CLOCKS.c.clock_id)).mappings().all()
+        return [_aware_row(r) for r in rows]
+
+    def escalations(self, case_id: str | None = None, since: datetime | None = None) -> list[dict[str, Any]]:
+        query = select(ESCALATIONS)
+        if case_id:
+            query = query.where(ESCALATIONS.c.case_id == case_id)
+        if since:
+            query = query.where(ESCALATIONS.c.at >= utc(since))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(ESCALATIONS.c.id)).mappings().all()
+        return [_aware_row(r) for r in rows]
+
+    def events(self, case_id: str | None = None, *, process_id: str | None = None, since: datetime | None = None,
+               until: datetime | None = None, types: Sequence[str] | None = None) -> list[StoredEvent]:
+        query = select(EVENTS.c.case_id, EVENTS.c.process_id, EVENTS.c.seq, EVENTS.c.at, EVENTS.c.type,
+                       EVENTS.c.node, EVENTS.c.payload)
+        if case_id:
+            query = query.where(EVENTS.c.case_id == case_id)
+        if process_id:
+            query = query.where(EVENTS.c.process_id == process_id)
+        if since:
+            query = query.where(EVENTS.c.at >= utc(since))
+        if until:
+            query = query.where(EVENTS.c.at < utc(until))
+        if types:
+            query = query.where(EVENTS.c.type.in_(list(types)))
+        query = query.order_by(EVENTS.c.id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [StoredEvent(r[0], r[1], r[2], aware(r[3]), r[4], r[5], json.loads(r[6])) for r in rows]  # type: ignore[arg-type]
+
+    def delete_everything(self) -> None:
+        """For tests and the demo's fresh start only."""
+        with self.transaction() as conn:
+            for table in (EVENTS, ESCALATIONS, CLOCKS, TASKS, CASES, DEFINITIONS):
+                conn.execute(delete(table))
+
+
+def _task_values(state: InstanceState, task: Task) -> dict[str, Any]:
+    return dict(case_id=state.case_id, process_id=state.process_id, node=task.node, role=task.role,
+                assignee=task.assignee, status=task.status, priority=task.priority,
+                escalation_level=task.escalation_level, created_at=utc(task.created_at), due_at=utc(task.due_at),
+                completed_at=utc(task.completed_at), completed_by=task.completed_by)
+
+
+def _clock_values(clock: SlaClock) -> dict[str, Any]:
+    return dict(scope=clock.scope, name=clock.name[:300], target=clock.target_text, started_at=utc(clock.started_at),
+                due_at=utc(clock.due_at), status=clock.status, breached=clock.breached,
+                consumed_seconds=clock.consumed, ended_at=utc(clock.ended_at))
+
+
+def _aware_row(row: Any) -> dict[str, Any]:
+    return {k: (aware(v) if isinstance(v, datetime) else v) for k, v in dict(row).items()}
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+

@@ -1,0 +1,121 @@
+"""The store's tables (SQLModel). The case row's `state` JSON is the source of truth; the
+other tables are projections written in the same transaction, for queries and reports.
+
+Times are stored as naive UTC: SQLite has no time zones and PostgreSQL columns stay simple.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+SCHEMA_VERSION = 1
+
+
+class SchemaMeta(SQLModel, table=True):
+    __tablename__ = "svcflow_schema"
+
+    id: int = Field(default=1, primary_key=True)
+    version: int
+
+
+class DefinitionRow(SQLModel, table=True):
+    """Every definition version a case ever ran on, by content hash: old cases keep theirs."""
+
+    __tablename__ = "definitions"
+
+    hash: str = Field(primary_key=True, max_length=64)
+    process_id: str = Field(index=True, max_length=100)
+    version: int
+    file: str = Field(max_length=500)
+    source: str = Field(sa_column=Column(Text, nullable=False))
+    loaded_at: datetime
+
+
+class CaseRow(SQLModel, table=True):
+    __tablename__ = "cases"
+    __table_args__ = (Index("ix_cases_due", "next_due_at"),)
+
+    id: str = Field(primary_key=True, max_length=100)
+    process_id: str = Field(index=True, max_length=100)
+    definition_hash: str = Field(max_length=64)
+    status: str = Field(index=True, max_length=20)
+    outcome: str | None = Field(default=None, max_length=100)
+    priority: str = Field(max_length=20)
+    tier: str | None = Field(default=None, max_length=50)
+    escalation_level: int = 0
+    current_nodes: str = Field(default="", max_length=1000)
+    parent_case: str | None = Field(default=None, index=True, max_length=100)
+    created_at: datetime = Field(index=True)
+    updated_at: datetime
+    ended_at: datetime | None = None
+    next_due_at: datetime | None = None
+    version: int = 1
+    state: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class TaskRow(SQLModel, table=True):
+    __tablename__ = "tasks"
+    __table_args__ = (Index("ix_tasks_open_role", "status", "role"), Index("ix_tasks_due", "status", "due_at"))
+
+    id: str = Field(primary_key=True, max_length=120)
+    case_id: str = Field(index=True, max_length=100)
+    process_id: str = Field(max_length=100)
+    node: str = Field(max_length=100)
+    role: str = Field(max_length=100)
+    assignee: str | None = Field(default=None, max_length=100)
+    status: str = Field(max_length=20)
+    priority: str = Field(max_length=20)
+    escalation_level: int = 0
+    created_at: datetime
+    due_at: datetime | None = None
+    completed_at: datetime | None = None
+    completed_by: str | None = Field(default=None, max_length=100)
+
+
+class SlaClockRow(SQLModel, table=True):
+    __tablename__ = "sla_clocks"
+
+    case_id: str = Field(primary_key=True, max_length=100)
+    clock_id: str = Field(primary_key=True, max_length=200)
+    scope: str = Field(max_length=10)
+    name: str = Field(max_length=300)
+    target: str = Field(max_length=30)
+    started_at: datetime
+    due_at: datetime | None = None
+    status: str = Field(max_length=20)
+    breached: bool = False
+    consumed_seconds: int = 0
+    ended_at: datetime | None = None
+
+
+class EscalationRow(SQLModel, table=True):
+    __tablename__ = "escalations"
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: str = Field(index=True, max_length=100)
+    clock_id: str = Field(max_length=200)
+    level: int
+    percent: int
+    kind: str = Field(max_length=20)
+    node: str | None = Field(default=None, max_length=100)
+    at: datetime = Field(index=True)
+    actions: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+
+
+class EventRow(SQLModel, table=True):
+    """The append-only log. `seq` is the case's own counter; refusals have none (no state change)."""
+
+    __tablename__ = "events"
+    __table_args__ = (UniqueConstraint("case_id", "seq", name="uq_events_case_seq"), Index("ix_events_at", "at"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: str = Field(index=True, max_length=100)
+    process_id: str = Field(index=True, max_length=100)
+    seq: int | None = None
+    at: datetime
+    type: str = Field(index=True, max_length=50)
+    node: str | None = Field(default=None, max_length=100)
+    payload: str = Field(default="{}", sa_column=Column(Text, nullable=False))

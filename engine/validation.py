@@ -1,0 +1,1122 @@
+"""Static checks of process definitions, run before anything is allowed to execute.
+
+The schema (pydantic) only knows the shape of one file; a definition can be well-formed and
+still unable to run: an edge pointing at a node that does not exist, a gateway whose
+conditions can all be false, a sub-process that calls its caller, a condition naming a field
+nobody writes. Those mistakes would otherwise surface weeks later in a running case, so the
+validator finds them up front and reports *all* of them at once, each with the file, the
+line, the node and a hint, so a designer can fix a definition in one pass.
+
+Every problem carries a stable ``code`` (see :data:`CODES`); tests, the CLI and editors key
+on it, never on the wording of the message.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import networkx as nx
+
+from engine.definition import (
+    AutoTask,
+    Edge,
+    EscalationLevel,
+    FieldSpec,
+    HumanTask,
+    MessageWait,
+    Policy,
+    ProcessDefinition,
+    SubProcess,
+    TimerWait,
+)
+from engine.errors import Problem
+from engine.graph import ProcessGraph
+from engine.handlers import HandlerRegistry
+from engine.library import DEFAULT_DIR, ProcessLibrary, definition_files
+from engine.loader import LoadedDefinition
+from engine.yaml_source import PathKey
+
+__all__ = ["CASE_FIELDS", "CODES", "fields_of", "validate_graph", "validate_library", "validate_paths"]
+
+CODES: Final[dict[str, str]] = {
+    "duplicate_id": "two nodes, edges, lanes, clocks, schedules or form fields share an id",
+    "unknown_node": "an edge or a case clock names a node that does not exist",
+    "start_count": "the process does not have exactly one start node",
+    "end_count": "the process has no end node",
+    "start_incoming": "an edge leads into the start node",
+    "end_outgoing": "a normal edge leaves an end node",
+    "outgoing_count": "a task, timer, message, sub-process or start node without exactly one outgoing edge",
+    "unreachable": "a node the start cannot reach",
+    "dead_end": "a node (or loop) from which no end can be reached",
+    "gateway_degree": "a gateway with the wrong number of incoming/outgoing edges (or a pointless one)",
+    "missing_condition": "an edge out of a branching exclusive/inclusive gateway without `when` or `default`",
+    "multiple_defaults": "more than one default edge out of a gateway",
+    "no_default": "a branching gateway whose conditions may all be false and which has no default edge",
+    "misplaced_condition": "`when` on an edge where it is never evaluated",
+    "misplaced_default": "`default` on an edge where it means nothing",
+    "unknown_choice": "a condition compares an enum/boolean field with a value it can never have",
+    "split_join_mismatch": "a parallel/inclusive split without its matching join, or a join without a split",
+    "unknown_role": "a lane, notify or reassign role that is not a lane of the definition",
+    "unknown_handler": "an automatic step names a handler that is not registered",
+    "unknown_process": "a sub-process names a process that is not in the library",
+    "call_cycle": "processes that call each other as sub-processes in a cycle",
+    "bad_expression": "a CEL expression that does not parse",
+    "unknown_field": "an expression (or input, or schedule data) names a field, step, parameter or case "
+    "property that does not exist",
+    "unknown_edge": "an escalation route that is not an escalation edge leaving the SLA's node",
+    "unknown_ladder": "an SLA names an escalation ladder that is not under `ladders`",
+    "bad_ladder": "escalation levels whose `at` percentages do not strictly increase",
+    "edge_needs_id": "an escalation edge without an id (routes name edges by id)",
+    "unused_escalation_edge": "an escalation edge that no escalation level routes along",
+    "bad_duration": "a duration that does not parse",
+    "bad_calendar": "the calendar settings cannot be compiled",
+    "bad_policy": "SLA policies that can never apply (an unconditional policy before others, or none)",
+    "id_mismatch": "the definition id differs from the file name",
+    "internal_error": "a check crashed; reported instead of a traceback (a bug in svcflow)",
+}
+
+CASE_FIELDS: Final[frozenset[str]] = frozenset({"id", "process_id", "priority", "tier", "started_at", "status"})
+GATEWAY_KINDS: Final[frozenset[str]] = frozenset({"exclusive", "parallel", "inclusive"})
+CONDITIONAL_GATEWAYS: Final[frozenset[str]] = frozenset({"exclusive", "inclusive"})
+SPLIT_JOIN_KINDS: Final[frozenset[str]] = frozenset({"parallel", "inclusive"})
+_ROOTS: Final[tuple[str, ...]] = ("data", "steps", "params", "case")
+_YAML_SUFFIXES: Final[frozenset[str]] = frozenset({".yaml", ".yml"})
+
+
+# ----------------------------------------------------------------------------------------------
+# Public API
+# ----------------------------------------------------------------------------------------------
+
+
+def validate_graph(
+    graph: ProcessGraph, library: ProcessLibrary | None, handlers: HandlerRegistry | None
+) -> list[Problem]:
+    """Every problem of one definition; sub-process checks need `library`, handler checks `handlers`.
+
+    Without a library (or handlers) those checks are skipped rather than failed, so a single
+    definition can be checked in isolation, e.g. in an editor.
+    """
+    return _sorted(_Checker(graph, library, handlers).run())
+
+
+def validate_library(library: ProcessLibrary, handlers: HandlerRegistry | None) -> list[Problem]:
+    """Every definition of the library, plus what only the whole library shows: call cycles."""
+    return _validate(list(library.latest.values()), library, handlers)
+
+
+def validate_paths(paths: Sequence[Path], handlers: HandlerRegistry | None) -> list[Problem]:
+    """What `svcflow validate PATH...` reports: load problems and validation problems together.
+
+    A designer validating one file of a library expects its sub-process references to
+    resolve, so for paths that name files, references are also looked up next to those files
+    and in the default library (process_defs/) — only to resolve them; the problems of the
+    definitions found there are not reported.
+    """
+    unique: list[Path] = []
+    seen: set[Path] = set()
+    for path in paths:
+        key = Path(path).resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(Path(path))
+    library, problems = ProcessLibrary.load(unique)
+    targets = list(library.latest.values())
+    files = [path for path in unique if not path.is_dir()]
+    resolver = library
+    if files:
+        directories: list[Path] = []
+        for directory in [*(path.parent for path in files), DEFAULT_DIR]:
+            if directory.is_dir() and directory.resolve() not in {d.resolve() for d in directories}:
+                directories.append(directory)
+        resolver = _resolve_references(targets, directories)
+    return _sorted([*problems, *_validate(targets, resolver, handlers)])
+
+
+def _unresolved(library: ProcessLibrary, loaded: LoadedDefinition) -> set[str]:
+    return {node.process for node in loaded.definition.nodes
+            if isinstance(node, SubProcess) and node.process not in library.latest}
+
+
+def _load_quietly(path: Path) -> LoadedDefinition | None:
+    """A neighbour that does not load only fails to resolve; its own problems are not ours to report."""
+    try:
+        found, _problems = ProcessLibrary.load([path])
+    except Exception:  # noqa: BLE001 - whatever is wrong with a neighbour, the target's problems come first
+        return None
+    return next(iter(found.latest.values()), None)
+
+
+def _resolve_references(targets: list[LoadedDefinition], directories: list[Path]) -> ProcessLibrary:
+    """The targets plus every process they (transitively) call that `directories` can supply.
+
+    Files are named after their process id, so a reference is first looked up as
+    `<dir>/<id>.yaml`; only when that fails are whole directories read (earlier ones win).
+    Loading just what is referenced keeps validating one file as fast as the file is small.
+    """
+    resolver = ProcessLibrary()
+    for loaded in targets:
+        resolver.add(loaded)
+    pending: set[str] = set()
+    for loaded in targets:
+        pending |= _unresolved(resolver, loaded)
+    tried: set[str] = set()
+    scanned = False
+    while pending:
+        process_id = pending.pop()
+        if process_id in tried or process_id in resolver.latest:
+            continue
+        tried.add(process_id)
+        found: LoadedDefinition | None = None
+        for directory in directories:
+            for suffix in (".yaml", ".yml"):
+                candidate = directory / f"{process_id}{suffix}"
+                if candidate.is_file():
+                    loaded = _load_quietly(candidate)
+                    if loaded is not None and loaded.definition.id == process_id:
+                        found = loaded
+                        break
+            if found is not None:
+                break
+        if found is None and not scanned:
+            scanned = True
+            for directory in directories:
+                for path in definition_files([directory]):
+                    loaded = _load_quietly(path)
+                    if loaded is not None and loaded.definition.id not in resolver.latest:
+                        resolver.add(loaded)
+                        pending |= _unresolved(resolver, loaded)
+            continue
+        if found is not None:
+            resolver.add(found)
+            pending |= _unresolved(resolver, found)
+    return resolver
+
+
+# ----------------------------------------------------------------------------------------------
+# Library level
+# ----------------------------------------------------------------------------------------------
+
+
+def _validate(
+    targets: list[LoadedDefinition], library: ProcessLibrary, handlers: HandlerRegistry | None
+) -> list[Problem]:
+    problems: list[Problem] = []
+    for loaded in targets:
+        try:
+            graph = library.graph_of(loaded)
+        except Exception as exc:  # noqa: BLE001 - compiling builds the calendar, which may refuse its config
+            problems.append(Problem(
+                f"the definition cannot be compiled: {exc}", file=loaded.source.file,
+                line=loaded.source.line_of(("calendar",)), hint="check the calendar settings", code="bad_calendar",
+            ))
+            continue
+        problems.extend(_Checker(graph, library, handlers).run())
+    problems.extend(_call_cycles(targets, library))
+    return _sorted(problems)
+
+
+def _call_cycles(targets: list[LoadedDefinition], library: ProcessLibrary) -> list[Problem]:
+    """Processes calling each other would start child cases forever; report each cycle once."""
+    calls = nx.DiGraph()
+    sites: dict[tuple[str, str], tuple[LoadedDefinition, int, str]] = {}
+    for process_id, loaded in library.latest.items():
+        calls.add_node(process_id)
+        for index, node in enumerate(loaded.definition.nodes):
+            if isinstance(node, SubProcess) and node.process in library.latest:
+                calls.add_edge(process_id, node.process)
+                sites.setdefault((process_id, node.process), (loaded, index, node.id))
+    target_ids = {loaded.definition.id for loaded in targets}
+    problems: list[Problem] = []
+    for cycle in nx.simple_cycles(calls):
+        if not target_ids.intersection(cycle):
+            continue
+        # start at the smallest validated id, so the report is stable and lands in a validated file
+        first = cycle.index(min(pid for pid in cycle if pid in target_ids))
+        ordered = cycle[first:] + cycle[:first]
+        caller, callee = ordered[0], ordered[1 % len(ordered)]
+        loaded, index, node_id = sites[(caller, callee)]
+        chain = " → ".join([*ordered, ordered[0]])
+        problems.append(Problem(
+            f"sub-process call cycle: {chain}; a case would start child cases without end",
+            file=loaded.source.file,
+            line=loaded.source.line_of(("nodes", index, "process")),
+            node=node_id,
+            hint=("a process cannot run itself as a sub-process: loop back with an edge instead"
+                  if len(ordered) == 1 else
+                  f"break the cycle: one of {', '.join(sorted(ordered))} must not call the next"),
+            code="call_cycle",
+        ))
+    return problems
+
+
+def _sorted(problems: list[Problem]) -> list[Problem]:
+    return sorted(problems, key=lambda p: (p.file or "", p.line or 0))
+
+
+# ----------------------------------------------------------------------------------------------
+# Conditions that can be proven to cover every case
+# ----------------------------------------------------------------------------------------------
+
+_LITERAL = r'(?:"[^"\\]*"|\'[^\'\\]*\'|true|false|-?\d+(?:\.\d+)?)'
+_FIELD_REF = r"data\.([a-z_][a-z0-9_]*)"
+_EQ_LEFT = re.compile(rf"^{_FIELD_REF}\s*(==|!=)\s*({_LITERAL})$")
+_EQ_RIGHT = re.compile(rf"^({_LITERAL})\s*(==|!=)\s*{_FIELD_REF}$")
+_IN_LIST = re.compile(rf"^{_FIELD_REF}\s+in\s+\[\s*((?:{_LITERAL}\s*,\s*)*{_LITERAL})?\s*,?\s*\]$")
+_BARE = re.compile(rf"^(!?)\s*{_FIELD_REF}$")
+_LITERAL_ITEM = re.compile(_LITERAL)
+
+Value = tuple[str, Any]  # ("str", "gold"), ("bool", True), ("num", 3.0): keeps True and 1 apart
+
+
+@dataclass(frozen=True)
+class _Atom:
+    """`data.f == v`, `data.f in [..]`, `data.f`, `!data.f` (negated = the complement)."""
+
+    field: str
+    values: frozenset[Value]
+    negated: bool
+
+
+def _literal(text: str) -> Value:
+    if text[:1] in {'"', "'"}:
+        return ("str", text[1:-1])
+    if text in {"true", "false"}:
+        return ("bool", text == "true")
+    return ("num", float(text))
+
+
+def _split_top_level(text: str, operator: str) -> list[str]:
+    """Split on `operator` outside quotes and brackets; CEL's || is the only disjunction."""
+    parts: list[str] = []
+    depth = 0
+    quote: str | None = None
+    start = 0
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if quote:
+            if char == "\\":
+                i += 2
+                continue
+            if char == quote:
+                quote = None
+        elif char in {'"', "'"}:
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif depth == 0 and text.startswith(operator, i):
+            parts.append(text[start:i])
+            i += len(operator)
+            start = i
+            continue
+        i += 1
+    parts.append(text[start:])
+    return [part.strip() for part in parts]
+
+
+def _strip_parens(text: str) -> str:
+    """`(a || b)` -> `a || b`, but `(a) || (b)` stays: the outer pair must enclose everything."""
+    text = text.strip()
+    while text.startswith("(") and text.endswith(")"):
+        depth = 0
+        quote: str | None = None
+        encloses = True
+        for i, char in enumerate(text):
+            if quote:
+                if char == quote:
+                    quote = None
+            elif char in {'"', "'"}:
+                quote = char
+            elif char == "(":
+                depth += 1
+            elif char == ")":
+                depth -= 1
+                if depth == 0 and i < len(text) - 1:
+                    encloses = False
+                    break
+        if not encloses or depth != 0:
+            break
+        text = text[1:-1].strip()
+    return text
+
+
+def _atoms(condition: str) -> list[_Atom] | None:
+    """The disjuncts of a condition if each is a simple test of one data field, else None."""
+    atoms: list[_Atom] = []
+    for disjunct in _split_top_level(_strip_parens(condition), "||"):
+        text = _strip_parens(disjunct)
+        if match := _EQ_LEFT.match(text):
+            name, operator, literal = match.groups()
+        elif match := _EQ_RIGHT.match(text):
+            literal, operator, name = match.groups()
+        elif match := _IN_LIST.match(text):
+            name, items = match.groups()
+            values = frozenset(_literal(item) for item in _LITERAL_ITEM.findall(items or ""))
+            atoms.append(_Atom(name, values, negated=False))
+            continue
+        elif match := _BARE.match(text):
+            bang, name = match.groups()
+            atoms.append(_Atom(name, frozenset({("bool", True)}), negated=bool(bang)))
+            continue
+        else:
+            return None
+        atoms.append(_Atom(name, frozenset({_literal(literal)}), negated=operator == "!="))
+    return atoms
+
+
+def _domain(spec: FieldSpec | None) -> frozenset[Value] | None:
+    if spec is None:
+        return None
+    if spec.type == "enum" and spec.choices:
+        return frozenset(("str", choice) for choice in spec.choices)
+    if spec.type == "boolean":
+        return frozenset({("bool", True), ("bool", False)})
+    return None
+
+
+def _conditions_complete(conditions: list[str], fields: Mapping[str, FieldSpec | None]) -> bool:
+    """True when the conditions test one enum/boolean field and together cover all its values.
+
+    Deliberately narrow: anything beyond `==`, `!=`, `in` and `||` over one field is not
+    proven, and the designer is asked for a default edge instead.
+    """
+    field_name: str | None = None
+    covered: set[Value] = set()
+    atoms: list[_Atom] = []
+    for condition in conditions:
+        parsed = _atoms(condition)
+        if parsed is None:
+            return False
+        atoms.extend(parsed)
+    for atom in atoms:
+        if field_name is None:
+            field_name = atom.field
+        elif atom.field != field_name:
+            return False
+    if field_name is None:
+        return False
+    domain = _domain(fields.get(field_name))
+    if domain is None:
+        return False
+    for atom in atoms:
+        covered |= (domain - atom.values) if atom.negated else (atom.values & domain)
+    return covered >= domain
+
+
+def _closest(name: str, candidates: Iterable[str]) -> str | None:
+    matches = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def _did_you_mean(name: str, candidates: Iterable[str], otherwise: str) -> str:
+    closest = _closest(name, candidates)
+    return f"did you mean '{closest}'?" if closest else otherwise
+
+
+def _listing(names: Iterable[str]) -> str:
+    ordered = sorted(set(names))
+    return ", ".join(ordered) if ordered else "none"
+
+
+# ----------------------------------------------------------------------------------------------
+# One definition
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """What an expression may name where it is evaluated; None = not known, so not checked.
+
+    Most expressions see their own case (`case_scope` in the interpreter). Sub-process
+    outputs are the exception: they see the finished child's data and `case.outcome` only.
+    """
+
+    where: str
+    data: Mapping[str, FieldSpec | None] | None
+    steps: frozenset[str]
+    params: frozenset[str]
+    case: frozenset[str] = CASE_FIELDS
+    note: str | None = None
+
+
+def fields_of(definition: ProcessDefinition) -> dict[str, FieldSpec | None]:
+    """Every case-data field a definition declares or writes, with its spec when it has one.
+
+    Declared case data wins over form fields and outputs of the same name, because the
+    declaration is what the designer states the field to be.
+    """
+    fields: dict[str, FieldSpec | None] = dict(definition.data)
+    for node in definition.nodes:
+        if isinstance(node, HumanTask):
+            for form_field in node.form:
+                fields.setdefault(form_field.id, form_field)
+        elif isinstance(node, AutoTask):
+            for name, spec in node.outputs.items():
+                fields.setdefault(name, spec)
+        elif isinstance(node, MessageWait):
+            for name, spec in node.fields.items():
+                fields.setdefault(name, spec)
+        elif isinstance(node, SubProcess):
+            for name in node.outputs:
+                fields.setdefault(name, None)
+        for name in node.compute:
+            fields.setdefault(name, None)
+    return fields
+
+
+def _scope_of(definition: ProcessDefinition) -> _Scope:
+    return _Scope(
+        where=f"'{definition.id}'",
+        data=fields_of(definition),
+        steps=frozenset(node.id for node in definition.nodes),
+        params=frozenset(definition.parameters),
+    )
+
+
+def _child_output_scope(process_id: str, child: ProcessDefinition | None) -> _Scope:
+    """Mirrors the interpreter's child scope: the child's data, no steps, no params, case.outcome."""
+    return _Scope(
+        where=f"the sub-process '{process_id}'",
+        data=fields_of(child) if child is not None else None,
+        steps=frozenset(),
+        params=frozenset(),
+        case=frozenset({"outcome"}),
+        note="sub-process outputs are read from the finished child: its data and case.outcome only",
+    )
+
+
+@dataclass(frozen=True)
+class _LadderUse:
+    """An escalation spec attached to a human task's SLA (owner = node) or a case clock."""
+
+    escalation: str | list[EscalationLevel]
+    path: PathKey
+    owner: str | None
+    node: str | None
+    label: str
+
+
+class _Checker:
+    """All checks of one compiled definition; each appends to `problems` and never raises."""
+
+    def __init__(
+        self, graph: ProcessGraph, library: ProcessLibrary | None, handlers: HandlerRegistry | None
+    ) -> None:
+        self.graph = graph
+        self.library = library
+        self.handlers = handlers
+        self.loaded = graph.loaded
+        self.definition = graph.definition
+        self.file = self.loaded.source.file
+        self.problems: list[Problem] = []
+        self.node_index = {id(node): index for index, node in enumerate(self.definition.nodes)}
+        self.edge_index = {id(edge): index for index, edge in enumerate(self.definition.edges)}
+        self.fields = fields_of(self.definition)
+        self.scope = _scope_of(self.definition)
+        self.bad_degree: set[str] = set()
+        self.reached: set[str] | None = None
+        self.stuck: set[str] = set()
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def run(self) -> list[Problem]:
+        checks = [
+            self.check_file_name, self.check_duplicate_ids, self.check_edge_endpoints, self.check_start_end,
+            self.check_outgoing, self.check_gateways, self.check_edge_flags, self.check_reachability,
+            self.check_split_joins, self.check_roles, self.check_handlers, self.check_subprocesses,
+            self.check_escalations, self.check_policies_and_durations, self.check_clocks,
+            self.check_expressions, self.check_schedules,
+        ]
+        for check in checks:
+            try:
+                check()
+            except Exception as exc:  # noqa: BLE001 - a bug in one check must not hide the others
+                self.add("internal_error", f"the check {check.__name__} failed: {exc!r}", None,
+                         hint="this is a bug in svcflow; please report it with the definition")
+        return self.problems
+
+    def add(self, code: str, message: str, path: PathKey | None, *, node: str | None = None,
+            hint: str | None = None) -> None:
+        line = self.loaded.source.line_of(path) if path is not None else None
+        self.problems.append(Problem(message, file=self.file, line=line, node=node, hint=hint, code=code))
+
+    def node_path(self, node_id: str, *rest: str | int) -> PathKey | None:
+        node = self.graph.nodes.get(node_id)
+        if node is None or id(node) not in self.node_index:
+            return None
+        return ("nodes", self.node_index[id(node)], *rest)
+
+    def edge_path(self, edge: Edge, *rest: str | int) -> PathKey:
+        return ("edges", self.edge_index.get(id(edge), -1), *rest)
+
+    def kind(self, node_id: str) -> str | None:
+        node = self.graph.nodes.get(node_id)
+        return None if node is None else str(getattr(node, "kind", ""))
+
+    def ordered_ids(self) -> list[str]:
+        """Node ids in file order (first occurrence), so reports read top to bottom."""
+        return list(dict.fromkeys(node.id for node in self.definition.nodes))
+
+    # -- identity ---------------------------------------------------------------------------
+
+    def check_file_name(self) -> None:
+        path = Path(self.file)
+        if path.suffix not in _YAML_SUFFIXES or path.stem == self.definition.id:
+            return
+        if re.fullmatch(r"[a-z][a-z0-9_]*", path.stem):
+            hint = f"rename the file to {self.definition.id}{path.suffix} or change the id to '{path.stem}'"
+        else:
+            hint = f"rename the file to {self.definition.id}{path.suffix}"
+        self.add("id_mismatch", f"the id '{self.definition.id}' does not match the file name '{path.name}'",
+                 ("id",), hint=hint)
+
+    def check_duplicate_ids(self) -> None:
+        self._duplicates("node", [(node.id, ("nodes", i)) for i, node in enumerate(self.definition.nodes)],
+                         node_of_item=True)
+        self._duplicates("edge", [(edge.id, ("edges", i)) for i, edge in enumerate(self.definition.edges)
+                                  if edge.id is not None])
+        self._duplicates("lane", [(lane.id, ("lanes", i)) for i, lane in enumerate(self.definition.lanes)])
+        self._duplicates("clock", [(clock.id, ("clocks", i)) for i, clock in enumerate(self.definition.clocks)])
+        self._duplicates("schedule", [(s.id, ("schedules", i)) for i, s in enumerate(self.definition.schedules)])
+        for index, node in enumerate(self.definition.nodes):
+            if isinstance(node, HumanTask):
+                self._duplicates("form field", [(f.id, ("nodes", index, "form", j)) for j, f in enumerate(node.form)],
+                                 owner=node.id)
+
+    def _duplicates(self, what: str, items: list[tuple[str, PathKey]], *, node_of_item: bool = False,
+                    owner: str | None = None) -> None:
+        first: dict[str, PathKey] = {}
+        for item_id, path in items:
+            if item_id not in first:
+                first[item_id] = path
+                continue
+            earlier = self.loaded.source.line_of(first[item_id])
+            self.add("duplicate_id", f"duplicate {what} id '{item_id}' (first defined at line {earlier})", path,
+                     node=item_id if node_of_item else owner,
+                     hint=f"give each {what} its own id, e.g. '{item_id}_2'")
+
+    # -- structure --------------------------------------------------------------------------
+
+    def check_edge_endpoints(self) -> None:
+        node_ids = list(self.graph.nodes)
+        for index, edge in enumerate(self.definition.edges):
+            for attribute, key, role in (("source", "from", "comes from"), ("target", "to", "leads to")):
+                ref = getattr(edge, attribute)
+                if ref in self.graph.nodes:
+                    continue
+                self.add("unknown_node", f"edge {edge.key} {role} unknown node '{ref}'", ("edges", index, key),
+                         node=edge.source,
+                         hint=_did_you_mean(ref, node_ids, f"known nodes: {_listing(node_ids)}"))
+
+    def check_start_end(self) -> None:
+        starts = [(i, n) for i, n in enumerate(self.definition.nodes) if n.kind == "start"]  # type: ignore[attr-defined]
+        if not starts:
+            self.add("start_count", "the process has no start node", ("nodes",),
+                     hint="add a node with kind: start and an edge from it to the first step")
+        for index, node in starts[1:]:
+            self.add("start_count",
+                     f"the process has {len(starts)} start nodes (first: '{starts[0][1].id}'); exactly one is allowed",
+                     ("nodes", index), node=node.id,
+                     hint="keep one start; lead the others' steps from it through a gateway")
+        if not any(n.kind == "end" for n in self.definition.nodes):  # type: ignore[attr-defined]
+            self.add("end_count", "the process has no end node", ("nodes",),
+                     hint="add a node with kind: end and lead the last step to it")
+        for node_id in self.ordered_ids():
+            kind = self.kind(node_id)
+            if kind == "start":
+                for edge in self.graph.incoming.get(node_id, []):
+                    self.add("start_incoming", f"edge {edge.key} leads into the start node '{node_id}'",
+                             self.edge_path(edge, "to"), node=node_id,
+                             hint="a case starts only once: point the edge at the first step after the start")
+            elif kind == "end":
+                for edge in self.graph.outgoing.get(node_id, []):
+                    self.add("end_outgoing", f"edge {edge.key} leaves the end node '{node_id}'",
+                             self.edge_path(edge, "from"), node=node_id,
+                             hint="an end finishes the case: remove the edge or make the node a task")
+
+    def check_outgoing(self) -> None:
+        for node_id in self.ordered_ids():
+            kind = self.kind(node_id)
+            if kind in GATEWAY_KINDS or kind == "end":
+                continue
+            outgoing = self.graph.outgoing.get(node_id, [])
+            if len(outgoing) == 1:
+                continue
+            if not outgoing:
+                message = f"the {kind} node '{node_id}' has no outgoing edge"
+                hint = f"add an edge from {node_id} to the next step (or to an end)"
+            else:
+                targets = ", ".join(edge.target for edge in outgoing)
+                message = f"the {kind} node '{node_id}' has {len(outgoing)} outgoing edges ({targets}); only gateways branch"
+                hint = (f"lead {node_id} to one exclusive gateway (conditions) or parallel gateway (all branches) "
+                        "and branch there")
+            self.bad_degree.add(node_id)
+            self.add("outgoing_count", message, self.node_path(node_id), node=node_id, hint=hint)
+
+    def check_gateways(self) -> None:
+        for node_id in self.ordered_ids():
+            kind = self.kind(node_id)
+            if kind not in GATEWAY_KINDS:
+                continue
+            n_in = len(self.graph.incoming.get(node_id, []))
+            n_out = len(self.graph.outgoing.get(node_id, []))
+            message: str | None = None
+            hint: str | None = None
+            if n_out == 0:
+                message = f"the {kind} gateway '{node_id}' has no outgoing edge"
+                hint = "add the edges it branches into, or remove the gateway"
+            elif n_in == 1 and n_out == 1:
+                source = self.graph.incoming[node_id][0].source
+                target = self.graph.outgoing[node_id][0].target
+                message = f"the {kind} gateway '{node_id}' has one incoming and one outgoing edge: it does nothing"
+                hint = f"remove it and connect {source} to {target} directly"
+            elif kind in SPLIT_JOIN_KINDS and n_in > 0 and not (
+                (n_in == 1 and n_out >= 2) or (n_in >= 2 and n_out == 1)
+            ):
+                message = (f"the {kind} gateway '{node_id}' has {n_in} incoming and {n_out} outgoing edges; it must be "
+                           "a split (one in, several out) or a join (several in, one out)")
+                hint = "use two gateways: a join followed by a split"
+            if message is not None:
+                self.bad_degree.add(node_id)
+                self.add("gateway_degree", message, self.node_path(node_id), node=node_id, hint=hint)
+
+    def check_edge_flags(self) -> None:
+        """`when` and `default` mean something only on edges out of a branching exclusive/inclusive gateway."""
+        branching: set[str] = set()
+        for node_id in self.ordered_ids():
+            if self.kind(node_id) in CONDITIONAL_GATEWAYS and len(self.graph.outgoing.get(node_id, [])) >= 2:
+                branching.add(node_id)
+                self._check_branches(node_id)
+        for index, edge in enumerate(self.definition.edges):
+            if edge.kind == "normal" and edge.source in branching:
+                continue
+            kind = self.kind(edge.source)
+            if kind is None:
+                continue  # unknown_node already reports the edge
+            if edge.kind == "escalation":
+                where = "an escalation edge (it is taken only by an escalation level's route)"
+            elif kind in CONDITIONAL_GATEWAYS:
+                where = f"the only edge out of gateway '{edge.source}' (a false condition would stall the case)"
+            elif kind == "parallel":
+                where = f"an edge out of the parallel gateway '{edge.source}' (every branch is taken)"
+            else:
+                where = f"an edge out of the {kind} node '{edge.source}' (only gateways branch)"
+            if edge.when is not None:
+                self.add("misplaced_condition", f"edge {edge.key} has a condition but is {where}",
+                         ("edges", index, "when"), node=edge.source,
+                         hint="remove `when`, or branch through an exclusive gateway")
+            if edge.default:
+                self.add("misplaced_default", f"edge {edge.key} is marked default but is {where}",
+                         ("edges", index, "default"), node=edge.source,
+                         hint="remove `default: true`")
+
+    def _check_branches(self, node_id: str) -> None:
+        edges = self.graph.outgoing[node_id]
+        defaults = [edge for edge in edges if edge.default]
+        for extra in defaults[1:]:
+            self.add("multiple_defaults",
+                     f"gateway '{node_id}' has {len(defaults)} default edges ({', '.join(e.key for e in defaults)})",
+                     self.edge_path(extra, "default"), node=node_id, hint="keep `default: true` on one edge only")
+        missing = False
+        for edge in edges:
+            if edge.default and edge.when is not None:
+                self.add("misplaced_condition",
+                         f"the default edge {edge.key} of gateway '{node_id}' also has a condition",
+                         self.edge_path(edge, "when"), node=node_id,
+                         hint="the default is taken when no other condition holds: remove its `when`")
+            elif not edge.default and edge.when is None:
+                missing = True
+                self.add("missing_condition",
+                         f"edge {edge.key} out of the {self.kind(node_id)} gateway '{node_id}' has no condition",
+                         self.edge_path(edge), node=node_id,
+                         hint="add `when: <CEL condition>`, or mark it `default: true`")
+        if defaults or missing:
+            return
+        conditions = [edge.when for edge in edges if edge.when is not None]
+        if not _conditions_complete(conditions, self.fields):
+            self.add("no_default",
+                     f"gateway '{node_id}' has no default edge and its conditions may all be false",
+                     self.node_path(node_id), node=node_id,
+                     hint="mark one outgoing edge `default: true`, or test one enum/boolean field with == / in "
+                          "so that every value is covered (e.g. data.accepted == true / data.accepted == false)")
+
+    def check_reachability(self) -> None:
+        digraph = self.graph.digraph
+        starts = [node_id for node_id in self.graph.nodes if self.kind(node_id) == "start"]
+        if starts:
+            reached: set[str] = set()
+            for start in starts:
+                reached |= nx.descendants(digraph, start) | {start}
+            self.reached = reached
+            for node_id in self.ordered_ids():
+                if node_id not in reached:
+                    self.add("unreachable", f"node '{node_id}' cannot be reached from the start",
+                             self.node_path(node_id), node=node_id,
+                             hint=f"add an edge into {node_id} from a step before it, or remove it")
+        ends = [node_id for node_id in self.graph.nodes if self.kind(node_id) == "end"]
+        if not ends:
+            return  # end_count says it
+        # an escalation is an exception, not a way out: the normal flow must always be able to finish
+        normal = nx.DiGraph()
+        normal.add_nodes_from(digraph.nodes)
+        normal.add_edges_from((u, v) for u, v, escalation in digraph.edges(data="escalation") if not escalation)
+        can_finish: set[str] = set(ends)
+        for end in ends:
+            can_finish |= nx.ancestors(normal, end)
+        stuck = {node_id for node_id in self.graph.nodes if node_id not in can_finish}
+        self.stuck = stuck
+        relevant = stuck if self.reached is None else stuck & self.reached
+        order = {node_id: i for i, node_id in enumerate(self.ordered_ids())}
+        condensed = nx.condensation(normal.subgraph(stuck))
+        for component in condensed.nodes:
+            if condensed.out_degree(component) != 0:
+                continue  # it leads into another stuck region; report only where the trap is
+            members = sorted(condensed.nodes[component]["members"], key=lambda n: order.get(n, 0))
+            if not relevant.intersection(members):
+                continue
+            outgoing = [edge for member in members for edge in self.graph.outgoing.get(member, [])]
+            if any(edge.target not in self.graph.nodes for edge in outgoing):
+                continue  # unknown_node already points at the broken edge
+            if len(members) == 1 and not outgoing:
+                continue  # outgoing_count / gateway_degree already says it has no way out
+            first = members[0]
+            if len(members) == 1:
+                message = f"no end can be reached from node '{first}': it loops back to itself"
+            else:
+                message = (f"no end can be reached from node '{first}': the loop {', '.join(members)} "
+                           "has no way out")
+            self.add("dead_end", message, self.node_path(first), node=first,
+                     hint="add an exit from the loop (e.g. a gateway edge to the next step or to an end)")
+
+    def check_split_joins(self) -> None:
+        pairs = self.graph.split_joins
+        for node_id in self.ordered_ids():
+            if node_id in self.bad_degree or node_id in self.stuck:
+                continue
+            kind = self.kind(node_id)
+            if node_id in pairs and pairs[node_id] is None:
+                self.add("split_join_mismatch",
+                         f"the branches of the {kind} split '{node_id}' do not meet again at a {kind} join",
+                         self.node_path(node_id), node=node_id,
+                         hint=f"lead every branch of {node_id} into one {kind} gateway before the process goes on")
+            elif self.graph.is_join(node_id) and node_id not in self.graph.join_split:
+                self.add("split_join_mismatch",
+                         f"the {kind} join '{node_id}' has no matching {kind} split: it would wait for branches "
+                         "that never all arrive",
+                         self.node_path(node_id), node=node_id,
+                         hint=f"start its branches at one {kind} split, or use an exclusive gateway to merge")
+
+    # -- references -------------------------------------------------------------------------
+
+    def check_roles(self) -> None:
+        lanes = self.definition.lane_ids()
+        for index, node in enumerate(self.definition.nodes):
+            lane = getattr(node, "lane", None)
+            if lane is not None and lane not in lanes:
+                self._unknown_role(lane, ("nodes", index, "lane"), node.id, "lane")
+        for levels, path, node_id in self._all_ladders():
+            for j, level in enumerate(levels):
+                for k, role in enumerate(level.notify):
+                    if role not in lanes:
+                        self._unknown_role(role, (*path, j, "notify", k), node_id, "notify role")
+                if level.reassign is not None and level.reassign not in lanes:
+                    self._unknown_role(level.reassign, (*path, j, "reassign"), node_id, "reassign role")
+
+    def _unknown_role(self, role: str, path: PathKey, node_id: str | None, what: str) -> None:
+        lanes = self.definition.lane_ids()
+        self.add("unknown_role", f"{what} '{role}' is not a lane of this process", path, node=node_id,
+                 hint=_did_you_mean(role, lanes, f"declare it under lanes: (known: {_listing(lanes)})"))
+
+    def _all_ladders(self) -> Iterator[tuple[list[EscalationLevel], PathKey, str | None]]:
+        """Each inline or named ladder once, with the path of its level list."""
+        for name, levels in self.definition.ladders.items():
+            yield levels, ("ladders", name), None
+        for use in self._ladder_uses():
+            if not isinstance(use.escalation, str):
+                yield use.escalation, use.path, use.node
+
+    def _ladder_uses(self) -> list[_LadderUse]:
+        uses: list[_LadderUse] = []
+        for index, node in enumerate(self.definition.nodes):
+            if isinstance(node, HumanTask) and node.sla is not None:
+                uses.append(_LadderUse(node.sla.escalation, ("nodes", index, "sla", "escalation"), node.id, node.id,
+                                       f"the SLA of '{node.id}'"))
+        for index, clock in enumerate(self.definition.clocks):
+            uses.append(_LadderUse(clock.escalation, ("clocks", index, "escalation"), None, None,
+                                   f"the case clock '{clock.id}'"))
+        return uses
+
+    def check_handlers(self) -> None:
+        if self.handlers is None:
+            return
+        names = self.handlers.names()
+        for index, node in enumerate(self.definition.nodes):
+            if isinstance(node, AutoTask) and node.handler not in self.handlers:
+                self.add("unknown_handler", f"no handler named '{node.handler}' is registered",
+                         ("nodes", index, "handler"), node=node.id,
+                         hint=_did_you_mean(node.handler, names,
+                                            f"register it in engine/builtin_handlers.py (registered: {_listing(names)})"))
+
+    def check_subprocesses(self) -> None:
+        if self.library is None:
+            return
+        known = self.library.process_ids()
+        for index, node in enumerate(self.definition.nodes):
+            if isinstance(node, SubProcess) and node.process not in self.library.latest:
+                self.add("unknown_process", f"sub-process '{node.process}' is not a process of the library",
+                         ("nodes", index, "process"), node=node.id,
+                         hint=_did_you_mean(node.process, known,
+                                            f"add process_defs/{node.process}.yaml (known: {_listing(known)})"))
+
+    # -- SLAs and escalation ----------------------------------------------------------------
+
+    def check_escalations(self) -> None:
+        routes: set[str] = set()
+        for name, levels in self.definition.ladders.items():
+            self._check_order(levels, ("ladders", name), None)
+            for j, level in enumerate(levels):
+                if level.route is not None:
+                    routes.add(level.route)
+                    self._check_route(level.route, ("ladders", name, j, "route"), None, None,
+                                      f"the ladder '{name}'")
+        for use in self._ladder_uses():
+            if isinstance(use.escalation, str):
+                if use.escalation not in self.definition.ladders:
+                    known = list(self.definition.ladders)
+                    self.add("unknown_ladder", f"{use.label} uses the escalation ladder '{use.escalation}', "
+                             "which is not defined", use.path, node=use.node,
+                             hint=_did_you_mean(use.escalation, known,
+                                                f"define it under ladders: (known: {_listing(known)})"))
+                    continue
+                # a named ladder's routes must also fit each SLA that uses it
+                for j, level in enumerate(self.definition.ladders[use.escalation]):
+                    if level.route is not None and use.owner is not None:
+                        self._check_route(level.route, ("ladders", use.escalation, j, "route"), use.owner,
+                                          use.node, use.label, existence_checked=True)
+                continue
+            self._check_order(use.escalation, use.path, use.node)
+            for j, level in enumerate(use.escalation):
+                if level.route is not None:
+                    routes.add(level.route)
+                    self._check_route(level.route, (*use.path, j, "route"), use.owner, use.node, use.label)
+        for index, edge in enumerate(self.definition.edges):
+            if edge.kind != "escalation":
+                continue
+            if edge.id is None:
+                self.add("edge_needs_id", f"the escalation edge {edge.key} has no id", ("edges", index),
+                         node=edge.source,
+                         hint=f"add `id: escalate_{edge.source}` and name it in an escalation level's `route`")
+            elif edge.id not in routes:
+                self.add("unused_escalation_edge",
+                         f"no escalation level routes along the escalation edge '{edge.id}'; it is never taken",
+                         ("edges", index), node=edge.source,
+                         hint=f"add `route: {edge.id}` to a level of the SLA's escalation, or remove the edge")
+
+    def _check_order(self, levels: list[EscalationLevel], path: PathKey, node_id: str | None) -> None:
+        for j in range(1, len(levels)):
+            if levels[j].at <= levels[j - 1].at:
+                self.add("bad_ladder", f"escalation level at {levels[j].at}% comes after the level at "
+                         f"{levels[j - 1].at}%; levels must strictly increase", (*path, j, "at"), node=node_id,
+                         hint="order the levels by `at`, e.g. 50, 75, 100, 150, 200, without repeats")
+
+    def _check_route(self, route: str, path: PathKey, owner: str | None, node_id: str | None, label: str,
+                     *, existence_checked: bool = False) -> None:
+        edge = self.graph.escalation_edges.get(route)
+        if edge is None:
+            if existence_checked:
+                return
+            normal_ids = {e.id for e in self.definition.edges if e.kind == "normal" and e.id}
+            escalation_ids = [e.id for e in self.graph.escalation_edges.values() if e.id]
+            if route in normal_ids:
+                self.add("unknown_edge", f"{label} routes along '{route}', which is a normal edge", path,
+                         node=node_id, hint=f"mark edge {route} `kind: escalation`, or route along an escalation edge")
+            else:
+                self.add("unknown_edge", f"{label} routes along '{route}', which is not an escalation edge", path,
+                         node=node_id,
+                         hint=_did_you_mean(route, escalation_ids,
+                                            "add an edge with this id and `kind: escalation` from the node the SLA "
+                                            f"belongs to (escalation edges: {_listing(escalation_ids)})"))
+            return
+        if owner is not None and edge.source != owner:
+            self.add("unknown_edge", f"{label} routes along '{route}', which leaves '{edge.source}', not '{owner}'",
+                     path, node=node_id,
+                     hint=f"a task's escalation can only move the case away from that task: start '{route}' at {owner}")
+
+    def check_policies_and_durations(self) -> None:
+        for index, node in enumerate(self.definition.nodes):
+            if isinstance(node, HumanTask) and node.sla is not None:
+                base: PathKey = ("nodes", index, "sla")
+                if node.sla.target is not None:
+                    self._check_duration(node.sla.target, (*base, "target"), node.id)
+                self._check_policies(node.sla.policies, (*base, "policies"), node.id)
+            elif isinstance(node, TimerWait) and node.duration is not None:
+                self._check_duration(node.duration, ("nodes", index, "duration"), node.id)
+        for index, clock in enumerate(self.definition.clocks):
+            if not clock.policies:
+                self.add("bad_policy", f"the case clock '{clock.id}' has no policies, so no target",
+                         ("clocks", index), hint="add `policies: [{target: 5d}]`")
+            self._check_policies(clock.policies, ("clocks", index, "policies"), None)
+        for index, schedule in enumerate(self.definition.schedules):
+            if schedule.every is not None:
+                self._check_duration(schedule.every, ("schedules", index, "every"), None)
+
+    def _check_policies(self, policies: list[Policy], path: PathKey, node_id: str | None) -> None:
+        for p, policy in enumerate(policies):
+            self._check_duration(policy.target, (*path, p, "target"), node_id)
+            if policy.when is None and p < len(policies) - 1:
+                self.add("bad_policy", f"policy {p + 1} has no condition, so the {len(policies) - p - 1} policies "
+                         "after it never apply", (*path, p), node=node_id,
+                         hint="the first policy whose `when` holds wins: move the unconditional policy last")
+
+    def _check_duration(self, text: str, path: PathKey, node_id: str | None) -> None:
+        try:
+            from engine.durations import parse_duration
+
+            parse_duration(text)
+        except ImportError:
+            return
+        except Exception as exc:  # noqa: BLE001 - whatever the parser refuses is the designer's to fix
+            self.add("bad_duration", f"duration '{text}' does not parse: {exc}", path, node=node_id,
+                     hint='write business time like "2h", "30m", "5d" or "1d 4h" (d = one working day)')
+
+    def check_clocks(self) -> None:
+        node_ids = list(self.graph.nodes)
+        for index, clock in enumerate(self.definition.clocks):
+            refs: list[tuple[str, PathKey]] = []
+            if clock.start_on is not None:
+                refs.append((clock.start_on, ("clocks", index, "start_on")))
+            refs.extend((stop, ("clocks", index, "stop_on", k)) for k, stop in enumerate(clock.stop_on))
+            for ref, path in refs:
+                if ref not in self.graph.nodes:
+                    self.add("unknown_node", f"the case clock '{clock.id}' names unknown node '{ref}'", path,
+                             hint=_did_you_mean(ref, node_ids, f"known nodes: {_listing(node_ids)}"))
+
+    # -- expressions ------------------------------------------------------------------------
+
+    def check_expressions(self) -> None:
+        for index, edge in enumerate(self.definition.edges):
+            if edge.when is not None:
+                self._check_expression(edge.when, ("edges", index, "when"), edge.source, self.scope,
+                                       condition=True)
+        for index, node in enumerate(self.definition.nodes):
+            base: PathKey = ("nodes", index)
+            for key, text in node.compute.items():
+                self._check_expression(text, (*base, "compute", key), node.id, self.scope)
+            if isinstance(node, HumanTask) and node.sla is not None:
+                for p, policy in enumerate(node.sla.policies):
+                    if policy.when is not None:
+                        self._check_expression(policy.when, (*base, "sla", "policies", p, "when"), node.id,
+                                               self.scope, condition=True)
+            elif isinstance(node, TimerWait) and node.until is not None:
+                self._check_expression(node.until, (*base, "until"), node.id, self.scope)
+            elif isinstance(node, SubProcess):
+                self._check_subprocess_mappings(node, base)
+        for index, clock in enumerate(self.definition.clocks):
+            for p, policy in enumerate(clock.policies):
+                if policy.when is not None:
+                    self._check_expression(policy.when, ("clocks", index, "policies", p, "when"), None,
+                                           self.scope, condition=True)
+        if self.definition.case_priority is not None:
+            self._check_expression(self.definition.case_priority, ("case_priority",), None, self.scope)
+
+    def _child(self, node: SubProcess) -> ProcessDefinition | None:
+        if self.library is None or node.process not in self.library.latest:
+            return None
+        return self.library.latest[node.process].definition
+
+    def _check_subprocess_mappings(self, node: SubProcess, base: PathKey) -> None:
+        """Inputs read this case and write the child; outputs read the child and write this case."""
+        child = self._child(node)
+        child_fields = fields_of(child) if child is not None else None
+        for key, text in node.inputs.items():
+            self._check_expression(text, (*base, "inputs", key), node.id, self.scope)
+            if child_fields is not None and key not in child_fields:
+                self.add("unknown_field", f"input '{key}' is not a field of the sub-process '{node.process}'",
+                         (*base, "inputs", key), node=node.id,
+                         hint=_did_you_mean(key, child_fields,
+                                            f"declare it under data: in {node.process} "
+                                            f"(its fields: {_listing(child_fields)})"))
+        output_scope = _child_output_scope(node.process, child)
+        for key, text in node.outputs.items():
+            self._check_expression(text, (*base, "outputs", key), node.id, output_scope)
+
+    def _check_expression(self, text: str, path: PathKey, node_id: str | None, scope: _Scope,
+                          *, condition: bool = False) -> None:
+        """Parse `text` and check every name it reads against what `scope` provides."""
+        from engine.expressions import ExpressionError, compile_expression
+
+        try:
+            expression = compile_expression(text)
+        except ExpressionError as exc:
+            where = f" at column {exc.column}" if exc.column is not None else ""
+            if exc.line is not None and exc.line > 1:
+                where = f" at line {exc.line}, column {exc.column} of the expression"
+            self.add("bad_expression", f"expression `{' '.join(text.split())}` does not parse{where}: {exc.message}",
+                     path, node=node_id, hint=exc.hint or "CEL syntax: ==, !=, &&, ||, !, in [..], has(data.x)")
+            return
+        shown = " ".join(text.split())
+        for reference in sorted(expression.references):
+            problem = self._reference_problem(reference, scope)
+            if problem is not None:
+                message, hint = problem
+                self.add("unknown_field", f"expression `{shown}` {message}", path, node=node_id, hint=hint)
+        if condition and scope is self.scope:  # choices are only known for this case's own fields
+            self._check_choices(text, path, node_id)
+
+    def _reference_problem(self, reference: tuple[str, ...], scope: _Scope) -> tuple[str, str] | None:
+        root = reference[0]
+        if root not in _ROOTS:
+            return (f"uses unknown name '{root}'",
+                    f"expressions start from {', '.join(_ROOTS)}, e.g. data.{root}")
+        if len(reference) < 2:
+            return None
+        name = reference[1]
+        if root == "data":
+            if scope.data is None or name in scope.data:
+                return None
+            return (f"reads data.{name}, which is not a field of {scope.where}",
+                    _did_you_mean(name, scope.data, scope.note or "declare it under data:, or write it from a form, "
+                                  "handler output, message field, compute or sub-process output"))
+        known, what, otherwise = {
+            "steps": (scope.steps, "a node", f"nodes: {_listing(scope.steps)}"),
+            "params": (scope.params, "a parameter", f"declare it under parameters: (known: {_listing(scope.params)})"),
+            "case": (scope.case, "a case property", f"case properties: {_listing(scope.case)}"),
+        }[root]
+        if name in known:
+            return None
+        return (f"reads {root}.{name}, which is not {what} of {scope.where}",
+                _did_you_mean(name, known, scope.note or otherwise))
+
+    def _check_choices(self, text: str, path: PathKey, node_id: str | None) -> None:
+        """`data.tier == "golden"` is always false; for enum/boolean fields that is surely a typo."""
+        atoms = _atoms(text)
+        if atoms is None:
+            return
+        for atom in atoms:
+            spec = self.fields.get(atom.field)
+            domain = _domain(spec)
+            if spec is None or domain is None:
+                continue
+            for value in sorted(atom.values - domain, key=repr):
+                shown = f'"{value[1]}"' if value[0] == "str" else str(value[1]).lower()
+                allowed = _listing(spec.choices or []) if spec.type == "enum" else "true, false"
+                hint = (_did_you_mean(str(value[1]), spec.choices or [], f"allowed: {allowed}")
+                        if spec.type == "enum" and value[0] == "str" else f"allowed: {allowed}")
+                self.add("unknown_choice", f"data.{atom.field} is never {shown} (allowed: {allowed})", path,
+                         node=node_id, hint=hint)
+
+    def check_schedules(self) -> None:
+        for index, schedule in enumerate(self.definition.schedules):
+            for key in schedule.data:
+                if key not in self.fields:
+                    self.add("unknown_field", f"the schedule '{schedule.id}' sets data.{key}, which is not a field "
+                             "of this process", ("schedules", index, "data", key),
+                             hint=_did_you_mean(key, self.fields, "declare it under data:"))
+

@@ -1,0 +1,332 @@
+"""The `svcflow` command line (typer + rich).
+
+Input errors print one clear message (file, line, node, hint) and exit non-zero; they never
+show a traceback and never store anything.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from engine.errors import DefinitionError, InputError, SvcflowError
+from engine.forms import parse_assignments
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="svcflow: customer-service processes as graphs, with business-time SLAs and escalation.")
+out = Console()
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly(function: F) -> F:
+    """Turn our own errors into a message and exit code instead of a traceback."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except DefinitionError as exc:
+            for problem in exc.problems:
+                err.print(f"[red]✗[/red] {problem}", markup=True, highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except SvcflowError as exc:
+            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except (OSError, ValueError) as exc:
+            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _engine() -> Any:
+    from engine.runtime import Engine
+    from engine.settings import get_settings
+
+    settings = get_settings()
+    return Engine.from_settings(settings.database_url, settings.process_dir)
+
+
+def _input(data_file: Optional[Path], sets: Optional[list[str]]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if data_file is not None:
+        try:
+            loaded = json.loads(data_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError(f"no such data file: {data_file}") from None
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{data_file}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+        if not isinstance(loaded, dict):
+            raise InputError(f"{data_file}: the JSON must be an object of field: value")
+        values.update(loaded)
+    values.update(parse_assignments(sets or []))
+    return values
+
+
+def _when(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.astimezone().strftime("%Y-%m-%d %H:%M")
+    return "" if value is None else str(value)
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+# -- definitions ------------------------------------------------------------------------------------
+@app.command()
+@friendly
+def validate(paths: list[Path] = typer.Argument(..., help="definition files or directories")) -> None:
+    """Check definitions and report ALL problems (file, line, node, hint). Exit 0 when clean."""
+    from engine.handlers import default_registry
+    from engine.library import definition_files
+    from engine.validation import validate_paths
+
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        raise InputError(f"no such file or directory: {', '.join(map(str, missing))}")
+    problems = validate_paths(list(paths), default_registry())
+    files = definition_files(paths)
+    if problems:
+        for problem in problems:
+            err.print(f"[red]✗[/red] {problem}", highlight=False, soft_wrap=True)
+        err.print(f"{len(problems)} problem(s) in {len({p.file for p in problems})} of {len(files)} file(s)")
+        raise typer.Exit(1)
+    out.print(f"[green]✓[/green] {len(files)} definition(s) valid")
+
+
+@app.command()
+@friendly
+def schema(output: Optional[Path] = typer.Option(None, "--out", help="write to this file instead of stdout")) -> None:
+    """Print the JSON Schema of the definition format, for editors (yaml-language-server)."""
+    from engine.definition import json_schema
+
+    text = json.dumps(json_schema(), ensure_ascii=False, indent=2) + "\n"
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+        out.print(f"schema written to {output}")
+    else:
+        sys.stdout.write(text)
+
+
+@app.command("list")
+@friendly
+def list_processes(as_json: bool = typer.Option(False, "--json")) -> None:
+    """List the processes of the library."""
+    from engine.library import ProcessLibrary
+    from engine.settings import get_settings
+
+    library = ProcessLibrary.from_dir(get_settings().process_dir)
+    rows = []
+    for process_id in library.process_ids():
+        loaded = library.latest[process_id]
+        d = loaded.definition
+        human = sum(1 for n in d.nodes if n.kind == "human")  # type: ignore[attr-defined]
+        rows.append({"id": d.id, "version": d.version, "name_zh": d.name.zh, "name_en": d.name.en,
+                     "nodes": len(d.nodes), "human_tasks": human, "hash": loaded.hash})
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("id", "version", "name", "nodes", "human tasks")
+    for r in rows:
+        table.add_row(r["id"], str(r["version"]), f"{r['name_zh']} / {r['name_en']}", str(r["nodes"]),
+                      str(r["human_tasks"]))
+    out.print(table)
+
+
+# -- cases ------------------------------------------------------------------------------------------
+@app.command()
+@friendly
+def start(process: str,
+          data: Optional[Path] = typer.Option(None, "--data", help="JSON file with the case data"),
+          sets: Optional[list[str]] = typer.Option(None, "--set", help="key=value (repeatable)"),
+          actor: Optional[str] = typer.Option(None, "--as", help="who starts it")) -> None:
+    """Start a case; prints its id."""
+    engine = _engine()
+    case_id = engine.start(process, _input(data, sets), actor=actor)
+    sys.stdout.write(case_id + "\n")
+
+
+@app.command()
+@friendly
+def tasks(role: Optional[str] = typer.Option(None, "--role"),
+          overdue: bool = typer.Option(False, "--overdue", help="only tasks past their due time"),
+          case: Optional[str] = typer.Option(None, "--case"),
+          now: Optional[str] = typer.Option(None, "--now", help="ISO time for --overdue (default: now)"),
+          as_json: bool = typer.Option(False, "--json")) -> None:
+    """List open human tasks."""
+    engine = _engine()
+    at = _parse_now(now) if overdue else None
+    rows = engine.store.tasks(role=role, overdue_at=at, case_id=case)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("task", "case", "step", "role", "assignee", "due", "priority", "level")
+    for r in rows:
+        table.add_row(r["id"], r["case_id"], r["node"], r["role"], r["assignee"] or "", _when(r["due_at"]),
+                      r["priority"], str(r["escalation_level"]))
+    out.print(table)
+    if not rows:
+        out.print("no open tasks")
+
+
+@app.command()
+@friendly
+def complete(task_id: str,
+             actor: str = typer.Option(..., "--as", help="user completing the task"),
+             role: str = typer.Option(..., "--role", help="role the user acts in"),
+             data: Optional[Path] = typer.Option(None, "--data", help="JSON file with the form values"),
+             sets: Optional[list[str]] = typer.Option(None, "--set", help="key=value (repeatable)")) -> None:
+    """Complete a human task (role-checked, form-validated). Continues a waiting Prefect run too."""
+    engine = _engine()
+    state = engine.complete(task_id, actor=actor, role=role, data=_input(data, sets))
+    _resume_waiting_run(task_id)
+    out.print(f"task {task_id} completed; case {state.case_id} is {state.status}"
+              + (f" at {', '.join(sorted({t.node for t in state.tokens.values()}))}" if state.tokens else ""))
+
+
+def _resume_waiting_run(task_id: str) -> None:
+    """If a Prefect flow run is paused on this task, let it continue (it re-reads the store)."""
+    import os
+
+    if not os.environ.get("PREFECT_API_URL"):
+        return
+    try:
+        from flows.human import resume_run_for_task
+    except ImportError:
+        return
+    resume_run_for_task(task_id)
+
+
+@app.command()
+@friendly
+def message(case_id: str, name: str,
+            data: Optional[Path] = typer.Option(None, "--data"),
+            sets: Optional[list[str]] = typer.Option(None, "--set"),
+            actor: Optional[str] = typer.Option(None, "--as")) -> None:
+    """Deliver a message the case waits for (e.g. customer_reply)."""
+    engine = _engine()
+    state = engine.send_message(case_id, name, _input(data, sets), actor=actor)
+    out.print(f"message {name} delivered; case {case_id} is {state.status}")
+
+
+@app.command()
+@friendly
+def update(case_id: str,
+           data: Optional[Path] = typer.Option(None, "--data"),
+           sets: Optional[list[str]] = typer.Option(None, "--set"),
+           actor: Optional[str] = typer.Option(None, "--as")) -> None:
+    """Reclassify a case (tier, category...): SLA targets are re-chosen, start times kept."""
+    engine = _engine()
+    state = engine.update(case_id, _input(data, sets), actor=actor)
+    out.print(f"case {case_id} updated; priority {state.priority}")
+
+
+@app.command()
+@friendly
+def cases(process: Optional[str] = typer.Option(None, "--process"),
+          status: Optional[str] = typer.Option(None, "--status"),
+          as_json: bool = typer.Option(False, "--json")) -> None:
+    """List cases."""
+    engine = _engine()
+    rows = engine.store.cases(process_id=process, status=status)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("case", "process", "status", "at", "priority", "tier", "level", "started")
+    for r in rows:
+        table.add_row(r["id"], r["process_id"], r["status"], r["current_nodes"], r["priority"], r["tier"] or "",
+                      str(r["escalation_level"]), _when(r["created_at"]))
+    out.print(table)
+
+
+@app.command()
+@friendly
+def show(case_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """A case: state, open tasks, SLA clocks, history."""
+    from engine import sla
+
+    engine = _engine()
+    view = engine.case(case_id)
+    state = view.state
+    graph = engine.graph_for(state)
+    now = engine.clock.now()
+    clocks = []
+    for clock in state.clocks.values():
+        clocks.append({"clock": clock.id, "target": clock.target_text, "status": clock.status,
+                       "percent": round(sla.percent(clock, now, graph.calendar), 1), "due_at": clock.due_at,
+                       "breached": clock.breached})
+    open_tasks = [t for t in state.tasks.values() if t.status == "open"]
+    if as_json:
+        _print_json({"case": state.to_dict(), "clocks": clocks, "children": view.children,
+                     "events": [e.__dict__ for e in view.events]})
+        return
+    d = graph.definition
+    out.print(f"[bold]{case_id}[/bold]  {d.name.zh} / {d.name.en} v{d.version}  status [bold]{state.status}[/bold]"
+              + (f" ({state.outcome})" if state.outcome else "")
+              + f"  priority {state.priority}  escalation level {state.escalation_level}")
+    out.print("data: " + json.dumps(state.data, ensure_ascii=False, default=str), highlight=False)
+    if view.children:
+        out.print("sub-cases: " + ", ".join(view.children))
+    table = Table("open task", "step", "role", "assignee", "due", "priority", "level", title="Open tasks")
+    for t in open_tasks:
+        table.add_row(t.id, t.node, t.role, t.assignee or "", _when(t.due_at), t.priority, str(t.escalation_level))
+    out.print(table)
+    table = Table("clock", "target", "status", "used %", "due", "breached", title="SLA clocks")
+    for c in clocks:
+        table.add_row(c["clock"], c["target"], c["status"], f"{c['percent']:.0f}", _when(c["due_at"]),
+                      "yes" if c["breached"] else "")
+    out.print(table)
+    table = Table("#", "at", "event", "node", "details", title="History")
+    for e in view.events:
+        details = ", ".join(f"{k}={v}" for k, v in e.data.items() if k not in ("token",) and v not in (None, {}, []))
+        table.add_row(str(e.seq or "-"), _when(e.at), e.type, e.node or "", details[:120])
+    out.print(table)
+
+
+@app.command()
+@friendly
+def sweep(now: Optional[str] = typer.Option(None, "--now", help="ISO time to sweep at (default: now)")) -> None:
+    """Apply due timers, SLA warnings, breaches and escalations once."""
+    engine = _engine()
+    at = _parse_now(now)
+    results = engine.sweep(at)
+    count = 0
+    for case_id, events in results:
+        for e in events:
+            if e.type.startswith(("sla_", "escalated", "timer_fired")):
+                count += 1
+                out.print(f"{case_id}  {e.type}  {e.node or ''}  {e.data.get('clock', '')} "
+                          f"{e.data.get('percent', '')}")
+    out.print(f"swept at {at.isoformat()}: {len(results)} case(s), {count} SLA/timer event(s)")
+
+
+def _parse_now(text: Optional[str]) -> datetime:
+    if not text:
+        return datetime.now(timezone.utc)
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"cannot read --now {text!r}", hint="write e.g. 2025-10-09T10:00:00+08:00") from None
+    if value.tzinfo is None:
+        raise InputError(f"--now {text!r} needs a time zone", hint="append e.g. +08:00")
+    return value
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

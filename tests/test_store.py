@@ -1,0 +1,157 @@
+"""The store on SQLite and PostgreSQL: transactions, optimistic locking, due queries, migrations."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from engine.clock import FakeClock
+from engine.errors import ConcurrentModification, TaskRefused
+from engine.events import Tick
+from engine.interpreter import apply
+from engine.library import ProcessLibrary
+from engine.runtime import Engine, LogNotifier
+from engine.store import Store
+from tests.conftest import MONDAY_9AM
+from tests.test_semantics import ESCALATION, LINEAR
+
+
+def _library() -> ProcessLibrary:
+    library = ProcessLibrary()
+    library.add_text(LINEAR, "linear.yaml")
+    library.add_text(ESCALATION.replace("id: demo", "id: escalating"), "escalating.yaml")
+    return library
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        s = Store(f"sqlite:///{tmp_path / 'svcflow.db'}")
+        yield s
+        s.dispose()
+        return
+    url = request.getfixturevalue("postgres_url")
+    schema = f"svcflow_test_{uuid.uuid4().hex[:8]}"
+    base = url.replace("postgresql://", "postgresql+psycopg://")
+    raw = create_engine(base)
+    with raw.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    s = Store(f"{base}?options=-csearch_path%3D{schema}")
+    yield s
+    s.dispose()
+    with raw.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    raw.dispose()
+
+
+def _engine(store: Store, clock: FakeClock) -> Engine:
+    return Engine(store, _library(), clock=clock, notifier=LogNotifier())
+
+
+def test_a_case_round_trips_through_the_store(store: Store):
+    engine = _engine(store, FakeClock(MONDAY_9AM))
+    case_id = engine.start("demo", {"tier": "gold"})
+    state, version = store.load_case(case_id)
+    assert version == 1 and state.data == {"tier": "gold"} and state.status == "running"
+    assert store.events(case_id)[0].type == "case_started"
+
+
+def test_the_event_log_numbers_each_case_event_once_in_order(store: Store):
+    engine = _engine(store, FakeClock(MONDAY_9AM))
+    case_id = engine.start("demo", {})
+    task = store.tasks(case_id=case_id)[0]
+    engine.complete(task["id"], actor="li", role="agent", data={"result": "ok"})
+    seqs = [e.seq for e in store.events(case_id) if e.seq is not None]
+    assert seqs == list(range(1, len(seqs) + 1))
+
+
+def test_a_stale_write_is_refused_and_stores_nothing(store: Store):
+    clock = FakeClock(MONDAY_9AM)
+    engine = _engine(store, clock)
+    case_id = engine.start("escalating", {})
+    state, version = store.load_case(case_id)
+    graph = engine.graph_for(state)
+    later = clock.advance(timedelta(hours=3))
+    first = apply(graph, state, Tick(), later)
+    second = apply(graph, state, Tick(), later)
+    store.write(state, first.state, first.log, version, later)
+    with pytest.raises(ConcurrentModification):
+        store.write(state, second.state, second.log, version, later)
+    warned = [e for e in store.events(case_id) if e.type == "sla_warned"]
+    assert len(warned) == 1
+
+
+def test_two_threads_completing_the_same_task_cannot_both_win(store: Store):
+    engine = _engine(store, FakeClock(MONDAY_9AM))
+    case_id = engine.start("demo", {})
+    task_id = store.tasks(case_id=case_id)[0]["id"]
+    outcomes: list[str] = []
+    barrier = threading.Barrier(2)
+
+    def worker(name: str) -> None:
+        barrier.wait()
+        try:
+            engine.complete(task_id, actor=name, role="agent", data={"result": "ok"})
+            outcomes.append("won")
+        except (TaskRefused, ConcurrentModification):
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in ("li", "wang")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["refused", "won"]
+    completed = [e for e in store.events(case_id) if e.type == "task_completed"]
+    assert len(completed) == 1
+
+
+def test_due_cases_are_found_by_their_next_due_time_only(store: Store):
+    clock = FakeClock(MONDAY_9AM)
+    engine = _engine(store, clock)
+    escalating = engine.start("escalating", {})
+    engine.start("demo", {})  # no SLA: never due
+    assert store.due_cases(MONDAY_9AM) == []
+    assert store.due_cases(MONDAY_9AM + timedelta(hours=2)) == [escalating]
+
+
+def test_due_query_uses_the_index(store: Store):
+    with store.engine.connect() as conn:
+        if store.dialect == "sqlite":
+            plan = " ".join(str(r) for r in conn.execute(text(
+                "EXPLAIN QUERY PLAN SELECT id FROM cases WHERE next_due_at IS NOT NULL AND next_due_at <= :n "
+                "ORDER BY next_due_at LIMIT 10"), {"n": "2030-01-01"}).all())
+            assert "ix_cases_due" in plan
+        else:
+            conn.execute(text("SET enable_seqscan = off"))
+            plan = " ".join(str(r) for r in conn.execute(text(
+                "EXPLAIN SELECT id FROM cases WHERE next_due_at IS NOT NULL AND next_due_at <= now() "
+                "ORDER BY next_due_at LIMIT 10")).all())
+            assert "ix_cases_due" in plan
+
+
+def test_opening_the_store_twice_keeps_data_and_schema_version(store: Store):
+    engine = _engine(store, FakeClock(MONDAY_9AM))
+    case_id = engine.start("demo", {})
+    store.migrate()
+    assert store.load_case(case_id)[0].case_id == case_id
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT version FROM svcflow_schema")).scalar() == 1
+
+
+def test_old_definition_versions_are_loaded_from_the_store(store: Store):
+    clock = FakeClock(MONDAY_9AM)
+    engine = _engine(store, clock)
+    case_id = engine.start("demo", {})
+    fresh_library = ProcessLibrary()
+    fresh_library.add_text(LINEAR.replace("outcome: closed", "outcome: changed"), "linear.yaml")
+    restarted = Engine(store, fresh_library, clock=clock, notifier=LogNotifier())
+    task = store.tasks(case_id=case_id)[0]
+    restarted.complete(task["id"], actor="li", role="agent", data={"result": "ok"})
+    assert restarted.case(case_id).outcome == "closed"
