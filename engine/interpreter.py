@@ -140,7 +140,8 @@ class _Run:
         self.guarded(lambda: self.enter(token))
 
     def dispatch(self, event: Event) -> None:
-        if self.state.status in ("completed", "cancelled") and not isinstance(event, Tick):
+        closed = self.state.status in ("completed", "cancelled")
+        if closed and not isinstance(event, (Tick, CompleteTask)):
             raise TaskRefused(f"case {self.state.case_id} is {self.state.status}; nothing can change it")
         if isinstance(event, CompleteTask):
             self.complete_task(event)

@@ -38,16 +38,18 @@ META = SchemaMeta.__table__  # type: ignore[attr-defined]
 
 
 def utc(value: datetime | None) -> datetime | None:
-    """Aware -> naive UTC for storage."""
+    """Aware UTC for storage (SQLModel's UTCDateTime refuses naive values)."""
     if value is None:
         return None
     if value.tzinfo is None:
         raise ValueError("naive datetime given to the store")
-    return value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value.astimezone(timezone.utc)
 
 
 def aware(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=timezone.utc) if value is not None else None
+    if value is None:
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
 def _dumps(value: Any) -> str:

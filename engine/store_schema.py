@@ -1,7 +1,7 @@
 """The store's tables (SQLModel). The case row's `state` JSON is the source of truth; the
 other tables are projections written in the same transaction, for queries and reports.
 
-Times are stored as naive UTC: SQLite has no time zones and PostgreSQL columns stay simple.
+Times are aware datetimes stored in UTC (SQLModel's UTCDateTime), read back in UTC.
 """
 
 from __future__ import annotations

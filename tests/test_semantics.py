@@ -441,7 +441,7 @@ def test_breach_raises_priority_and_lets_the_supervisor_complete(make_engine, cl
 def test_escalation_reassigns_the_task_to_a_role(make_engine, clock):
     engine = make_engine(ESCALATION)
     case_id = engine.start("demo", {})
-    _advance_and_sweep(engine, clock, 24 + 1)  # Tuesday 10:00: 6 business hours = 150 %
+    _advance_and_sweep(engine, clock, 7.75)  # Monday 16:45: 6.25 business hours = 156 %
     task = only_task(engine, case_id)
     assert task["role"] == "supervisor" and task["escalation_level"] == 3
 
