@@ -22,6 +22,7 @@ from typing import Any, Final
 
 import networkx as nx
 
+from engine import durations
 from engine.definition import (
     AutoTask,
     Edge,
@@ -35,8 +36,8 @@ from engine.definition import (
     SubProcess,
     TimerWait,
 )
-from engine import durations
 from engine.errors import Problem
+from engine.expressions import ExpressionError, compile_expression
 from engine.graph import ProcessGraph
 from engine.handlers import HandlerRegistry
 from engine.library import DEFAULT_DIR, ProcessLibrary, definition_files
@@ -75,7 +76,7 @@ CODES: Final[dict[str, str]] = {
     "bad_ladder": "escalation levels whose `at` percentages do not strictly increase",
     "edge_needs_id": "an escalation edge without an id (routes name edges by id)",
     "unused_escalation_edge": "an escalation edge that no escalation level routes along",
-    "bad_duration": "a duration that does not parse",
+    "bad_duration": "a duration that does not parse, or a zero SLA target / schedule interval",
     "bad_calendar": "the calendar settings cannot be compiled",
     "bad_policy": "SLA policies that can never apply (an unconditional policy before others, or none)",
     "id_mismatch": "the definition id differs from the file name",
@@ -177,21 +178,20 @@ def _resolve_references(targets: list[LoadedDefinition], directories: list[Path]
         for directory in directories:
             for suffix in (".yaml", ".yml"):
                 candidate = directory / f"{process_id}{suffix}"
-                if candidate.is_file():
-                    loaded = _load_quietly(candidate)
-                    if loaded is not None and loaded.definition.id == process_id:
-                        found = loaded
-                        break
+                named = _load_quietly(candidate) if candidate.is_file() else None
+                if named is not None and named.definition.id == process_id:
+                    found = named
+                    break
             if found is not None:
                 break
         if found is None and not scanned:
             scanned = True
             for directory in directories:
                 for path in definition_files([directory]):
-                    loaded = _load_quietly(path)
-                    if loaded is not None and loaded.definition.id not in resolver.latest:
-                        resolver.add(loaded)
-                        pending |= _unresolved(resolver, loaded)
+                    neighbour = _load_quietly(path)
+                    if neighbour is not None and neighbour.definition.id not in resolver.latest:
+                        resolver.add(neighbour)
+                        pending |= _unresolved(resolver, neighbour)
             continue
         if found is not None:
             resolver.add(found)
@@ -657,11 +657,11 @@ class _Checker:
             if len(outgoing) == 1:
                 continue
             if not outgoing:
-                message = f"the {kind} node '{node_id}' has no outgoing edge"
+                message = f"this {kind} node has no outgoing edge"
                 hint = f"add an edge from {node_id} to the next step (or to an end)"
             else:
                 targets = ", ".join(edge.target for edge in outgoing)
-                message = f"the {kind} node '{node_id}' has {len(outgoing)} outgoing edges ({targets}); only gateways branch"
+                message = f"this {kind} node has {len(outgoing)} outgoing edges ({targets}); only gateways branch"
                 hint = (f"lead {node_id} to one exclusive gateway (conditions) or parallel gateway (all branches) "
                         "and branch there")
             self.bad_degree.add(node_id)
@@ -677,17 +677,17 @@ class _Checker:
             message: str | None = None
             hint: str | None = None
             if n_out == 0:
-                message = f"the {kind} gateway '{node_id}' has no outgoing edge"
+                message = f"this {kind} gateway has no outgoing edge"
                 hint = "add the edges it branches into, or remove the gateway"
             elif n_in == 1 and n_out == 1:
                 source = self.graph.incoming[node_id][0].source
                 target = self.graph.outgoing[node_id][0].target
-                message = f"the {kind} gateway '{node_id}' has one incoming and one outgoing edge: it does nothing"
+                message = f"this {kind} gateway has one incoming and one outgoing edge: it does nothing"
                 hint = f"remove it and connect {source} to {target} directly"
             elif kind in SPLIT_JOIN_KINDS and n_in > 0 and not (
                 (n_in == 1 and n_out >= 2) or (n_in >= 2 and n_out == 1)
             ):
-                message = (f"the {kind} gateway '{node_id}' has {n_in} incoming and {n_out} outgoing edges; it must be "
+                message = (f"this {kind} gateway has {n_in} incoming and {n_out} outgoing edges; it must be "
                            "a split (one in, several out) or a join (several in, one out)")
                 hint = "use two gateways: a join followed by a split"
             if message is not None:
@@ -749,7 +749,7 @@ class _Checker:
         conditions = [edge.when for edge in edges if edge.when is not None]
         if not _conditions_complete(conditions, self.fields):
             self.add("no_default",
-                     f"gateway '{node_id}' has no default edge and its conditions may all be false",
+                     "this gateway has no default edge and its conditions may all be false",
                      self.node_path(node_id), node=node_id,
                      hint="mark one outgoing edge `default: true`, or test one enum/boolean field with == / in "
                           "so that every value is covered (e.g. data.accepted == true / data.accepted == false)")
@@ -764,7 +764,7 @@ class _Checker:
             self.reached = reached
             for node_id in self.ordered_ids():
                 if node_id not in reached:
-                    self.add("unreachable", f"node '{node_id}' cannot be reached from the start",
+                    self.add("unreachable", "cannot be reached from the start",
                              self.node_path(node_id), node=node_id,
                              hint=f"add an edge into {node_id} from a step before it, or remove it")
         ends = [node_id for node_id in self.graph.nodes if self.kind(node_id) == "end"]
@@ -795,9 +795,9 @@ class _Checker:
                 continue  # outgoing_count / gateway_degree already says it has no way out
             first = members[0]
             if len(members) == 1:
-                message = f"no end can be reached from node '{first}': it loops back to itself"
+                message = "no end can be reached from here: the node loops back to itself"
             else:
-                message = (f"no end can be reached from node '{first}': the loop {', '.join(members)} "
+                message = (f"no end can be reached from here: the loop {', '.join(members)} "
                            "has no way out")
             self.add("dead_end", message, self.node_path(first), node=first,
                      hint="add an exit from the loop (e.g. a gateway edge to the next step or to an end)")
@@ -810,12 +810,12 @@ class _Checker:
             kind = self.kind(node_id)
             if node_id in pairs and pairs[node_id] is None:
                 self.add("split_join_mismatch",
-                         f"the branches of the {kind} split '{node_id}' do not meet again at a {kind} join",
+                         f"the branches of this {kind} split do not meet again at a {kind} join",
                          self.node_path(node_id), node=node_id,
                          hint=f"lead every branch of {node_id} into one {kind} gateway before the process goes on")
             elif self.graph.is_join(node_id) and node_id not in self.graph.join_split:
                 self.add("split_join_mismatch",
-                         f"the {kind} join '{node_id}' has no matching {kind} split: it would wait for branches "
+                         f"this {kind} join has no matching {kind} split: it would wait for branches "
                          "that never all arrive",
                          self.node_path(node_id), node=node_id,
                          hint=f"start its branches at one {kind} split, or use an exclusive gateway to merge")
@@ -1058,8 +1058,6 @@ class _Checker:
     def _check_expression(self, text: str, path: PathKey, node_id: str | None, scope: _Scope,
                           *, condition: bool = False) -> None:
         """Parse `text` and check every name it reads against what `scope` provides."""
-        from engine.expressions import ExpressionError, compile_expression
-
         try:
             expression = compile_expression(text)
         except ExpressionError as exc:

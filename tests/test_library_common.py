@@ -9,6 +9,7 @@ working-hours calendar.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -39,13 +40,23 @@ PROCESS_IDS = (
 )
 
 
+@functools.cache
+def library() -> ProcessLibrary:
+    """The library of process_defs/, loaded once: engines only read it (graphs are cached per version)."""
+    return ProcessLibrary.from_dir()
+
+
+def parameters(process_id: str) -> dict[str, Any]:
+    return dict(library().latest[process_id].definition.parameters)
+
+
 class Driver:
     """An in-memory engine with a fake clock and helpers that read like the process steps."""
 
     def __init__(self, start: datetime = START) -> None:
         self.clock = FakeClock(start)
         self.notifier = LogNotifier()
-        self.engine = Engine.in_memory(clock=self.clock, notifier=self.notifier)
+        self.engine = Engine.in_memory(clock=self.clock, library=library(), notifier=self.notifier)
 
     # -- cases ---------------------------------------------------------------------------------
     def start(self, process_id: str, data: Mapping[str, Any] | None = None) -> str:

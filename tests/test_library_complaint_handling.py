@@ -8,7 +8,7 @@ import pytest
 
 from engine.errors import TaskRefused
 from engine.handlers import HandlerContext, default_registry
-from tests.test_library_common import Driver, driver  # noqa: F401  (the fixture)
+from tests.test_library_common import Driver, driver, parameters  # noqa: F401  (driver: the fixture)
 
 PROCESS = "complaint_handling"
 
@@ -402,7 +402,7 @@ def test_handling_overdue_twice_over_is_routed_to_major_complaint_handling(drive
 
 # -- the major-complaint detection handler ----------------------------------------------------------------
 
-PARAMS = {"major_compensation_threshold": 10000, "major_repeat_count": 3, "major_vip_tiers": []}
+PARAMS = parameters(PROCESS)
 
 
 def detect(data: dict[str, Any], params: dict[str, Any] | None = None) -> dict[str, Any]:
