@@ -89,8 +89,13 @@ def check_fields(
     what: str,
     apply_defaults: bool = True,
     allow_unknown: bool = False,
+    present: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Validate all values at once; the InputError lists every problem, not just the first."""
+    """Validate all values at once; the InputError lists every problem, not just the first.
+
+    `present` holds values the case already has: a form shows them prefilled, so a required
+    field is satisfied by them unless the user clears it.
+    """
     problems: list[str] = []
     result: dict[str, Any] = {}
     for name, value in values.items():
@@ -109,8 +114,10 @@ def check_fields(
     for name, spec in specs.items():
         if name in result and result[name] not in (None, ""):
             continue
-        if apply_defaults and spec.default is not None and name not in result:
+        if apply_defaults and spec.default is not None and name not in result and name not in (present or {}):
             result[name] = spec.default
+            continue
+        if spec.required and present is not None and name not in result and present.get(name) not in (None, ""):
             continue
         if spec.required:
             label = f" ({spec.label.zh} / {spec.label.en})" if spec.label else ""

@@ -190,7 +190,8 @@ class _Run:
         node = self.graph.nodes[task.node]
         assert isinstance(node, HumanTask)
         specs = {f.id: f for f in node.form}
-        output = check_fields(specs, event.output, what=f"task {task.id} ('{task.node}')")
+        output = check_fields(specs, event.output, what=f"task {task.id} ('{task.node}')",
+                              present=self.state.data)
         token = self.state.tokens.get(task.token)
         if token is None or token.task_id != task.id:
             raise TaskRefused(f"task {task.id} is no longer active in case {self.state.case_id}")

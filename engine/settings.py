@@ -17,6 +17,7 @@ class Settings(BaseSettings):
 
     database_url: str = Field(default="sqlite:///svcflow.db", description="SQLAlchemy URL of the store")
     process_dir: Path = Field(default=DEFAULT_DIR, description="directory of process definitions")
+    display_timezone: str = Field(default="Asia/Shanghai", description="zone the CLI shows times in")
     sweep_interval_seconds: int = Field(default=60, ge=1, description="how often the escalation sweep runs")
     smtp_host: str | None = None
     smtp_port: int = 25

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional, TypeVar
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
@@ -74,8 +75,11 @@ def _input(data_file: Optional[Path], sets: Optional[list[str]]) -> dict[str, An
 
 
 def _when(value: Any) -> str:
+    """Times shown in the service desk's zone (SVCFLOW_DISPLAY_TIMEZONE, default Asia/Shanghai)."""
     if isinstance(value, datetime):
-        return value.astimezone().strftime("%Y-%m-%d %H:%M")
+        from engine.settings import get_settings
+
+        return value.astimezone(ZoneInfo(get_settings().display_timezone)).strftime("%Y-%m-%d %H:%M")
     return "" if value is None else str(value)
 
 

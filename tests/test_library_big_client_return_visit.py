@@ -74,7 +74,7 @@ def test_low_score_opens_a_complaint(driver: Driver) -> None:
     assert child_data["description"] == "维修人员迟到两次"
     run_ordinary_complaint(driver, child, channel="return_visit", tier="gold")
     assert driver.open_nodes(case_id) == ["record_result"]
-    assert driver.state(case_id).data["follow_up_result"] == "已退费"
+    assert driver.state(case_id).data["follow_up_result"] == "closed"
     record(driver, case_id)
     assert driver.case(case_id).outcome == "visited"
 

@@ -78,7 +78,7 @@ def test_complaint_raised_on_a_visit_becomes_a_complaint_case(driver: Driver) ->
                            customer_id="BC-001", customer_name="晋煤集团", description="车皮到站延误")
     view = driver.case(case_id)
     assert (view.status, view.outcome) == ("completed", "visited")
-    assert view.data["complaint_result"] == "已退费"
+    assert view.data["complaint_result"] == "closed"
 
 
 def test_opportunity_goes_to_sales(driver: Driver) -> None:

@@ -175,13 +175,17 @@ def test_library_validates_without_problems() -> None:
     assert [str(p) for p in problems] == []
 
 
-def test_every_handler_named_by_the_library_is_registered() -> None:
+def test_every_handler_named_by_the_library_is_registered_and_every_builtin_is_used() -> None:
+    from engine.builtin_handlers import HANDLER_NAMES
+
     registry = default_registry()
-    library = ProcessLibrary.from_dir()
+    used: set[str] = set()
     for process_id in PROCESS_IDS:
-        for node in library.latest[process_id].definition.nodes:
+        for node in library().latest[process_id].definition.nodes:
             if node.kind == "auto":  # type: ignore[attr-defined]
                 assert node.handler in registry, (process_id, node.id)  # type: ignore[attr-defined]
+                used.add(node.handler)  # type: ignore[attr-defined]
+    assert used == set(HANDLER_NAMES)
 
 
 @pytest.mark.parametrize("process_id", PROCESS_IDS)

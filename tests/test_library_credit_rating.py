@@ -129,7 +129,7 @@ def test_periodic_review_can_start_a_rating_change(driver: Driver) -> None:
     driver.do(child, "notify_sales", {"sales_acknowledged": True})
     assert driver.case(child).outcome == "changed"
     view = driver.case(case_id)
-    assert (view.outcome, view.data["change_result"]) == ("rated", "approved")
+    assert (view.outcome, view.data["change_result"]) == ("rated", "changed")
 
 
 def test_overdue_collection_escalates_to_the_credit_manager(driver: Driver) -> None:
