@@ -184,6 +184,10 @@ class HumanTask(NodeBase):
     form: list[FormField] = Field(default_factory=list)
     sla: SlaSpec | None = None
     priority: Priority | None = None
+    different_actor_from: list[Ident] = Field(
+        default_factory=list,
+        description="four-eyes: the person completing this task must not have completed these tasks of the case",
+    )
 
 
 class ExclusiveGateway(NodeBase):

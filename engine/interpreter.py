@@ -189,6 +189,13 @@ class _Run:
             )
         node = self.graph.nodes[task.node]
         assert isinstance(node, HumanTask)
+        for other in node.different_actor_from:
+            earlier = [t for t in self.state.tasks.values()
+                       if t.node == other and t.status == "completed" and t.completed_by == event.actor]
+            if earlier:
+                raise TaskRefused(
+                    f"{event.actor} completed '{other}' of this case and may not also complete '{task.node}' "
+                    "(four-eyes rule)", hint="a second person must do this step")
         specs = {f.id: f for f in node.form}
         output = check_fields(specs, event.output, what=f"task {task.id} ('{task.node}')",
                               present=self.state.data)
@@ -362,6 +369,8 @@ class _Run:
             self.state.data.update(output)
             self.state.steps[node_id] = output
         self.apply_compute(node_id)
+        if output or self.graph.nodes[node_id].compute:
+            self.update_priority()
         token.timer_due = None
         token.incident = None
         self.emit("node_completed", node_id, token=token.id)

@@ -539,7 +539,7 @@ class _Checker:
             self.check_outgoing, self.check_gateways, self.check_edge_flags, self.check_reachability,
             self.check_split_joins, self.check_roles, self.check_handlers, self.check_subprocesses,
             self.check_escalations, self.check_policies_and_durations, self.check_clocks,
-            self.check_expressions, self.check_schedules,
+            self.check_expressions, self.check_schedules, self.check_separation_of_duties,
         ]
         for check in checks:
             try:
@@ -835,6 +835,16 @@ class _Checker:
                         self._unknown_role(role, (*path, j, "notify", k), node_id, "notify role")
                 if level.reassign is not None and level.reassign not in lanes:
                     self._unknown_role(level.reassign, (*path, j, "reassign"), node_id, "reassign role")
+
+    def check_separation_of_duties(self) -> None:
+        """`different_actor_from` must name human tasks: only they have a person who completed them."""
+        humans = {n.id for n in self.definition.nodes if n.kind == "human"}  # type: ignore[attr-defined]
+        for index, node in enumerate(self.definition.nodes):
+            for k, other in enumerate(getattr(node, "different_actor_from", [])):
+                if other not in humans:
+                    self.add("unknown_node", f"different_actor_from names '{other}', which is not a human task",
+                             ("nodes", index, "different_actor_from", k), node=node.id,
+                             hint=_did_you_mean(other, humans, "name a human task of this process"))
 
     def _unknown_role(self, role: str, path: PathKey, node_id: str | None, what: str) -> None:
         lanes = self.definition.lane_ids()

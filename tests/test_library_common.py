@@ -93,10 +93,11 @@ class Driver:
         return tasks[0]
 
     def do(self, case_id: str, node: str, data: Mapping[str, Any] | None = None, *,
-           role: str | None = None, actor: str = "tester") -> InstanceState:
-        """Complete the open task at `node` as its role (or the role given)."""
+           role: str | None = None, actor: str | None = None) -> InstanceState:
+        """Complete the open task at `node` as its role (or the role given), by one person per role."""
         task = self.task(case_id, node)
-        return self.engine.complete(task["id"], actor=actor, role=role or task["role"], data=dict(data or {}))
+        role = role or task["role"]
+        return self.engine.complete(task["id"], actor=actor or f"{role}_user", role=role, data=dict(data or {}))
 
     def reply(self, case_id: str, accepted: bool, comment: str = "") -> InstanceState:
         payload: dict[str, Any] = {"accepted": accepted}

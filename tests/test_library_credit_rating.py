@@ -174,3 +174,16 @@ def test_publish_record_id_is_idempotent() -> None:
     first = handler(HandlerContext("c", PROCESS, "publish", 1, "c:t5:publish:1", data, PARAMS))
     again = handler(HandlerContext("c", PROCESS, "publish", 2, "c:t5:publish:1", data, PARAMS))
     assert first == again
+
+
+
+def test_the_proposer_may_not_approve_their_own_rating_even_holding_the_reviewer_role(driver: Driver) -> None:
+    """Four eyes is by person, not only by role: the proposer is refused at the approval step."""
+    case_id = driver.start(PROCESS)
+    classify_and_collect(driver, case_id, MIDDLING)
+    driver.do(case_id, "propose_rating", {"proposed_rating": "BBB", "proposed_limit": 500_000, "rationale": "评分"},
+              actor="li")
+    with pytest.raises(TaskRefused, match="four-eyes"):
+        driver.do(case_id, "peer_review", {"approval_decision": "approved", "approval_comment": "ok"}, actor="li")
+    driver.do(case_id, "peer_review", {"approval_decision": "approved", "approval_comment": "ok"}, actor="wang")
+    assert driver.state(case_id).data["published_rating"] == "BBB"

@@ -498,3 +498,15 @@ def test_running_cases_stay_on_the_definition_version_they_started_with(make_eng
     new_case = engine.start("demo", {})
     engine.complete(only_task(engine, new_case)["id"], actor="li", role="agent", data={"result": "ok"})
     assert engine.case(new_case).outcome == "v2"
+
+
+def test_case_priority_follows_data_written_by_a_task(make_engine):
+    text = LINEAR.replace("nodes:", 'case_priority: \'data.tier == "gold" ? "high" : "normal"\'\nnodes:').replace(
+        "      - {id: result, type: enum, choices: [ok, failed], required: true}",
+        "      - {id: result, type: enum, choices: [ok, failed], required: true}\n"
+        "      - {id: tier, type: enum, choices: [gold, standard]}")
+    engine = make_engine(text)
+    case_id = engine.start("demo", {})
+    assert engine.case(case_id).state.priority == "normal"
+    engine.complete(only_task(engine, case_id)["id"], actor="li", role="agent", data={"result": "ok", "tier": "gold"})
+    assert engine.case(case_id).state.priority == "high"
