@@ -52,14 +52,33 @@ class AcceleratedClock:
     `real` is injectable so tests can drive it without sleeping.
     """
 
-    def __init__(self, start: datetime, factor: float, real: Clock | None = None) -> None:
+    def __init__(self, start: datetime, factor: float, real: Clock | None = None,
+                 origin: datetime | None = None) -> None:
         if start.tzinfo is None:
             raise ValueError("AcceleratedClock needs a timezone-aware start time")
         self._start = start
         self._factor = factor
         self._real = real or SystemClock()
-        self._origin = self._real.now()
+        self._origin = origin or self._real.now()
+
+    def spec(self) -> str:
+        """Text for SVCFLOW_CLOCK so other processes (served flows, workers) share this virtual time."""
+        return f"accelerated|{self._start.isoformat()}|{self._origin.isoformat()}|{self._factor:g}"
 
     def now(self) -> datetime:
         elapsed = self._real.now() - self._origin
         return self._start + timedelta(seconds=elapsed.total_seconds() * self._factor)
+
+
+def clock_from_spec(spec: str | None) -> Clock:
+    """SVCFLOW_CLOCK: empty or "system" for wall time; "accelerated|start|origin|factor" for the demo."""
+    if not spec or spec == "system":
+        return SystemClock()
+    parts = spec.split("|")
+    if parts[0] == "accelerated" and len(parts) == 4:
+        try:
+            return AcceleratedClock(datetime.fromisoformat(parts[1]), float(parts[3]),
+                                    origin=datetime.fromisoformat(parts[2]))
+        except ValueError:
+            pass
+    raise ValueError(f"cannot read SVCFLOW_CLOCK={spec!r}: use 'system' or 'accelerated|START|ORIGIN|FACTOR'")

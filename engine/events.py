@@ -6,9 +6,9 @@ Prefect flows) must do next; log entries are the append-only history the store k
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Union
+from typing import Any, NamedTuple, Union
 
 
 # -- events (input) ------------------------------------------------------------------------
@@ -138,12 +138,14 @@ class CaseEnded:
 Command = Union[RunAutoStep, TaskOpened, TaskClosed, StartChild, Notify, CaseEnded]
 
 
-@dataclass(frozen=True)
-class LogEntry:
-    """One line of the event log. `at` is the time it was recorded: never back-dated."""
+class LogEntry(NamedTuple):
+    """One line of the event log. `at` is the time it was recorded: never back-dated.
+
+    A NamedTuple because the interpreter makes several per transition; it is the cheapest record.
+    """
 
     seq: int
     at: datetime
     type: str
     node: str | None = None
-    data: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = {}

@@ -521,6 +521,30 @@ def _operator_in(item: Any, container: Any) -> Any:
     return outcome
 
 
+def _quantifier(
+    combine: Callable[[Any, Any], Any], start: bool
+) -> Callable[[Any, str, Callable[[Any], Any], Callable[[Any], Any]], Any]:
+    """celpy's ``exists()``/``all()`` macros, keeping an item's error as the result.
+
+    celpy folds the items the same way but then wraps the fold in ``BoolType()``, which turns
+    "field 'discount' is not set" on an item into a meaningless "no such overload".
+    """
+
+    def quantifier(
+        activation: Any,
+        bind_variable: str,
+        cel_expr: Callable[[Any], Any],
+        cel_gen: Callable[[Any], Any],
+    ) -> Any:
+        outcome: Any = celtypes.BoolType(start)
+        for value in cel_gen(activation):
+            item = activation.nested_activation(vars={bind_variable: value})
+            outcome = combine(outcome, cel_evaluation.result(item, cel_expr))
+        return outcome
+
+    return quantifier
+
+
 class _Overlay(types.ModuleType):
     """A copy of a module with some attributes replaced, for the transpiled code's globals.
 
@@ -554,6 +578,8 @@ def _program_namespace() -> dict[str, Any]:
         bool_eq=_comparison(operator.eq, equality=True),
         bool_ne=_comparison(operator.ne, equality=True),
         operator_in=_operator_in,
+        macro_exists=_quantifier(celtypes.logical_or, start=False),
+        macro_all=_quantifier(celtypes.logical_and, start=True),
     )
     namespace = dict(vars(cel_evaluation))
     celtypes_overlay = _Overlay(celtypes, IntType=_int_type)

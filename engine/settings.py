@@ -19,6 +19,7 @@ class Settings(BaseSettings):
     process_dir: Path = Field(default=DEFAULT_DIR, description="directory of process definitions")
     display_timezone: str = Field(default="Asia/Shanghai", description="zone the CLI shows times in")
     sweep_interval_seconds: int = Field(default=60, ge=1, description="how often the escalation sweep runs")
+    clock: str = Field(default="system", description="'system', or 'accelerated|START|ORIGIN|FACTOR' (demo)")
     smtp_host: str | None = None
     smtp_port: int = 25
     smtp_sender: str = "svcflow@localhost"

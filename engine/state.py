@@ -7,7 +7,7 @@ every transition; it is stored as JSON in the case row and is the source of trut
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -118,22 +118,33 @@ class InstanceState:
         return [task for task in self.tasks.values() if task.status == "open"]
 
     def clone(self) -> InstanceState:
-        """A copy the interpreter may change without touching the caller's state."""
-        return replace(
-            self,
-            data=_copy(self.data),
-            steps=_copy(self.steps),
-            tokens={k: replace(v) for k, v in self.tokens.items()},
-            tasks={k: replace(v, escalation_roles=list(v.escalation_roles)) for k, v in self.tasks.items()},
-            clocks={k: replace(v, fired=list(v.fired)) for k, v in self.clocks.items()},
-            joins={k: dict(v) for k, v in self.joins.items()},
-            visits=dict(self.visits),
-        )
+        """A copy the interpreter may change without touching the caller's state.
+
+        Closed tasks and ended clocks are never changed again, so they are shared rather than
+        copied: a long case's history then costs nothing per transition.
+        """
+        new: InstanceState = _shallow(self)
+        new.data = _copy(self.data)
+        new.steps = _copy(self.steps)
+        new.tokens = {k: _shallow(v) for k, v in self.tokens.items()}
+        new.tasks = {k: (_task_copy(v) if v.status == "open" else v) for k, v in self.tasks.items()}
+        new.clocks = {k: (_clock_copy(v) if v.status in ("running", "paused") else v) for k, v in self.clocks.items()}
+        new.joins = {k: dict(v) for k, v in self.joins.items()}
+        new.visits = dict(self.visits)
+        return new
 
     # -- serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        raw = asdict(self)
-        return _encode(raw)  # type: ignore[no-any-return]
+        """Hand-written (not dataclasses.asdict): this runs on every stored transition."""
+        out: dict[str, Any] = {}
+        for name in _STATE_FIELDS:
+            value = getattr(self, name)
+            if name in ("tokens", "tasks", "clocks"):
+                value = {k: _flat(v) for k, v in value.items()}
+            elif isinstance(value, datetime):
+                value = value.isoformat()
+            out[name] = value
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
@@ -153,6 +164,15 @@ class InstanceState:
         return cls.from_dict(json.loads(text))
 
 
+def _flat(obj: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in obj.__slots__:
+        value = getattr(obj, name)
+        out[name] = value.isoformat() if isinstance(value, datetime) else value
+    return out
+
+
+_STATE_FIELDS = tuple(f.name for f in fields(InstanceState))
 _TOKEN_DT = ("since", "timer_due")
 _TASK_DT = ("created_at", "due_at", "completed_at")
 _CLOCK_DT = ("started_at", "running_since", "next_at", "due_at", "ended_at")
@@ -165,14 +185,24 @@ def _decode(raw: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def _encode(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _encode(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_encode(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
+def _shallow(obj: Any) -> Any:
+    """Copy a slotted dataclass without running __init__ (dataclasses.replace is several times slower)."""
+    new = object.__new__(type(obj))
+    for name in obj.__slots__:
+        object.__setattr__(new, name, getattr(obj, name))
+    return new
+
+
+def _task_copy(task: Task) -> Task:
+    new = _shallow(task)
+    new.escalation_roles = list(task.escalation_roles)
+    return new  # type: ignore[no-any-return]
+
+
+def _clock_copy(clock: SlaClock) -> SlaClock:
+    new = _shallow(clock)
+    new.fired = list(clock.fired)
+    return new  # type: ignore[no-any-return]
 
 
 def _copy(value: Any) -> Any:

@@ -8,7 +8,7 @@ acting on the same case cannot both win. The log is append-only.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -88,6 +88,7 @@ class Store:
         self.engine: Engine = create_engine(url, **kwargs)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sql = _HotSql(self.engine.dialect.name)
         self.migrate()
 
     @property
@@ -171,26 +172,25 @@ class Store:
 
     def _write_case(self, conn: Connection, old: InstanceState | None, new: InstanceState,
                     expected_version: int | None, now: datetime) -> int:
+        sql = self._sql
         values = dict(
             status=new.status, outcome=new.outcome, priority=new.priority, tier=new.tier,
             escalation_level=new.escalation_level,
             current_nodes=",".join(sorted({t.node for t in new.tokens.values()}))[:1000],
-            updated_at=utc(now), ended_at=utc(new.ended_at), next_due_at=utc(new.next_due_at()),
+            updated_at=sql.dt(now), ended_at=sql.dt(new.ended_at), next_due_at=sql.dt(new.next_due_at()),
             state=new.to_json(),
         )
         if expected_version is None:
             try:
-                conn.execute(insert(CASES).values(
+                conn.exec_driver_sql(sql.insert_case, dict(
                     id=new.case_id, process_id=new.process_id, definition_hash=new.definition_hash,
-                    parent_case=new.parent_case, created_at=utc(new.started_at), version=1, **values,
+                    parent_case=new.parent_case, created_at=sql.dt(new.started_at), version=1, **values,
                 ))
             except IntegrityError:
                 raise ConcurrentModification(f"case {new.case_id} already exists") from None
             return 1
-        result = conn.execute(
-            update(CASES).where(and_(CASES.c.id == new.case_id, CASES.c.version == expected_version))
-            .values(version=expected_version + 1, **values)
-        )
+        result = conn.exec_driver_sql(sql.update_case, dict(b_id=new.case_id, b_version=expected_version,
+                                                            version=expected_version + 1, **values))
         if result.rowcount != 1:
             raise ConcurrentModification(
                 f"case {new.case_id} was changed by someone else meanwhile; nothing was stored",
@@ -199,47 +199,60 @@ class Store:
         return expected_version + 1
 
     def _write_projections(self, conn: Connection, old: InstanceState | None, new: InstanceState) -> None:
+        sql = self._sql
         old_tasks = old.tasks if old else {}
-        changed_tasks = [t for k, t in new.tasks.items() if old_tasks.get(k) != t]
-        for task in changed_tasks:
-            row = _task_values(new, task)
-            if task.id in old_tasks:
-                conn.execute(update(TASKS).where(TASKS.c.id == task.id).values(**row))
-            else:
-                conn.execute(insert(TASKS).values(id=task.id, **row))
-        old_clocks = old.clocks if old else {}
-        for key, clock in new.clocks.items():
-            if old_clocks.get(key) == clock:
+        inserts = []
+        for key, task in new.tasks.items():
+            previous = old_tasks.get(key)
+            if previous == task:
                 continue
-            row = _clock_values(clock)
-            if key in old_clocks:
-                conn.execute(update(CLOCKS).where(and_(CLOCKS.c.case_id == new.case_id, CLOCKS.c.clock_id == key))
-                             .values(**row))
+            row = _task_values(new, task, sql.dt)
+            row["id"] = task.id
+            if previous is not None:
+                conn.exec_driver_sql(sql.update_task, row)
             else:
-                conn.execute(insert(CLOCKS).values(case_id=new.case_id, clock_id=key, **row))
+                inserts.append(row)
+        if inserts:
+            conn.exec_driver_sql(sql.insert_task, inserts)  # type: ignore[arg-type]
+        old_clocks = old.clocks if old else {}
+        clock_inserts = []
+        for key, clock in new.clocks.items():
+            previous = old_clocks.get(key)
+            if previous == clock:
+                continue
+            row = _clock_values(clock, sql.dt)
+            row.update(case_id=new.case_id, clock_id=key)
+            if previous is not None:
+                conn.exec_driver_sql(sql.update_clock, row)
+            else:
+                clock_inserts.append(row)
+        if clock_inserts:
+            conn.exec_driver_sql(sql.insert_clock, clock_inserts)  # type: ignore[arg-type]
 
     def _append(self, conn: Connection, state: InstanceState, log: list[LogEntry]) -> None:
         if not log:
             return
+        sql = self._sql
         rows = []
         escalations = []
         for entry in log:
-            rows.append(dict(case_id=state.case_id, process_id=state.process_id, seq=entry.seq, at=utc(entry.at),
+            at = sql.dt(entry.at)
+            rows.append(dict(case_id=state.case_id, process_id=state.process_id, seq=entry.seq, at=at,
                              type=entry.type, node=entry.node, payload=_dumps(entry.data)))
             if entry.type == "escalated":
                 actions = {k: entry.data[k] for k in ("notify", "reassign", "raise_priority", "route")
                            if k in entry.data}
                 escalations.append(dict(case_id=state.case_id, clock_id=entry.data.get("clock", ""),
                                         level=entry.data.get("level", 0), percent=entry.data.get("percent", 0),
-                                        kind=entry.data.get("kind", ""), node=entry.node, at=utc(entry.at),
+                                        kind=entry.data.get("kind", ""), node=entry.node, at=at,
                                         actions=_dumps(actions)))
         try:
-            conn.execute(insert(EVENTS), rows)
+            conn.exec_driver_sql(sql.insert_event, rows)  # type: ignore[arg-type]
         except IntegrityError:
             raise ConcurrentModification(f"case {state.case_id}: its log moved on meanwhile; nothing was stored") \
                 from None
         if escalations:
-            conn.execute(insert(ESCALATIONS), escalations)
+            conn.exec_driver_sql(sql.insert_escalation, escalations)  # type: ignore[arg-type]
 
     def record_refusal(self, case_id: str, process_id: str, at: datetime, kind: str, node: str | None,
                        data: dict[str, Any]) -> None:
@@ -336,17 +349,59 @@ class Store:
                 conn.execute(delete(table))
 
 
-def _task_values(state: InstanceState, task: Task) -> dict[str, Any]:
+def _task_values(state: InstanceState, task: Task, dt: Callable[[datetime | None], Any]) -> dict[str, Any]:
     return dict(case_id=state.case_id, process_id=state.process_id, node=task.node, role=task.role,
                 assignee=task.assignee, status=task.status, priority=task.priority,
-                escalation_level=task.escalation_level, created_at=utc(task.created_at), due_at=utc(task.due_at),
-                completed_at=utc(task.completed_at), completed_by=task.completed_by)
+                escalation_level=task.escalation_level, created_at=dt(task.created_at), due_at=dt(task.due_at),
+                completed_at=dt(task.completed_at), completed_by=task.completed_by)
 
 
-def _clock_values(clock: SlaClock) -> dict[str, Any]:
-    return dict(scope=clock.scope, name=clock.name[:300], target=clock.target_text, started_at=utc(clock.started_at),
-                due_at=utc(clock.due_at), status=clock.status, breached=clock.breached,
-                consumed_seconds=clock.consumed, ended_at=utc(clock.ended_at))
+def _clock_values(clock: SlaClock, dt: Callable[[datetime | None], Any]) -> dict[str, Any]:
+    return dict(scope=clock.scope, name=clock.name[:300], target=clock.target_text, started_at=dt(clock.started_at),
+                due_at=dt(clock.due_at), status=clock.status, breached=clock.breached,
+                consumed_seconds=clock.consumed, ended_at=dt(clock.ended_at))
+
+
+class _HotSql:
+    """The statements every transition runs, as driver SQL built once per dialect.
+
+    Going to the driver directly skips SQLAlchemy's per-statement compile and cache-key work,
+    which was most of the cost of a transition; values are converted exactly as SQLModel's
+    UTCDateTime would (UTC text on SQLite, aware datetimes on PostgreSQL).
+    """
+
+    def __init__(self, dialect: str) -> None:
+        self.sqlite = dialect == "sqlite"
+        mark = (lambda n: f":{n}") if self.sqlite else (lambda n: f"%({n})s")
+
+        def insert_sql(table: Any) -> str:
+            generated = table in (EVENTS, ESCALATIONS)  # their integer id comes from the database
+            names = [c.name for c in table.c if not (generated and c.name == "id")]
+            return f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join(mark(n) for n in names)})"
+
+        def update_sql(table: Any, names: tuple[str, ...], keys: dict[str, str]) -> str:
+            sets = ", ".join(f"{n} = {mark(n)}" for n in names)
+            where = " AND ".join(f"{column} = {mark(param)}" for column, param in keys.items())
+            return f"UPDATE {table.name} SET {sets} WHERE {where}"
+
+        self.insert_case = insert_sql(CASES)
+        self.update_case = update_sql(CASES, ("status", "outcome", "priority", "tier", "escalation_level",
+                                              "current_nodes", "updated_at", "ended_at", "next_due_at", "state",
+                                              "version"), {"id": "b_id", "version": "b_version"})
+        self.insert_task = insert_sql(TASKS)
+        self.update_task = update_sql(TASKS, ("role", "assignee", "status", "priority", "escalation_level",
+                                              "due_at", "completed_at", "completed_by"), {"id": "id"})
+        self.insert_clock = insert_sql(CLOCKS)
+        self.update_clock = update_sql(CLOCKS, ("target", "due_at", "status", "breached", "consumed_seconds",
+                                                "ended_at"), {"case_id": "case_id", "clock_id": "clock_id"})
+        self.insert_event = insert_sql(EVENTS)
+        self.insert_escalation = insert_sql(ESCALATIONS)
+
+    def dt(self, value: datetime | None) -> Any:
+        if value is None:
+            return None
+        value = value.astimezone(timezone.utc)
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f") if self.sqlite else value
 
 
 def _aware_row(row: Any) -> dict[str, Any]:

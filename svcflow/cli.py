@@ -54,8 +54,10 @@ def _engine() -> Any:
     from engine.runtime import Engine
     from engine.settings import get_settings
 
+    from engine.clock import clock_from_spec
+
     settings = get_settings()
-    return Engine.from_settings(settings.database_url, settings.process_dir)
+    return Engine.from_settings(settings.database_url, settings.process_dir, clock=clock_from_spec(settings.clock))
 
 
 def _input(data_file: Optional[Path], sets: Optional[list[str]]) -> dict[str, Any]:

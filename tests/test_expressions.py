@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import pickle
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -75,6 +76,16 @@ def test_string_functions_startswith_contains_size() -> None:
 def test_list_macro_sees_item_fields() -> None:
     assert evaluate("data.items.exists(item, item.amount > 10)") is True
     assert evaluate("data.items.map(item, item.sku)") == ["A1", "B2"]
+
+
+def test_missing_field_on_a_list_item_names_the_field() -> None:
+    with pytest.raises(ExpressionError, match="field 'discount' is not set"):
+        evaluate("data.items.all(item, item.discount > 1)")
+
+
+def test_type_names_can_be_compared() -> None:
+    assert evaluate("type(data.compensation_claim) == double") is True
+    assert compile_expression("type(data.tier) == string").references == {("data", "tier")}
 
 
 def test_has_tells_whether_an_optional_field_is_set() -> None:
@@ -330,6 +341,16 @@ def test_other_celpy_users_do_not_break_compilation() -> None:
     finally:
         CELParser.CEL_PARSER = saved
         expressions._parser.cache_clear()
+
+
+def test_concurrent_evaluations_see_their_own_scope() -> None:
+    expression = compile_expression("data.reply_rounds * 2")
+
+    def double(rounds: int) -> Any:
+        return expression.evaluate({"data": {"reply_rounds": rounds}})
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert list(pool.map(double, range(2000))) == [2 * n for n in range(2000)]
 
 
 def test_typical_condition_evaluates_fast() -> None:

@@ -510,3 +510,19 @@ def test_case_priority_follows_data_written_by_a_task(make_engine):
     assert engine.case(case_id).state.priority == "normal"
     engine.complete(only_task(engine, case_id)["id"], actor="li", role="agent", data={"result": "ok", "tier": "gold"})
     assert engine.case(case_id).state.priority == "high"
+
+
+def test_an_accelerated_clock_is_shared_between_processes_through_its_spec():
+    from datetime import datetime, timezone
+
+    from engine.clock import AcceleratedClock, FakeClock, clock_from_spec
+
+    real = FakeClock(datetime(2026, 1, 1, tzinfo=timezone.utc))
+    start = datetime(2025, 9, 22, 9, 0, tzinfo=SHANGHAI)
+    clock = AcceleratedClock(start, 3600, real=real)
+    real.advance(timedelta(seconds=2))
+    assert clock.now() == start + timedelta(hours=2)
+    same = clock_from_spec(clock.spec())
+    assert isinstance(same, AcceleratedClock) and same._origin == clock._origin and same._factor == 3600
+    with pytest.raises(ValueError, match="SVCFLOW_CLOCK"):
+        clock_from_spec("fast")

@@ -1,0 +1,33 @@
+"""Knobs of the Prefect layer, on top of the engine's settings (same SVCFLOW_ prefix).
+
+Kept here rather than in engine/settings.py because the engine must not know that flow runs
+pause, poll or get served; the values still come from the same environment variables.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from engine.settings import Settings
+
+
+class FlowSettings(Settings):
+    """Engine settings plus how case flows wait for people and how the sweep is served."""
+
+    human_wait: Literal["auto", "pause", "suspend", "none"] = Field(
+        default="auto",
+        description="how a case flow waits at a human step: auto = suspend when run from a deployment "
+        "(frees the worker), pause otherwise (keeps the process); none = end the segment",
+    )
+    pause_poll_seconds: float = Field(default=5.0, gt=0, description="how often a paused run checks for its input")
+    pause_min_seconds: int = Field(default=3600, ge=1, description="shortest wait at a human step before the run ends")
+    pause_margin_seconds: int = Field(default=3600, ge=0, description="wait this long past the task's due time")
+    pause_default_seconds: int = Field(default=7 * 86400, ge=1, description="wait for tasks without a due time")
+    case_deployment: str = Field(default="svcflow-case/run-case", description="deployment that continues a case")
+    artifacts: bool = Field(default=True, description="publish a Markdown artifact per case after each segment")
+
+
+def get_flow_settings() -> FlowSettings:
+    return FlowSettings()
