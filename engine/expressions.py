@@ -539,7 +539,12 @@ def _quantifier(
         outcome: Any = celtypes.BoolType(start)
         for value in cel_gen(activation):
             item = activation.nested_activation(vars={bind_variable: value})
-            outcome = combine(outcome, cel_evaluation.result(item, cel_expr))
+            verdict = cel_evaluation.result(item, cel_expr)
+            if isinstance(outcome, cel_evaluation.CELEvalError) and isinstance(
+                verdict, cel_evaluation.CELEvalError
+            ):
+                continue  # two errors: report the first (celpy's fold would raise here)
+            outcome = combine(outcome, verdict)
         return outcome
 
     return quantifier

@@ -155,3 +155,28 @@ def test_old_definition_versions_are_loaded_from_the_store(store: Store):
     task = store.tasks(case_id=case_id)[0]
     restarted.complete(task["id"], actor="li", role="agent", data={"result": "ok"})
     assert restarted.case(case_id).outcome == "closed"
+
+
+def test_pending_migrations_are_applied_once_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import engine.store as store_module
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    Store(url).dispose()  # a database at schema version 1
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(store_module, "MIGRATIONS", {2: ["ALTER TABLE cases ADD COLUMN note VARCHAR(200)"]})
+    upgraded = Store(url)
+    upgraded.migrate()  # running again must not re-apply
+    with upgraded.engine.connect() as conn:
+        assert conn.execute(text("SELECT version FROM svcflow_schema")).scalar() == 2
+        assert "note" in [row[1] for row in conn.execute(text("PRAGMA table_info(cases)")).all()]
+    upgraded.dispose()
+
+
+def test_a_database_newer_than_the_code_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import engine.store as store_module
+
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    Store(url).dispose()
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 0)
+    with pytest.raises(RuntimeError, match="upgrade svcflow"):
+        Store(url)
