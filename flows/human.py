@@ -1,0 +1,367 @@
+"""Human steps as paused (or suspended) flow runs with a Resume form built from the step's form.
+
+The form is a pydantic `RunInput` generated from the definition, so the Prefect UI shows the
+same bilingual fields, choices and required marks as `svcflow complete` checks. Prefect
+validates the JSON shape; svcflow stays the judge: whatever comes in goes through exactly
+`Engine.complete` (role check, form validation, refusal recorded), and a refusal leaves the
+task open and pauses the run again. The store is the truth, so the marker input
+`{"completed_externally": true}` only tells the run to read it again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+import pydantic
+from pydantic import Field
+from pydantic.json_schema import SkipJsonSchema
+from typing_extensions import Self
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType, FlowRunFilterTags,
+)
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.responses import SetStateStatus
+from prefect.context import FlowRunContext
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run, suspend_flow_run
+from prefect.input import RunInput
+from prefect.input.actions import aread_flow_run_input, ensure_flow_run_id, read_flow_run_input
+from prefect.input.run_input import Keyset, RunInputMetadata
+from prefect.logging import get_run_logger
+from prefect.states import Running, Scheduled
+
+from engine import sla
+from engine.definition import FieldSpec, FormField, HumanTask, ProcessDefinition, Text
+from engine.errors import InputError, TaskRefused
+from engine.graph import ProcessGraph
+from engine.runtime import Engine
+from engine.state import InstanceState, Task
+from flows.runtime import segment
+from flows.settings import FlowSettings
+
+log = logging.getLogger("svcflow.flows")
+
+MARKER: dict[str, Any] = {"completed_externally": True}
+WaitOutcome = Literal["completed", "refused", "refresh", "timeout"]
+RESERVED = ("actor", "role", "completed_externally")
+
+
+def bilingual(text: Text | None, fallback: str) -> str:
+    """Titles always read "中文 / English" so both desks can use the same form."""
+    if text is None:
+        return fallback
+    return text.zh if text.zh == text.en else f"{text.zh} / {text.en}"
+
+
+class TaskInput(RunInput):
+    """Base of the generated forms. Loading never rejects what the server accepted: the engine
+    decides (and records) what is wrong, so a bad value must reach it instead of crashing the run."""
+
+    _raw: dict[str, Any] = pydantic.PrivateAttr(default_factory=dict)
+    task_id: ClassVar[str] = ""
+
+    @property
+    def submitted(self) -> dict[str, Any]:
+        return dict(self._raw)
+
+    @classmethod
+    def _from_raw(cls, value: Any, keyset: Keyset, flow_run_id: UUID) -> Self:
+        raw = dict(value) if isinstance(value, Mapping) else {}
+        known = {k: v for k, v in raw.items() if k in cls.model_fields}
+        instance = cls.model_construct(**known)
+        instance._raw = raw
+        instance._metadata = RunInputMetadata(key=keyset["response"], sender=None, receiver=flow_run_id)
+        return instance
+
+    @classmethod
+    def load(cls, keyset: Keyset, flow_run_id: UUID | None = None) -> Self:  # type: ignore[override]
+        flow_run_id = ensure_flow_run_id(flow_run_id)
+        return cls._from_raw(read_flow_run_input(keyset["response"], flow_run_id=flow_run_id), keyset, flow_run_id)
+
+    @classmethod
+    async def aload(cls, keyset: Keyset, flow_run_id: UUID | None = None) -> Self:  # type: ignore[override]
+        flow_run_id = ensure_flow_run_id(flow_run_id)
+        value = await aread_flow_run_input(keyset["response"], flow_run_id=flow_run_id)
+        return cls._from_raw(value, keyset, flow_run_id)
+
+
+def _field_type(spec: FieldSpec) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """The Python type of a form field, its constraints, and extra JSON-schema keys for the UI."""
+    limits: dict[str, Any] = {}
+    if spec.minimum is not None:
+        limits["ge"] = spec.minimum
+    if spec.maximum is not None:
+        limits["le"] = spec.maximum
+    kind = spec.type
+    if kind == "enum":
+        return Literal[tuple(spec.choices or ())], {}, {}  # type: ignore[valid-type]
+    if kind == "integer":
+        return int, limits, {}
+    if kind == "number":
+        return float, limits, {}
+    if kind == "boolean":
+        return bool, {}, {}
+    if kind == "date":
+        return dt.date, {}, {}
+    if kind == "datetime":
+        return dt.datetime, {}, {}
+    if kind == "list":
+        return list[str], {}, {}
+    if kind == "text":
+        return str, {}, {"format": "text"}
+    return str, {}, {}
+
+
+def _schema_extra(extra: dict[str, Any], drop_null_default: bool) -> Any:
+    """A schema hook: add the UI hints, and drop `"default": null` — a form that pre-fills null
+    would send it back, and the server's JSON-schema check refuses null for a typed field."""
+
+    def hook(schema: dict[str, Any]) -> None:
+        schema.update(extra)
+        if drop_null_default and schema.get("default", 0) is None:
+            schema.pop("default")
+
+    return hook
+
+
+def form_field(spec: FormField) -> tuple[Any, Any]:
+    """(annotation, FieldInfo) for create_model; optional fields take no null in the schema."""
+    annotation, limits, extra = _field_type(spec)
+    title = bilingual(spec.label, spec.id)
+    description = bilingual(spec.description, "") or None
+    if spec.required:
+        return annotation, Field(..., title=title, description=description,
+                                 json_schema_extra=_schema_extra(extra, False), **limits)
+    return annotation | SkipJsonSchema[None], Field(  # type: ignore[operator]
+        default=spec.default, title=title, description=description,
+        json_schema_extra=_schema_extra(extra, True), **limits)
+
+
+def task_input_model(graph: ProcessGraph, state: InstanceState, task: Task, *, now: dt.datetime,
+                     zone: str = "Asia/Shanghai") -> type[TaskInput]:
+    """The Resume form of one open task: its form fields, then who completes it and as which role."""
+    node = graph.nodes[task.node]
+    assert isinstance(node, HumanTask)
+    fields: dict[str, Any] = {}
+    for spec in node.form:
+        if spec.id in RESERVED:
+            continue  # a form field named like ours would shadow the actor / role; the engine reports it
+        fields[spec.id] = form_field(spec)
+    roles = [task.role, *[r for r in task.escalation_roles if r != task.role]]
+    role_type: Any = Literal[tuple(roles)]  # type: ignore[valid-type]
+    fields["actor"] = (str, Field(..., min_length=1, title="处理人 / Actor",
+                                  description="完成此任务的用户 / the user completing this task"))
+    fields["role"] = (role_type, Field(default=task.role, title="角色 / Role",
+                                       description="以哪个角色完成 / the role you act in"))
+    fields["completed_externally"] = (bool, Field(
+        default=False, title="已在别处完成(仅刷新) / Completed elsewhere (refresh only)",
+        description="勾选后流程只重新读取案件状态 / only makes the run re-read the case"))
+    model_name = "".join(part.capitalize() for part in task.node.split("_")) + "Form"
+    model: type[TaskInput] = pydantic.create_model(model_name, __base__=TaskInput, **fields)  # type: ignore[call-overload]
+    model.task_id = task.id
+    model._description = describe_task(graph, state, task, now=now, zone=zone)  # type: ignore[assignment]
+    return model
+
+
+# -- the description shown above the form ------------------------------------------------------------
+def business_span(seconds: int, day_seconds: int) -> str:
+    """Business time as people say it: working days (d) of the calendar, hours, minutes."""
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, max(day_seconds, 1))
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    parts = [f"{days}d" if days else "", f"{hours}h" if hours else "", f"{minutes}m" if minutes or not (days or hours) else ""]
+    return " ".join(p for p in parts if p)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "是 / yes" if value else "否 / no"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    text = str(value).replace("|", "\\|").replace("\n", " ")
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def case_summary_rows(definition: ProcessDefinition, data: Mapping[str, Any], limit: int = 20) -> list[tuple[str, str]]:
+    """The case data worth reading before acting: set values, labelled in both languages."""
+    rows: list[tuple[str, str]] = []
+    for name, value in data.items():
+        if value in (None, "", [], {}) or value is False:
+            continue
+        spec = definition.data.get(name)
+        rows.append((bilingual(spec.label if spec else None, name), _value(value)))
+        if len(rows) >= limit:
+            break
+    return rows
+
+
+def describe_task(graph: ProcessGraph, state: InstanceState, task: Task, *, now: dt.datetime,
+                  zone: str = "Asia/Shanghai") -> str:
+    """Markdown above the Resume form: the case, what to do, the due time in business time, the level."""
+    definition = graph.definition
+    node = graph.nodes[task.node]
+    assert isinstance(node, HumanTask)
+    tz = ZoneInfo(zone)
+    lines = [f"### {node.label()}", "",
+             f"**案件 / Case** `{state.case_id}` · {bilingual(definition.name, definition.id)} · "
+             f"优先级 / priority **{task.priority}** · 升级级别 / escalation level **{task.escalation_level}**", ""]
+    roles = f"`{task.role}`" + (f" (also / 另: {', '.join(f'`{r}`' for r in task.escalation_roles)})"
+                                if task.escalation_roles else "")
+    lines.append(f"**角色 / Role** {roles}" + (f" · **负责人 / Assignee** {task.assignee}" if task.assignee else ""))
+    lines.append("")
+    clock = state.clocks.get(f"task:{task.id}")
+    calendar = graph.calendar
+    if task.due_at is not None:
+        due_local = task.due_at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+        if task.due_at > now:
+            left = f"{business_span(calendar.between(now, task.due_at), calendar.day_seconds)} 工作时间剩余 / business time left"
+        else:
+            left = f"已超时 / overdue by {business_span(calendar.between(task.due_at, now), calendar.day_seconds)} 工作时间 / business time"
+        used = ""
+        if clock is not None:
+            used = f" · 已用 / used {sla.percent(clock, now, calendar):.0f} % of {clock.target_text}"
+        lines.append(f"**截止 / Due** {due_local} ({zone}) — {left}{used}")
+    else:
+        lines.append("**截止 / Due** 无时限 / no time limit")
+    lines += ["", "#### 要做什么 / What to do"]
+    if node.description is not None:
+        lines.append(f"{node.description.zh}  \n{node.description.en}")
+    lines.append("填写下面的表单并恢复运行即可完成此任务(与 `svcflow complete` 同样的检查)。"
+                 "  \nFill in the form and resume the run to complete this task (the same checks as "
+                 f"`svcflow complete {task.id}`). Invalid input keeps the task open and the run waits again.")
+    rows = case_summary_rows(definition, state.data)
+    if rows:
+        lines += ["", "#### 案件摘要 / Case summary", "", "| 字段 / field | 值 / value |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in rows]
+    return "\n".join(lines) + "\n"
+
+
+def pause_timeout(task: Task, now: dt.datetime, settings: FlowSettings) -> int:
+    """Finite, as Prefect requires: until the task's due time plus a margin, at least the minimum."""
+    if task.due_at is None:
+        return max(settings.pause_min_seconds, settings.pause_default_seconds)
+    left = (task.due_at - now).total_seconds() + settings.pause_margin_seconds
+    return int(max(settings.pause_min_seconds, left))
+
+
+def waiting_mode(settings: FlowSettings) -> str:
+    """Suspend (frees the worker) only where Prefect allows it: a deployment's top-level run."""
+    if settings.human_wait != "auto":
+        return settings.human_wait
+    context = FlowRunContext.get()
+    run = context.flow_run if context is not None else None
+    if run is not None and run.deployment_id is not None and run.parent_task_run_id is None:
+        return "suspend"
+    return "pause"
+
+
+def refusals_for(engine: Engine, case_id: str, task_id: str) -> int:
+    return sum(1 for e in engine.store.events(case_id, types=["refused"]) if e.data.get("task_id") == task_id)
+
+
+def wait_for_task(engine: Engine, case_id: str, task_id: str, *, settings: FlowSettings, mode: str,
+                  attempt: int = 0) -> WaitOutcome:
+    """Wait for the Resume input of one task and hand it to `Engine.complete`.
+
+    The pause key is derived from the store (refusals so far) and a per-run counter, so a
+    suspended run that Prefect restarts from the top replays the input it was resumed with
+    instead of asking again, and an invalid input never re-fires the same pause.
+    """
+    state, _ = engine.store.load_case(case_id)
+    task = state.tasks[task_id]
+    graph = engine.graph_for(state)
+    now = engine.clock.now()
+    model = task_input_model(graph, state, task, now=now, zone=settings.display_timezone)
+    key = f"{task_id}.{refusals_for(engine, case_id, task_id)}.{attempt}"
+    timeout = pause_timeout(task, now, settings)
+    logger = get_run_logger()
+    try:
+        if mode == "suspend":
+            received = suspend_flow_run(wait_for_input=model, timeout=timeout, key=key)
+        else:
+            received = pause_flow_run(wait_for_input=model, timeout=timeout,
+                                      poll_interval=settings.pause_poll_seconds, key=key)  # type: ignore[arg-type]
+    except FlowPauseTimeout:
+        logger.warning("task %s was not completed through this run within %s s; the sweep keeps watching "
+                       "its deadline and running the case again continues it", task_id, timeout)
+        return "timeout"
+    raw = received.submitted
+    if raw.get("completed_externally"):
+        return "refresh"
+    actor = str(raw.get("actor") or "")
+    role = str(raw.get("role") or task.role)
+    form_ids = {f.id for f in graph.nodes[task.node].form}  # type: ignore[attr-defined]
+    data = {k: v for k, v in raw.items() if k not in RESERVED and (k in form_ids or v is not None)}
+    data = {k: v for k, v in data.items() if v is not None}
+    try:
+        with segment(case_id):
+            engine.complete(task_id, actor=actor, role=role, data=data)
+    except (InputError, TaskRefused) as exc:
+        logger.warning("input for task %s refused, the task stays open and the run waits again: %s", task_id, exc)
+        return "refused"
+    logger.info("task %s completed by %s as %s", task_id, actor, role)
+    return "completed"
+
+
+# -- continuing a waiting run from outside ------------------------------------------------------------
+def _paused_runs(client: Any, tag: str) -> list[FlowRun]:
+    return list(client.read_flow_runs(flow_run_filter=FlowRunFilter(
+        tags=FlowRunFilterTags(all_=[tag]),
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])),
+    ), limit=20))
+
+
+def _resume(client: Any, run: FlowRun) -> bool:
+    """Resume with the marker; when the form's required fields make Prefect refuse the marker, write
+    the marker as the run's input and move the run on ourselves — the store already holds the
+    completion, so there is nothing left for the form to check."""
+    result = client.resume_flow_run(run.id, run_input=MARKER)
+    if result.status == SetStateStatus.ACCEPT:
+        return True
+    state = run.state
+    keyset = state.state_details.run_input_keyset if state is not None else None
+    if not keyset:
+        log.warning("cannot resume flow run %s: %s", run.name, getattr(result.details, "reason", result.status))
+        return False
+    client.create_flow_run_input(run.id, key=keyset["response"], value=json.dumps(MARKER))
+    target = (Scheduled(name="Resuming", scheduled_time=dt.datetime.now(dt.timezone.utc))
+              if state is not None and state.state_details.pause_reschedule else Running())
+    forced = client.set_flow_run_state(run.id, state=target, force=True)
+    return bool(forced.status == SetStateStatus.ACCEPT)
+
+
+def _resume_tagged(tag: str) -> int:
+    resumed = 0
+    try:
+        with get_client(sync_client=True) as client:
+            for run in _paused_runs(client, tag):
+                if _resume(client, run):
+                    resumed += 1
+    except Exception as exc:  # the store has the change; a run we cannot reach is not the caller's failure
+        log.warning("could not resume the flow run waiting on %s: %s", tag, exc)
+    return resumed
+
+
+def resume_run_for_task(task_id: str) -> bool:
+    """After `svcflow complete` stored a completion: let the run paused on that task re-read the store."""
+    return _resume_tagged(f"task:{task_id}") > 0
+
+
+def resume_runs_for_case(case_id: str) -> int:
+    """Wake whatever run of the case is paused (the sweep moved the case, or a task was closed)."""
+    return _resume_tagged(f"case:{case_id}")
+
+
+__all__ = [
+    "MARKER", "TaskInput", "describe_task", "pause_timeout", "resume_run_for_task", "resume_runs_for_case",
+    "task_input_model", "wait_for_task", "waiting_mode",
+]
