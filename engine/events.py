@@ -30,6 +30,16 @@ class CompleteTask:
 
 
 @dataclass(frozen=True)
+class AssignTask:
+    """Claim a task, or hand it to a named person (the dedicated owner, 专人负责)."""
+
+    task_id: str
+    assignee: str
+    actor: str
+    role: str
+
+
+@dataclass(frozen=True)
 class AutoStepDone:
     token_id: str
     attempt: int
@@ -77,7 +87,7 @@ class CancelCase:
     actor: str | None = None
 
 
-Event = Union[StartCase, CompleteTask, AutoStepDone, AutoStepFailed, MessageArrived, ChildFinished, Tick,
+Event = Union[StartCase, CompleteTask, AssignTask, AutoStepDone, AutoStepFailed, MessageArrived, ChildFinished, Tick,
               UpdateData, CancelCase]
 
 

@@ -17,7 +17,7 @@ from engine.definition import (
 )
 from engine.errors import InputError, SvcflowError, TaskRefused
 from engine.events import (
-    AutoStepDone, AutoStepFailed, CancelCase, CaseEnded, ChildFinished, Command, CompleteTask, Event, LogEntry,
+    AssignTask, AutoStepDone, AutoStepFailed, CancelCase, CaseEnded, ChildFinished, Command, CompleteTask, Event, LogEntry,
     MessageArrived, Notify, RunAutoStep, StartCase, StartChild, TaskClosed, TaskOpened, Tick, UpdateData,
 )
 from engine.expressions import ExpressionError, compile_expression
@@ -141,10 +141,12 @@ class _Run:
 
     def dispatch(self, event: Event) -> None:
         closed = self.state.status in ("completed", "cancelled")
-        if closed and not isinstance(event, (Tick, CompleteTask)):
+        if closed and not isinstance(event, (Tick, CompleteTask, AssignTask)):
             raise TaskRefused(f"case {self.state.case_id} is {self.state.status}; nothing can change it")
         if isinstance(event, CompleteTask):
             self.complete_task(event)
+        elif isinstance(event, AssignTask):
+            self.assign_task(event)
         elif isinstance(event, AutoStepDone):
             self.auto_done(event)
         elif isinstance(event, AutoStepFailed):
@@ -170,23 +172,35 @@ class _Run:
             self.state.status = "incident"
             self.emit("incident", incident.node, message=str(incident))
 
-    def complete_task(self, event: CompleteTask) -> None:
-        task = self.state.tasks.get(event.task_id)
+    def open_task_for(self, task_id: str, actor: str, role: str) -> Task:
+        """The open task, if this person in this role may act on it; refusals say why."""
+        task = self.state.tasks.get(task_id)
         if task is None:
-            raise TaskRefused(f"task {event.task_id} does not belong to case {self.state.case_id}")
+            raise TaskRefused(f"task {task_id} does not belong to case {self.state.case_id}")
         if task.status != "open":
             by = f" by {task.completed_by}" if task.completed_by else ""
             when = f" at {task.completed_at.isoformat()}" if task.completed_at else ""
             raise TaskRefused(f"task {task.id} is already {task.status}{by}{when}",
                               hint="look at open tasks with `svcflow tasks`")
         allowed = {task.role, *task.escalation_roles}
-        if event.role not in allowed and (task.assignee is None or event.actor != task.assignee):
+        if role not in allowed and (task.assignee is None or actor != task.assignee):
             raise TaskRefused(
-                f"{event.actor} acting as '{event.role}' may not complete task {task.id} ('{task.node}')",
+                f"{actor} acting as '{role}' may not act on task {task.id} ('{task.node}')",
                 hint=f"the task belongs to role '{task.role}'"
                 + (f" or escalation roles {', '.join(task.escalation_roles)}" if task.escalation_roles else "")
                 + (f" or its assignee {task.assignee}" if task.assignee else ""),
             )
+        return task
+
+    def assign_task(self, event: AssignTask) -> None:
+        task = self.open_task_for(event.task_id, event.actor, event.role)
+        old = task.assignee
+        task.assignee = event.assignee
+        self.emit("task_assigned", task.node, task_id=task.id, assignee=event.assignee, previous=old,
+                  actor=event.actor, role=event.role)
+
+    def complete_task(self, event: CompleteTask) -> None:
+        task = self.open_task_for(event.task_id, event.actor, event.role)
         node = self.graph.nodes[task.node]
         assert isinstance(node, HumanTask)
         for other in node.different_actor_from:

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from engine.clock import Clock, SystemClock
 from engine.errors import ConcurrentModification, InputError, NotFound, SvcflowError, TaskRefused
 from engine.events import (
-    AutoStepDone, AutoStepFailed, CancelCase, CaseEnded, ChildFinished, Command, CompleteTask, Event, MessageArrived,
+    AssignTask, AutoStepDone, AutoStepFailed, CancelCase, CaseEnded, ChildFinished, Command, CompleteTask, Event, MessageArrived,
     Notify, RunAutoStep, StartCase, StartChild, Tick, UpdateData,
 )
 from engine.graph import ProcessGraph
@@ -172,6 +172,11 @@ class Engine:
         event = CompleteTask(task_id, actor, role, dict(data or {}))
         return self.act(task["case_id"], event, node=task["node"])
 
+    def assign(self, task_id: str, assignee: str, *, actor: str, role: str) -> InstanceState:
+        """Give a task to a named person (or claim it); same role check as completing it."""
+        task = self.store.task(task_id)
+        return self.act(task["case_id"], AssignTask(task_id, assignee, actor, role), node=task["node"])
+
     def send_message(self, case_id: str, message: str, payload: Mapping[str, Any] | None = None, *,
                      actor: str | None = None) -> InstanceState:
         return self.act(case_id, MessageArrived(message, dict(payload or {}), actor))
@@ -189,7 +194,7 @@ class Engine:
         except (TaskRefused, InputError) as exc:
             state, _ = self.store.load_case(case_id)
             details: dict[str, Any] = {"reason": str(exc), "event": type(event).__name__}
-            if isinstance(event, CompleteTask):
+            if isinstance(event, (CompleteTask, AssignTask)):
                 details.update(task_id=event.task_id, actor=event.actor, role=event.role)
             self.store.record_refusal(case_id, state.process_id, self.clock.now(), "refused", node, details)
             raise

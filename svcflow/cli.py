@@ -217,6 +217,18 @@ def _resume_waiting_run(task_id: str) -> None:
 
 @app.command()
 @friendly
+def assign(task_id: str,
+           to: str = typer.Option(..., "--to", help="the person who will own the task"),
+           actor: str = typer.Option(..., "--as", help="who assigns it"),
+           role: str = typer.Option(..., "--role", help="role the assigner acts in")) -> None:
+    """Give a task to a named person (the dedicated owner); they may then complete it."""
+    engine = _engine()
+    state = engine.assign(task_id, to, actor=actor, role=role)
+    out.print(f"task {task_id} of case {state.case_id} assigned to {to}")
+
+
+@app.command()
+@friendly
 def message(case_id: str, name: str,
             data: Optional[Path] = typer.Option(None, "--data"),
             sets: Optional[list[str]] = typer.Option(None, "--set"),

@@ -114,7 +114,7 @@ def test_complete_with_the_wrong_role_is_refused_with_a_clear_message():
     task = json.loads(run("tasks", "--json").stdout)[0]
     result = run("complete", task["id"], "--as", "zhao", "--role", "billing_dept")
     assert result.exit_code == 1
-    assert "may not complete" in result.output and "Traceback" not in result.output
+    assert "may not act on" in result.output and "Traceback" not in result.output
     assert json.loads(run("tasks", "--json").stdout)[0]["id"] == task["id"]
 
 

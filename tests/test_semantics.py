@@ -78,7 +78,7 @@ def test_completing_without_the_role_is_refused_and_nothing_changes(make_engine)
     case_id = engine.start("demo", {})
     task = only_task(engine, case_id)
     version = engine.case(case_id).version
-    with pytest.raises(TaskRefused, match="may not complete"):
+    with pytest.raises(TaskRefused, match="may not act on"):
         engine.complete(task["id"], actor="zhao", role="supervisor", data={"result": "ok"})
     view = engine.case(case_id)
     assert view.version == version and view.status == "running"
@@ -526,3 +526,23 @@ def test_an_accelerated_clock_is_shared_between_processes_through_its_spec():
     assert isinstance(same, AcceleratedClock) and same._origin == clock._origin and same._factor == 3600
     with pytest.raises(ValueError, match="SVCFLOW_CLOCK"):
         clock_from_spec("fast")
+
+
+def test_an_assigned_person_may_complete_the_task_without_holding_its_role(make_engine):
+    engine = make_engine(LINEAR)
+    case_id = engine.start("demo", {})
+    task = only_task(engine, case_id)
+    engine.assign(task["id"], "expert_chen", actor="wu", role="agent")
+    assert only_task(engine, case_id)["assignee"] == "expert_chen"
+    engine.complete(task["id"], actor="expert_chen", role="quality", data={"result": "ok"})
+    assert engine.case(case_id).status == "completed"
+    assert "task_assigned" in engine.case(case_id).history
+
+
+def test_assigning_requires_the_tasks_role(make_engine):
+    engine = make_engine(LINEAR)
+    case_id = engine.start("demo", {})
+    task = only_task(engine, case_id)
+    with pytest.raises(TaskRefused, match="may not act on"):
+        engine.assign(task["id"], "me", actor="zhao", role="director")
+    assert only_task(engine, case_id)["assignee"] is None
