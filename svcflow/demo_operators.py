@@ -88,6 +88,8 @@ class Operators:
     rng: random.Random = field(init=False)
     plans: dict[str, datetime] = field(default_factory=dict)
     log: Callable[[str], None] = print
+    on_completed: Callable[[str], Any] | None = None  # task id -> e.g. resume the Prefect run waiting on it
+    on_message: Callable[[str], Any] | None = None  # case id -> e.g. wake the case's paused run
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -131,6 +133,8 @@ class Operators:
                 actor = f"{task['role']}_{self.rng.choice(['li', 'wang', 'zhang', 'liu'])}"
                 self.engine.complete(task["id"], actor=actor, role=task["role"], data=data)
                 done += 1
+                if self.on_completed is not None:
+                    self.on_completed(task["id"])
                 self.log(f"{actor:<28} completed {task['node']:<22} of {task['case_id']}")
             except SvcflowError as exc:
                 self.log(f"operator could not complete {task['id']}: {exc}")
@@ -157,6 +161,8 @@ class Operators:
                 try:
                     self.engine.send_message(row["id"], token.message, payload, actor="customer")
                     answered += 1
+                    if self.on_message is not None:
+                        self.on_message(row["id"])
                     self.log(f"{'customer':<28} answered {token.message:<21} of {row['id']}")
                 except SvcflowError as exc:
                     self.log(f"customer could not answer {row['id']}: {exc}")

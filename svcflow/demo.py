@@ -1,0 +1,215 @@
+"""`svcflow demo`: the whole system on one machine, in two minutes, for a newcomer.
+
+A local Prefect server, the served case-flow and sweep deployments, a case of every process
+(several tiers, a major complaint, a repair, a retention), simulated operators and customers on
+an accelerated clock (one business hour per second by default), so warnings, breaches and
+escalations really happen; then flowcharts, a review report and the weekly report on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def virtual_start(today: datetime) -> datetime:
+    """The Monday 09:00 (Shanghai) of the current week: business hours from the first second."""
+    local = today.astimezone(SHANGHAI)
+    monday = (local - timedelta(days=local.weekday())).date()
+    return datetime(monday.year, monday.month, monday.day, 9, 0, tzinfo=SHANGHAI)
+
+
+def _free_port(preferred: int) -> int:
+    import socket
+
+    for port in (preferred, *range(preferred + 1, preferred + 50)):
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) != 0:
+                return port
+    raise RuntimeError(f"no free port near {preferred}")
+
+
+def _wait_for_deployment(name: str, timeout: float = 120.0) -> None:
+    from prefect import get_client
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            try:
+                client.read_deployment_by_name(name)
+                return
+            except Exception:
+                time.sleep(1)
+    raise RuntimeError(f"the deployment {name} did not appear within {timeout:.0f} s")
+
+
+def prepare_environment(out_dir: Path, factor: float, sweep_seconds: int, now: datetime) -> str:
+    """Settings every demo process shares: the store, the virtual clock, a private Prefect home."""
+    from engine.clock import AcceleratedClock
+
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    clock = AcceleratedClock(virtual_start(now), factor, origin=now)
+    os.environ.update({
+        "SVCFLOW_DATABASE_URL": f"sqlite:///{(out_dir / 'svcflow-demo.db').resolve()}",
+        "SVCFLOW_CLOCK": clock.spec(),
+        "SVCFLOW_SWEEP_INTERVAL_SECONDS": str(sweep_seconds),
+        "SVCFLOW_PAUSE_POLL_SECONDS": "1",
+        "PREFECT_HOME": str((out_dir / "prefect-home").resolve()),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "true",
+    })
+    return clock.spec()
+
+
+def run_demo(*, seconds: int = 100, factor: float = 3600.0, port: int = 4200, out_dir: Path = Path("demo-output"),
+             keep: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the demo; returns what happened (counts and paths) for the closing summary and tests."""
+    from datetime import timezone
+
+    started = datetime.now(timezone.utc)
+    prepare_environment(out_dir, factor, sweep_seconds=3, now=started)
+    from svcflow.commands_prefect import local_prefect_server
+
+    port = _free_port(port)
+    log(f"starting a local Prefect server (SQLite, {out_dir}/prefect-home) on port {port} ...")
+    with local_prefect_server(port) as api_url:
+        os.environ["PREFECT_API_URL"] = api_url
+        serve = subprocess.Popen([sys.executable, "-m", "svcflow", "serve"], env=os.environ.copy(),
+                                 stdout=open(out_dir / "serve.log", "w"), stderr=subprocess.STDOUT)
+        try:
+            summary = _drive(out_dir, api_url, seconds, log)
+        finally:
+            serve.send_signal(signal.SIGINT)
+            try:
+                serve.wait(20)
+            except subprocess.TimeoutExpired:
+                serve.kill()
+        summary.update(_outputs(out_dir, log))
+        _print_summary(summary, api_url, out_dir, keep, log)
+        if keep:
+            log("--keep: the Prefect server stays up; press Ctrl-C to stop it.")
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+    return summary
+
+
+def _drive(out_dir: Path, api_url: str, seconds: int, log: Callable[[str], None]) -> dict[str, Any]:
+    from engine.clock import clock_from_spec
+    from engine.runtime import Engine
+    from engine.settings import get_settings
+    from flows.case_flow import trigger_deployment_run
+    from flows.human import resume_run_for_task, resume_runs_for_case
+    from flows.runtime import configure
+    from flows.settings import get_flow_settings
+    from svcflow.demo_operators import Operators
+
+    settings = get_settings()
+    engine = Engine.from_settings(settings.database_url, settings.process_dir, clock=clock_from_spec(settings.clock))
+    configure(engine)
+    log("waiting for the served deployments ...")
+    _wait_for_deployment(get_flow_settings().case_deployment)
+    operators = Operators(engine, log=lambda line: log(f"  {engine.clock.now().astimezone(SHANGHAI):%a %H:%M}  {line}"),
+                          on_completed=resume_run_for_task, on_message=resume_runs_for_case)
+    case_ids = operators.start_samples()
+    flow_settings = get_flow_settings()
+    for case_id in case_ids:
+        state, _ = engine.store.load_case(case_id)
+        trigger_deployment_run(case_id, flow_settings, state)
+    log(f"{len(case_ids)} cases started; operators at work for {seconds} s "
+        f"(virtual time runs {operators_speed(settings.clock)})")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        operators.work()
+        time.sleep(1.0)
+    events = engine.store.events()
+    counts: dict[str, int] = {}
+    for event in events:
+        counts[event.type] = counts.get(event.type, 0) + 1
+    cases = engine.store.cases()
+    return {"cases": len(cases), "completed": sum(1 for c in cases if c["status"] == "completed"),
+            "warned": counts.get("sla_warned", 0), "breached": counts.get("sla_breached", 0),
+            "escalated": counts.get("escalated", 0), "tasks_completed": counts.get("task_completed", 0),
+            "case_ids": [c["id"] for c in cases]}
+
+
+def operators_speed(spec: str) -> str:
+    factor = float(spec.rsplit("|", 1)[-1]) if spec.startswith("accelerated") else 1.0
+    return f"{factor / 3600:g} h per second" if factor >= 3600 else f"{factor:g}x"
+
+
+def _outputs(out_dir: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """Flowcharts of every process, a case overlay, the review report and the weekly report."""
+    from engine.clock import clock_from_spec
+    from engine.runtime import Engine
+    from engine.settings import get_settings
+
+    settings = get_settings()
+    engine = Engine.from_settings(settings.database_url, settings.process_dir, clock=clock_from_spec(settings.clock))
+    produced: dict[str, Any] = {}
+    try:
+        from visualize.flowchart import flowchart_dot, render
+        from visualize.overlay import case_overlay
+
+        charts = out_dir / "flowcharts"
+        charts.mkdir(exist_ok=True)
+        for process_id in engine.library.process_ids():
+            graph = engine.library.get(process_id)
+            (charts / f"{process_id}.svg").write_bytes(render(flowchart_dot(graph), "svg"))
+        complaint = next((c for c in engine.store.cases(process_id="complaint_handling")), None)
+        if complaint is not None:
+            view = engine.case(complaint["id"])
+            graph = engine.graph_for(view.state)
+            overlay = case_overlay(graph, view, engine.clock.now())
+            (charts / f"case-{complaint['id']}.svg").write_bytes(render(flowchart_dot(graph, overlay), "svg"))
+        produced["flowcharts"] = str(charts)
+    except Exception as exc:  # the demo still tells what it did
+        log(f"(flowcharts not rendered: {exc})")
+    try:
+        from visualize.review import write_review
+
+        html, png = write_review(engine, "complaint_handling", out=out_dir / "review-complaint_handling.html")
+        produced["review"] = str(html)
+    except Exception as exc:
+        log(f"(review report not written: {exc})")
+    try:
+        from visualize.weekly import write_weekly
+
+        produced["weekly"] = [str(p) for p in write_weekly(engine, out_dir=out_dir)]
+    except Exception as exc:
+        log(f"(weekly report not written: {exc})")
+    return produced
+
+
+def _print_summary(summary: dict[str, Any], api_url: str, out_dir: Path, keep: bool,
+                   log: Callable[[str], None]) -> None:
+    ui = api_url.removesuffix("/api")
+    log("")
+    log("=" * 78)
+    log(f"svcflow demo: {summary['cases']} cases ({summary['completed']} completed), "
+        f"{summary['tasks_completed']} tasks done by simulated operators;")
+    log(f"SLA: {summary['warned']} warnings, {summary['breached']} breaches, {summary['escalated']} escalations.")
+    log("")
+    log(f"Prefect UI: {ui}" + ("" if keep else "  (run `./scripts/demo.sh --keep` to keep it up)"))
+    log("  Runs: flow runs named <process>-<case id>, tagged with the process, tier:<tier> and `major`;")
+    log("        human steps wait as Suspended/Paused runs — open one and press Resume to see its form.")
+    log("  Artifacts: case-<id> (data, current step, SLA clocks, escalations, flowchart), sweep tables.")
+    log("  Events: svcflow.sla.warned / svcflow.sla.breached / svcflow.case.escalated.")
+    log(f"Outputs in {out_dir}/: flowcharts/*.svg, review-complaint_handling.html (+ .png), weekly-*.md/.html,")
+    log(f"  the store svcflow-demo.db (try: SVCFLOW_DATABASE_URL=sqlite:///{out_dir}/svcflow-demo.db svcflow cases)")
+    log("=" * 78)
