@@ -10,16 +10,25 @@ import hashlib
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from engine.calendar import CalendarConfig
+from engine.durations import DURATION_PATTERN, parse_duration
 
 IDENT = r"^[a-z][a-z0-9_]*$"
-DURATION = r"^\s*(\d+\s*[dhms]\s*)+$"
 Ident = Annotated[str, Field(pattern=IDENT, description="snake_case ASCII identifier")]
+
+
+def _check_duration(text: str) -> str:
+    parse_duration(text)  # DurationError is a ValueError: pydantic reports it at the field
+    return text
+
+
 DurationStr = Annotated[
     str,
-    Field(pattern=DURATION, description='business time, e.g. "2h", "30m", "5d", "1d 4h" (d = one working day)'),
+    AfterValidator(_check_duration),
+    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN,
+                    "description": 'business time, e.g. "2h", "30m", "5d", "1d 4h" (d = one working day)'}),
 ]
 Priority = Literal["low", "normal", "high", "urgent"]
 PRIORITIES: tuple[str, ...] = ("low", "normal", "high", "urgent")
