@@ -168,14 +168,15 @@ class Engine:
 
     def complete(self, task_id: str, *, actor: str, role: str, data: Mapping[str, Any] | None = None) -> InstanceState:
         """Complete a human task: role/assignee check and form validation; refusals are recorded."""
-        task = self.store.task(task_id)
+        state, version, node = self.store.load_case_of_task(task_id)
         event = CompleteTask(task_id, actor, role, dict(data or {}))
-        return self.act(task["case_id"], event, node=task["node"])
+        return self.act(state.case_id, event, node=node, loaded=(state, version))
 
     def assign(self, task_id: str, assignee: str, *, actor: str, role: str) -> InstanceState:
         """Give a task to a named person (or claim it); same role check as completing it."""
-        task = self.store.task(task_id)
-        return self.act(task["case_id"], AssignTask(task_id, assignee, actor, role), node=task["node"])
+        state, version, node = self.store.load_case_of_task(task_id)
+        return self.act(state.case_id, AssignTask(task_id, assignee, actor, role), node=node,
+                        loaded=(state, version))
 
     def send_message(self, case_id: str, message: str, payload: Mapping[str, Any] | None = None, *,
                      actor: str | None = None) -> InstanceState:
@@ -187,21 +188,23 @@ class Engine:
     def cancel(self, case_id: str, reason: str, *, actor: str | None = None) -> InstanceState:
         return self.act(case_id, CancelCase(reason, actor))
 
-    def act(self, case_id: str, event: Event, *, node: str | None = None) -> InstanceState:
+    def act(self, case_id: str, event: Event, *, node: str | None = None,
+            loaded: tuple[InstanceState, int] | None = None) -> InstanceState:
         """Apply a user's event; a refusal is recorded in the log and re-raised, the state untouched."""
         try:
-            return self._apply(case_id, event)
+            return self._apply(case_id, event, loaded)
         except (TaskRefused, InputError) as exc:
-            state, _ = self.store.load_case(case_id)
+            state, _ = loaded or self.store.load_case(case_id)
             details: dict[str, Any] = {"reason": str(exc), "event": type(event).__name__}
             if isinstance(event, (CompleteTask, AssignTask)):
                 details.update(task_id=event.task_id, actor=event.actor, role=event.role)
             self.store.record_refusal(case_id, state.process_id, self.clock.now(), "refused", node, details)
             raise
 
-    def _apply(self, case_id: str, event: Event) -> InstanceState:
+    def _apply(self, case_id: str, event: Event, loaded: tuple[InstanceState, int] | None = None) -> InstanceState:
         for _attempt in range(MAX_RETRIES_ON_CONFLICT):
-            state, version = self.store.load_case(case_id)
+            state, version = loaded or self.store.load_case(case_id)
+            loaded = None  # a retry must re-read
             graph = self.graph_for(state)
             now = self.clock.now()
             transition = apply(graph, state, event, now)

@@ -89,6 +89,8 @@ class Store:
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sql = _HotSql(self.engine.dialect.name)
+        self._saved: set[str] = set()  # definition hashes known to be stored
+        self._integrity_errors = (IntegrityError, self.engine.dialect.dbapi.IntegrityError)  # type: ignore[union-attr]
         self.migrate()
 
     @property
@@ -125,6 +127,9 @@ class Store:
 
     # -- definitions ------------------------------------------------------------------------------
     def save_definition(self, loaded: LoadedDefinition, now: datetime) -> None:
+        if loaded.hash in self._saved:
+            return
+        self._saved.add(loaded.hash)
         with self.transaction() as conn:
             exists = conn.execute(select(DEFINITIONS.c.hash).where(DEFINITIONS.c.hash == loaded.hash)).first()
             if exists:
@@ -146,16 +151,28 @@ class Store:
         return row[0], row[1]
 
     # -- cases -----------------------------------------------------------------------------------
-    def load_case(self, case_id: str, conn: Connection | None = None) -> tuple[InstanceState, int]:
-        query = select(CASES.c.state, CASES.c.version).where(CASES.c.id == case_id)
-        if conn is None:
-            with self.engine.connect() as own:
-                row = own.execute(query).first()
-        else:
-            row = conn.execute(query).first()
+    def _fetch_one(self, sql: str, params: dict[str, Any]) -> Any:
+        """One row through the driver's cursor: the read half of every transition."""
+        with self.engine.connect() as conn:
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(sql, params)
+                return cursor.fetchone()
+            finally:
+                cursor.close()
+
+    def load_case(self, case_id: str) -> tuple[InstanceState, int]:
+        row = self._fetch_one(self._sql.load_case, {"id": case_id})
         if row is None:
             raise NotFound(f"no case with id '{case_id}'", hint="list cases with `svcflow cases`")
         return InstanceState.from_json(row[0]), row[1]
+
+    def load_case_of_task(self, task_id: str) -> tuple[InstanceState, int, str]:
+        """The case a task belongs to, with the task's node: one query for `svcflow complete`."""
+        row = self._fetch_one(self._sql.load_case_of_task, {"id": task_id})
+        if row is None:
+            raise NotFound(f"no task with id '{task_id}'", hint="list open tasks with `svcflow tasks`")
+        return InstanceState.from_json(row[0]), row[1], row[2]
 
     def case_exists(self, case_id: str) -> bool:
         with self.engine.connect() as conn:
@@ -163,14 +180,22 @@ class Store:
 
     def write(self, old: InstanceState | None, new: InstanceState, log: list[LogEntry],
               expected_version: int | None, now: datetime) -> int:
-        """Store one transition atomically; returns the new version. Raises ConcurrentModification."""
+        """Store one transition atomically; returns the new version. Raises ConcurrentModification.
+
+        The statements go straight to the driver's cursor inside SQLAlchemy's transaction: this
+        runs for every step of every case, and SQLAlchemy's per-statement work was most of its cost.
+        """
         with self.transaction() as conn:
-            version = self._write_case(conn, old, new, expected_version, now)
-            self._write_projections(conn, old, new)
-            self._append(conn, new, log)
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                version = self._write_case(cursor, old, new, expected_version, now)
+                self._write_projections(cursor, old, new)
+                self._append(cursor, new, log)
+            finally:
+                cursor.close()
         return version
 
-    def _write_case(self, conn: Connection, old: InstanceState | None, new: InstanceState,
+    def _write_case(self, cursor: Any, old: InstanceState | None, new: InstanceState,
                     expected_version: int | None, now: datetime) -> int:
         sql = self._sql
         values = dict(
@@ -182,23 +207,23 @@ class Store:
         )
         if expected_version is None:
             try:
-                conn.exec_driver_sql(sql.insert_case, dict(
+                cursor.execute(sql.insert_case, dict(
                     id=new.case_id, process_id=new.process_id, definition_hash=new.definition_hash,
                     parent_case=new.parent_case, created_at=sql.dt(new.started_at), version=1, **values,
                 ))
-            except IntegrityError:
+            except self._integrity_errors:
                 raise ConcurrentModification(f"case {new.case_id} already exists") from None
             return 1
-        result = conn.exec_driver_sql(sql.update_case, dict(b_id=new.case_id, b_version=expected_version,
-                                                            version=expected_version + 1, **values))
-        if result.rowcount != 1:
+        cursor.execute(sql.update_case, dict(b_id=new.case_id, b_version=expected_version,
+                                             version=expected_version + 1, **values))
+        if cursor.rowcount != 1:
             raise ConcurrentModification(
                 f"case {new.case_id} was changed by someone else meanwhile; nothing was stored",
                 hint="reload the case and try again",
             )
         return expected_version + 1
 
-    def _write_projections(self, conn: Connection, old: InstanceState | None, new: InstanceState) -> None:
+    def _write_projections(self, cursor: Any, old: InstanceState | None, new: InstanceState) -> None:
         sql = self._sql
         old_tasks = old.tasks if old else {}
         inserts = []
@@ -209,11 +234,11 @@ class Store:
             row = _task_values(new, task, sql.dt)
             row["id"] = task.id
             if previous is not None:
-                conn.exec_driver_sql(sql.update_task, row)
+                cursor.execute(sql.update_task, row)
             else:
                 inserts.append(row)
         if inserts:
-            conn.exec_driver_sql(sql.insert_task, inserts)  # type: ignore[arg-type]
+            cursor.executemany(sql.insert_task, inserts)
         old_clocks = old.clocks if old else {}
         clock_inserts = []
         for key, clock in new.clocks.items():
@@ -223,13 +248,13 @@ class Store:
             row = _clock_values(clock, sql.dt)
             row.update(case_id=new.case_id, clock_id=key)
             if previous is not None:
-                conn.exec_driver_sql(sql.update_clock, row)
+                cursor.execute(sql.update_clock, row)
             else:
                 clock_inserts.append(row)
         if clock_inserts:
-            conn.exec_driver_sql(sql.insert_clock, clock_inserts)  # type: ignore[arg-type]
+            cursor.executemany(sql.insert_clock, clock_inserts)
 
-    def _append(self, conn: Connection, state: InstanceState, log: list[LogEntry]) -> None:
+    def _append(self, cursor: Any, state: InstanceState, log: list[LogEntry]) -> None:
         if not log:
             return
         sql = self._sql
@@ -247,12 +272,12 @@ class Store:
                                         kind=entry.data.get("kind", ""), node=entry.node, at=at,
                                         actions=_dumps(actions)))
         try:
-            conn.exec_driver_sql(sql.insert_event, rows)  # type: ignore[arg-type]
-        except IntegrityError:
+            cursor.executemany(sql.insert_event, rows)
+        except self._integrity_errors:
             raise ConcurrentModification(f"case {state.case_id}: its log moved on meanwhile; nothing was stored") \
                 from None
         if escalations:
-            conn.exec_driver_sql(sql.insert_escalation, escalations)  # type: ignore[arg-type]
+            cursor.executemany(sql.insert_escalation, escalations)
 
     def record_refusal(self, case_id: str, process_id: str, at: datetime, kind: str, node: str | None,
                        data: dict[str, Any]) -> None:
@@ -384,6 +409,9 @@ class _HotSql:
             where = " AND ".join(f"{column} = {mark(param)}" for column, param in keys.items())
             return f"UPDATE {table.name} SET {sets} WHERE {where}"
 
+        self.load_case = f"SELECT state, version FROM cases WHERE id = {mark('id')}"
+        self.load_case_of_task = ("SELECT c.state, c.version, t.node FROM tasks t JOIN cases c ON c.id = t.case_id "
+                                  f"WHERE t.id = {mark('id')}")
         self.insert_case = insert_sql(CASES)
         self.update_case = update_sql(CASES, ("status", "outcome", "priority", "tier", "escalation_level",
                                               "current_nodes", "updated_at", "ended_at", "next_due_at", "state",
@@ -401,7 +429,7 @@ class _HotSql:
         if value is None:
             return None
         value = value.astimezone(timezone.utc)
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f") if self.sqlite else value
+        return value.replace(tzinfo=None).isoformat(" ", "microseconds") if self.sqlite else value
 
 
 def _aware_row(row: Any) -> dict[str, Any]:

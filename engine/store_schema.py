@@ -106,16 +106,21 @@ class EscalationRow(SQLModel, table=True):
 
 
 class EventRow(SQLModel, table=True):
-    """The append-only log. `seq` is the case's own counter; refusals have none (no state change)."""
+    """The append-only log. `seq` is the case's own counter; refusals have none (no state change).
+
+    Two indexes only, because every transition appends several rows: (case_id, seq) serves a
+    case's history, (process_id, at) serves reports over a period.
+    """
 
     __tablename__ = "events"
-    __table_args__ = (UniqueConstraint("case_id", "seq", name="uq_events_case_seq"), Index("ix_events_at", "at"))
+    __table_args__ = (UniqueConstraint("case_id", "seq", name="uq_events_case_seq"),
+                      Index("ix_events_process_at", "process_id", "at"))
 
     id: int | None = Field(default=None, primary_key=True)
-    case_id: str = Field(index=True, max_length=100)
-    process_id: str = Field(index=True, max_length=100)
+    case_id: str = Field(max_length=100)
+    process_id: str = Field(max_length=100)
     seq: int | None = None
     at: datetime
-    type: str = Field(index=True, max_length=50)
+    type: str = Field(max_length=50)
     node: str | None = Field(default=None, max_length=100)
     payload: str = Field(default="{}", sa_column=Column(Text, nullable=False))
