@@ -19,8 +19,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from engine import sla
 from engine.graph import ProcessGraph
-from engine.runtime import Engine
-from engine.state import InstanceState
+from engine.runtime import CaseView, Engine
 from engine.store import StoredEvent
 from flows.human import bilingual, business_span, case_summary_rows
 
@@ -51,55 +50,49 @@ def _label(graph: ProcessGraph, node_id: str | None) -> str:
     return node.label() if node is not None else node_id
 
 
+_LEFT_BY = ("task_completed", "step_completed", "subprocess_completed", "timer_fired", "message_received",
+            "task_cancelled", "step_failed", "node_completed")
+
+
 def path_rows(graph: ProcessGraph, events: list[StoredEvent], when: Any) -> list[list[Any]]:
-    """The path taken, from the log: every node entered, in order, with how it was left."""
+    """The path taken, from the log: every node entered, in order, and how it was left."""
+    left: dict[str, tuple[int, str]] = {}
+    for e in events:
+        if e.node and e.type in _LEFT_BY:
+            rank = _LEFT_BY.index(e.type)
+            if e.node not in left or rank <= left[e.node][0]:
+                by = f" by {e.data['actor']}" if e.type == "task_completed" and e.data.get("actor") else ""
+                left[e.node] = (rank, e.type.replace("_", " ") + by)
+    current = {e.node for e in events if e.type == "node_entered"} - set(left)
     rows: list[list[Any]] = []
-    done = {e.node: e.type for e in events if e.node and e.type in (
-        "node_completed", "task_completed", "step_completed", "subprocess_completed", "timer_fired",
-        "message_received", "task_cancelled", "step_failed")}
     for e in events:
         if e.type == "node_entered" and e.node:
-            rows.append([len(rows) + 1, when(e.at), f"`{e.node}`", _label(graph, e.node),
-                         e.data.get("kind", ""), done.get(e.node, "waiting")])
+            how = "waiting" if e.node in current else left.get(e.node, (0, ""))[1]
+            rows.append([len(rows) + 1, when(e.at), f"`{e.node}`", _label(graph, e.node), e.data.get("kind", ""), how])
     return rows
 
 
-def flowchart_markdown(graph: ProcessGraph, state: InstanceState, events: list[StoredEvent]) -> str | None:
-    """The flowchart with the path taken, from visualize/ when it is there; None otherwise."""
+def flowchart_markdown(engine: Engine, view: CaseView, now: datetime, zone: ZoneInfo) -> str | None:
+    """The flowchart with the case's path painted on, as an inline SVG image (Prefect's Markdown
+    artifacts show data-URI images); None when visualize/ or Graphviz is not there or fails."""
     try:
-        from visualize import overlay  # type: ignore[attr-defined]
+        from visualize.flowchart import flowchart_dot, render
+        from visualize.overlay import case_overlay
     except Exception:
         return None
-    function = getattr(overlay, "case_overlay", None)
-    if function is None:
-        return None
     try:
-        chart: Any = None
-        for args in ((graph, events), (graph, state, events), (graph, state)):
-            try:
-                chart = function(*args)
-                break
-            except TypeError:
-                continue
-        svg: bytes | None = None
-        if hasattr(chart, "pipe"):
-            svg = chart.pipe(format="svg")
-        elif isinstance(chart, bytes):
-            svg = chart
-        elif isinstance(chart, str):
-            if chart.lstrip().startswith(("<svg", "<?xml")):
-                svg = chart.encode("utf-8")
-            else:
-                return chart
-        if svg is None or len(svg) > MAX_IMAGE_BYTES:
-            return None
-        return f"![flowchart](data:image/svg+xml;base64,{base64.b64encode(svg).decode('ascii')})"
+        graph = engine.graph_for(view.state)
+        svg = render(flowchart_dot(graph, case_overlay(graph, view, now, zone=zone)), "svg")
     except Exception as exc:
-        log.info("flowchart of %s not rendered: %s", state.case_id, exc)
+        log.info("flowchart of %s not rendered: %s", view.state.case_id, exc)
         return None
+    if len(svg) > MAX_IMAGE_BYTES:
+        return None
+    return f"![flowchart](data:image/svg+xml;base64,{base64.b64encode(svg).decode('ascii')})"
 
 
-def render_case(engine: Engine, case_id: str, *, zone: str = "Asia/Shanghai", now: datetime | None = None) -> str:
+def render_case(engine: Engine, case_id: str, *, zone: str = "Asia/Shanghai", now: datetime | None = None,
+                flowchart: bool = True) -> str:
     """The Markdown of the case artifact."""
     view = engine.case(case_id)
     state = view.state
@@ -167,17 +160,18 @@ def render_case(engine: Engine, case_id: str, *, zone: str = "Asia/Shanghai", no
         lines += ["## 案件数据 / Case data", ""] + _table(["field", "value"], [list(r) for r in data_rows]) + [""]
 
     lines += ["## 流程图与路径 / Flowchart and path taken", ""]
-    chart = flowchart_markdown(graph, state, view.events)
+    chart = flowchart_markdown(engine, view, now, tz) if flowchart else None
     if chart:
         lines += [chart, ""]
     lines += _table(["#", "at", "step", "name", "kind", "left by"], path_rows(graph, view.events, when))
     return "\n".join(lines) + "\n"
 
 
-def publish_case_artifact(engine: Engine, case_id: str, *, zone: str = "Asia/Shanghai") -> UUID | None:
+def publish_case_artifact(engine: Engine, case_id: str, *, zone: str = "Asia/Shanghai",
+                          flowchart: bool = True) -> UUID | None:
     """Create the next version of the case's artifact; never raises."""
     try:
-        markdown = render_case(engine, case_id, zone=zone)
+        markdown = render_case(engine, case_id, zone=zone, flowchart=flowchart)
         state = engine.store.load_case(case_id)[0]
         return create_markdown_artifact(
             markdown=markdown, key=artifact_key(case_id),

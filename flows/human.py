@@ -13,8 +13,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -115,9 +116,7 @@ def _field_type(spec: FieldSpec) -> tuple[Any, dict[str, Any], dict[str, Any]]:
         return dt.datetime, {}, {}
     if kind == "list":
         return list[str], {}, {}
-    if kind == "text":
-        return str, {}, {"format": "text"}
-    return str, {}, {}
+    return str, {}, {}  # string and text: Prefect's form has no documented multi-line hint
 
 
 def _schema_extra(extra: dict[str, Any], drop_null_default: bool) -> Any:
@@ -132,17 +131,30 @@ def _schema_extra(extra: dict[str, Any], drop_null_default: bool) -> Any:
     return hook
 
 
+def _choices(values: list[str]) -> Any:
+    """A dropdown even for one choice (pydantic writes a lone Literal as `const`)."""
+
+    def hook(schema: dict[str, Any]) -> None:
+        schema.pop("const", None)
+        schema["enum"] = list(values)
+        schema["type"] = "string"
+
+    return hook
+
+
 def form_field(spec: FormField) -> tuple[Any, Any]:
     """(annotation, FieldInfo) for create_model; optional fields take no null in the schema."""
     annotation, limits, extra = _field_type(spec)
+    if limits:  # on the inner type, so they survive the optional union and show as minimum/maximum
+        annotation = Annotated[annotation, Field(**limits)]
     title = bilingual(spec.label, spec.id)
     description = bilingual(spec.description, "") or None
     if spec.required:
         return annotation, Field(..., title=title, description=description,
-                                 json_schema_extra=_schema_extra(extra, False), **limits)
+                                 json_schema_extra=_schema_extra(extra, False))
     return annotation | SkipJsonSchema[None], Field(  # type: ignore[operator]
         default=spec.default, title=title, description=description,
-        json_schema_extra=_schema_extra(extra, True), **limits)
+        json_schema_extra=_schema_extra(extra, True))
 
 
 def task_input_model(graph: ProcessGraph, state: InstanceState, task: Task, *, now: dt.datetime,
@@ -160,7 +172,8 @@ def task_input_model(graph: ProcessGraph, state: InstanceState, task: Task, *, n
     fields["actor"] = (str, Field(..., min_length=1, title="处理人 / Actor",
                                   description="完成此任务的用户 / the user completing this task"))
     fields["role"] = (role_type, Field(default=task.role, title="角色 / Role",
-                                       description="以哪个角色完成 / the role you act in"))
+                                       description="以哪个角色完成 / the role you act in",
+                                       json_schema_extra=_choices(roles)))
     fields["completed_externally"] = (bool, Field(
         default=False, title="已在别处完成(仅刷新) / Completed elsewhere (refresh only)",
         description="勾选后流程只重新读取案件状态 / only makes the run re-read the case"))
@@ -195,9 +208,11 @@ def case_summary_rows(definition: ProcessDefinition, data: Mapping[str, Any], li
     """The case data worth reading before acting: set values, labelled in both languages."""
     rows: list[tuple[str, str]] = []
     for name, value in data.items():
+        spec = definition.data.get(name)
         if value in (None, "", [], {}) or value is False:
             continue
-        spec = definition.data.get(name)
+        if spec is not None and spec.type != "enum" and value == spec.default:
+            continue  # untouched defaults (0 rounds, 0 yuan) are noise; choices like the tier are not
         rows.append((bilingual(spec.label if spec else None, name), _value(value)))
         if len(rows) >= limit:
             break
@@ -234,7 +249,7 @@ def describe_task(graph: ProcessGraph, state: InstanceState, task: Task, *, now:
         lines.append("**截止 / Due** 无时限 / no time limit")
     lines += ["", "#### 要做什么 / What to do"]
     if node.description is not None:
-        lines.append(f"{node.description.zh}  \n{node.description.en}")
+        lines += [f"{node.description.zh}  \n{node.description.en}", ""]
     lines.append("填写下面的表单并恢复运行即可完成此任务(与 `svcflow complete` 同样的检查)。"
                  "  \nFill in the form and resume the run to complete this task (the same checks as "
                  f"`svcflow complete {task.id}`). Invalid input keeps the task open and the run waits again.")
@@ -246,11 +261,12 @@ def describe_task(graph: ProcessGraph, state: InstanceState, task: Task, *, now:
 
 
 def pause_timeout(task: Task, now: dt.datetime, settings: FlowSettings) -> int:
-    """Finite, as Prefect requires: until the task's due time plus a margin, at least the minimum."""
+    """Finite, as Prefect requires: until the task's due time plus a margin, within the bounds."""
     if task.due_at is None:
-        return max(settings.pause_min_seconds, settings.pause_default_seconds)
-    left = (task.due_at - now).total_seconds() + settings.pause_margin_seconds
-    return int(max(settings.pause_min_seconds, left))
+        wanted = float(settings.pause_default_seconds)
+    else:
+        wanted = (task.due_at - now).total_seconds() + settings.pause_margin_seconds
+    return int(min(settings.pause_max_seconds, max(settings.pause_min_seconds, wanted)))
 
 
 def waiting_mode(settings: FlowSettings) -> str:
@@ -262,6 +278,11 @@ def waiting_mode(settings: FlowSettings) -> str:
     if run is not None and run.deployment_id is not None and run.parent_task_run_id is None:
         return "suspend"
     return "pause"
+
+
+def slug(text: str) -> str:
+    """Prefect input keys (built from the pause key) allow lowercase letters, digits and dashes only."""
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
 
 
 def refusals_for(engine: Engine, case_id: str, task_id: str) -> int:
@@ -281,7 +302,7 @@ def wait_for_task(engine: Engine, case_id: str, task_id: str, *, settings: FlowS
     graph = engine.graph_for(state)
     now = engine.clock.now()
     model = task_input_model(graph, state, task, now=now, zone=settings.display_timezone)
-    key = f"{task_id}.{refusals_for(engine, case_id, task_id)}.{attempt}"
+    key = f"{slug(task_id)}-{refusals_for(engine, case_id, task_id)}-{attempt}"
     timeout = pause_timeout(task, now, settings)
     logger = get_run_logger()
     try:
@@ -299,9 +320,7 @@ def wait_for_task(engine: Engine, case_id: str, task_id: str, *, settings: FlowS
         return "refresh"
     actor = str(raw.get("actor") or "")
     role = str(raw.get("role") or task.role)
-    form_ids = {f.id for f in graph.nodes[task.node].form}  # type: ignore[attr-defined]
-    data = {k: v for k, v in raw.items() if k not in RESERVED and (k in form_ids or v is not None)}
-    data = {k: v for k, v in data.items() if v is not None}
+    data = {k: v for k, v in raw.items() if k not in RESERVED and v is not None}  # the engine checks the rest
     try:
         with segment(case_id):
             engine.complete(task_id, actor=actor, role=role, data=data)

@@ -25,8 +25,11 @@ class FlowSettings(Settings):
     pause_min_seconds: int = Field(default=3600, ge=1, description="shortest wait at a human step before the run ends")
     pause_margin_seconds: int = Field(default=3600, ge=0, description="wait this long past the task's due time")
     pause_default_seconds: int = Field(default=7 * 86400, ge=1, description="wait for tasks without a due time")
+    pause_max_seconds: int = Field(default=30 * 86400, ge=1,
+                                   description="longest wait at a human step: a blocking pause holds a runner slot")
     case_deployment: str = Field(default="svcflow-case/run-case", description="deployment that continues a case")
     artifacts: bool = Field(default=True, description="publish a Markdown artifact per case after each segment")
+    artifact_flowchart: bool = Field(default=True, description="embed the case's flowchart (SVG, ~100 kB) in it")
 
 
 def get_flow_settings() -> FlowSettings:

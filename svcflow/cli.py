@@ -342,6 +342,30 @@ def _parse_now(text: Optional[str]) -> datetime:
     return value
 
 
+@app.command()
+@friendly
+def demo(keep: bool = typer.Option(False, "--keep", help="keep the Prefect server up afterwards"),
+         seconds: int = typer.Option(100, "--seconds", help="how long the simulated operators work"),
+         factor: float = typer.Option(3600.0, "--speed", help="virtual seconds per real second (3600: 1 h/s)"),
+         port: int = typer.Option(4200, "--port", help="port of the local Prefect server"),
+         out_dir: Path = typer.Option(Path("demo-output"), "--out", help="where outputs go (emptied first)")) -> None:
+    """Run the demo: Prefect server, served flows, sample cases, simulated operators, reports."""
+    from svcflow.demo import run_demo
+
+    run_demo(seconds=seconds, factor=factor, port=port, out_dir=out_dir, keep=keep)
+
+
+def _register_extensions() -> None:
+    """Commands that live with their subsystems (Prefect, rendering, reports)."""
+    import importlib
+
+    for name in ("svcflow.commands_prefect", "svcflow.commands_render", "svcflow.commands_review"):
+        importlib.import_module(name).register(app)
+
+
+_register_extensions()
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -110,7 +110,9 @@ def register(app: typer.Typer) -> None:
 
         if (case_id is None) == (process is None):
             raise InputError("give a case id, or --process to start a new case", hint="svcflow run CASE_ID")
-        if not os.environ.get("PREFECT_API_URL"):
+        from prefect.settings import PREFECT_API_URL
+
+        if not PREFECT_API_URL.value():
             out.print("[yellow]PREFECT_API_URL is not set: the run goes to a temporary Prefect server[/yellow]")
         if process is not None:
             summary = start_case(process, _input(data, sets), actor=actor, wait_for_humans=not no_wait)

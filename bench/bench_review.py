@@ -1,0 +1,93 @@
+"""Bench: a review report over the events of 100,000 complaint cases must take < 10 s.
+
+The events come from the simulator (the real interpreter): BASE cases of the as-is scenario are
+simulated once, then copied under new case ids until there are 100,000 cases — copies share the
+event payloads, so building the log is quick and the review reads a log of realistic density
+(about 130 events per complaint). Measured: `build_review` (one pass over the log) plus
+`review_html` with the heatmap rendered by Graphviz. The peer figure in the same run is the
+review of the BASE cases alone, to show the cost is linear in the log.
+
+    .venv/bin/python bench/bench_review.py [--cases 100000] [--base 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from visualize.review import build_review, review_html  # noqa: E402
+from visualize.simulate import SimEvent, load_scenario, simulate  # noqa: E402
+
+TARGET_SECONDS = 10.0
+
+
+def replicate(events: list[SimEvent], copies: int) -> list[SimEvent]:
+    """The same cases again under new ids (`SIM-000001~7`), payloads shared, order kept per copy."""
+    gc.disable()  # millions of new tuples: the collector would only rescan them
+    out: list[SimEvent] = []
+    for copy in range(copies):
+        if copy == 0:
+            out.extend(events)
+            continue
+        suffix = f"~{copy}"
+        names: dict[str, str] = {}
+        for e in events:
+            name = names.get(e.case_id)
+            if name is None:
+                name = names[e.case_id] = e.case_id + suffix
+            out.append(SimEvent(name, e.process_id, e.seq, e.at, e.type, e.node, e.data))
+    gc.enable()
+    return out
+
+
+def timed_review(graph: object, events: list[SimEvent]) -> tuple[float, float, float, int]:
+    """(statistics s, whole report s, whole report CPU s, cases): wall time, and this process's CPU time
+    (on a shared machine the CPU figure shows the cost without the neighbours' load)."""
+    gc.collect()
+    cpu = time.process_time()
+    started = time.perf_counter()
+    review = build_review(graph, events)  # type: ignore[arg-type]
+    stats_done = time.perf_counter()
+    page = review_html(review)
+    finished = time.perf_counter()
+    assert "<svg" in page
+    return stats_done - started, finished - started, time.process_time() - cpu, review.stats.cases
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=100_000)
+    parser.add_argument("--base", type=int, default=2_000)
+    args = parser.parse_args()
+    scenario = load_scenario(ROOT / "scenarios" / "complaint_as_is.yaml")
+    t0 = time.perf_counter()
+    result = simulate(scenario, cases=args.base, seed=1)
+    simulated = time.perf_counter() - t0
+    base_events = result.events
+    copies = max(1, round(args.cases / args.base))
+    t0 = time.perf_counter()
+    events = replicate(base_events, copies)
+    built = time.perf_counter() - t0
+    print(f"log: {args.base} simulated cases ({len(base_events):,} events, {simulated:.1f} s) copied x{copies} "
+          f"-> {len(events):,} events ({built:.1f} s)")
+
+    peer_stats, peer_total, peer_cpu, peer_cases = timed_review(result.graph, base_events)
+    print(f"peer: review of {peer_cases:,} cases: statistics {peer_stats:.2f} s, report {peer_total:.2f} s "
+          f"(CPU {peer_cpu:.2f} s)")
+    stats_s, total_s, cpu_s, cases = timed_review(result.graph, events)
+    per_event = total_s / len(events) * 1e6
+    print(f"review of {cases:,} cases ({len(events):,} events): statistics {stats_s:.2f} s, "
+          f"report with heatmap {total_s:.2f} s (CPU {cpu_s:.2f} s; {per_event:.2f} µs/event; "
+          f"target < {TARGET_SECONDS:.0f} s)")
+    print(f"scaling: {cases / peer_cases:.0f}x the cases took {stats_s / peer_stats:.1f}x the statistics time")
+    return 0 if total_s < TARGET_SECONDS else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
