@@ -417,15 +417,25 @@ def measure(names: list[str], n: int, repeat: int, warmup: int, verbose: bool = 
     return results
 
 
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in __import__("os").getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
 def _environment() -> dict[str, Any]:
     import sqlalchemy
     from importlib.metadata import version
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True, timeout=10).stdout.strip() or None
-    except Exception:
-        commit = None
+    def git(*args: str) -> str | None:  # read-only queries
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        except Exception:
+            return None
+
+    commit = git("rev-parse", "--short", "HEAD") or None
+    engine_changes = git("status", "--porcelain", "--", "engine")
     return {
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
@@ -436,6 +446,8 @@ def _environment() -> dict[str, Any]:
         "sqlalchemy": sqlalchemy.__version__,
         "sqlite": sqlite3.sqlite_version,
         "git_commit": commit,
+        "engine_uncommitted_changes": bool(engine_changes) if engine_changes is not None else None,
+        "load_average_before": _loadavg(),
     }
 
 
@@ -447,10 +459,12 @@ def run_benchmark(n: int = 1000, repeat: int = 3, warmup: int | None = None,
     our_graph()
     spiff_spec()
     spiff_serializer()
+    environment = _environment()
     if verbose:
         print(f"linear {STEPS}-step human-task process, {n} instances, warm-up {warmup}, median of {repeat}",
               flush=True)
     measured = measure(names, n, repeat, warmup, verbose)
+    environment["load_average_after"] = _loadavg()
     comparisons = {}
     for key, ours, spiff, target in COMPARISONS:
         if ours in measured and spiff in measured:
@@ -466,7 +480,7 @@ def run_benchmark(n: int = 1000, repeat: int = 3, warmup: int | None = None,
         "repeat": repeat,
         "warmup_instances": warmup,
         "statistic": "median of the runs (wall clock, time.perf_counter); CPU time (time.process_time) alongside",
-        "environment": _environment(),
+        "environment": environment,
         "engines": {name: m.as_dict() for name, m in measured.items()},
         "comparisons": comparisons,
     }

@@ -140,12 +140,13 @@ def use_engine(engine: Engine) -> Iterator[FlowEngine]:
 
 
 def engine_from_settings(settings: FlowSettings) -> FlowEngine:
+    from engine.clock import clock_from_spec
     from engine.library import ProcessLibrary
     from engine.store import Store
     from flows.notify import notifier_from_settings
 
     return FlowEngine(Store(settings.database_url), ProcessLibrary.from_dir(settings.process_dir),
-                      notifier=notifier_from_settings(settings))
+                      notifier=notifier_from_settings(settings), clock=clock_from_spec(settings.clock))
 
 
 # -- automatic steps as Prefect tasks -------------------------------------------------------------

@@ -10,7 +10,7 @@ as tasks. The sweep itself runs no step.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from prefect import flow
@@ -28,7 +28,12 @@ SWEEP_FLOW_NAME = "escalation-sweep"
 SWEEP_ARTIFACT_KEY = "escalation-sweep"
 
 
-@flow(name=SWEEP_FLOW_NAME, log_prints=False, persist_result=False)
+def _sweep_run_name() -> str:
+    """Runs named by their wall-clock minute, so the UI's list reads as a timeline."""
+    return "sweep-" + datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+
+
+@flow(name=SWEEP_FLOW_NAME, flow_run_name=_sweep_run_name, log_prints=False, persist_result=False)
 def escalation_sweep(now: datetime | None = None, limit: int = 500, continue_moved: bool = True) -> dict[str, Any]:
     """Sweep once; returns the counts and what happened to the cases it moved."""
     engine = get_engine()

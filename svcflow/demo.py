@@ -54,41 +54,51 @@ def _wait_for_deployment(name: str, timeout: float = 120.0) -> None:
     raise RuntimeError(f"the deployment {name} did not appear within {timeout:.0f} s")
 
 
-def prepare_environment(out_dir: Path, factor: float, sweep_seconds: int, now: datetime) -> str:
-    """Settings every demo process shares: the store, the virtual clock, a private Prefect home."""
-    from engine.clock import AcceleratedClock
-
+def prepare_environment(out_dir: Path, sweep_seconds: int) -> None:
+    """Settings every demo process shares: the store and a private Prefect home."""
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
-    clock = AcceleratedClock(virtual_start(now), factor, origin=now)
     os.environ.update({
         "SVCFLOW_DATABASE_URL": f"sqlite:///{(out_dir / 'svcflow-demo.db').resolve()}",
-        "SVCFLOW_CLOCK": clock.spec(),
         "SVCFLOW_SWEEP_INTERVAL_SECONDS": str(sweep_seconds),
         "SVCFLOW_PAUSE_POLL_SECONDS": "1",
         "PREFECT_HOME": str((out_dir / "prefect-home").resolve()),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # a short interval schedule would otherwise be expanded 100 runs ahead into the SQLite server
+        "PREFECT_SERVER_SERVICES_SCHEDULER_MAX_RUNS": "5",
+        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "20",
         "PREFECT_UI_ENABLED": "true",
     })
+
+
+def start_virtual_clock(factor: float) -> str:
+    """The accelerated clock, shared with the served flows through SVCFLOW_CLOCK; starts now."""
+    from datetime import timezone
+
+    from engine.clock import AcceleratedClock
+
+    now = datetime.now(timezone.utc)
+    clock = AcceleratedClock(virtual_start(now), factor, origin=now)
+    os.environ["SVCFLOW_CLOCK"] = clock.spec()
     return clock.spec()
 
 
 def run_demo(*, seconds: int = 100, factor: float = 3600.0, port: int = 4200, out_dir: Path = Path("demo-output"),
              keep: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the demo; returns what happened (counts and paths) for the closing summary and tests."""
-    from datetime import timezone
-
-    started = datetime.now(timezone.utc)
-    prepare_environment(out_dir, factor, sweep_seconds=3, now=started)
+    prepare_environment(out_dir, sweep_seconds=10)
     from svcflow.commands_prefect import local_prefect_server
 
     port = _free_port(port)
     log(f"starting a local Prefect server (SQLite, {out_dir}/prefect-home) on port {port} ...")
     with local_prefect_server(port) as api_url:
         os.environ["PREFECT_API_URL"] = api_url
-        serve = subprocess.Popen([sys.executable, "-m", "svcflow", "serve"], env=os.environ.copy(),
+        start_virtual_clock(factor)
+        serve = subprocess.Popen([sys.executable, "-m", "svcflow", "serve", "--limit", "8"], env=os.environ.copy(),
                                  stdout=open(out_dir / "serve.log", "w"), stderr=subprocess.STDOUT)
+        # this process's own runs (the sweep) log to the console only, so stopping the server is quiet
+        os.environ["PREFECT_LOGGING_TO_API_ENABLED"] = "false"
         try:
             summary = _drive(out_dir, api_url, seconds, log)
         finally:
@@ -131,6 +141,7 @@ def _drive(out_dir: Path, api_url: str, seconds: int, log: Callable[[str], None]
     for case_id in case_ids:
         state, _ = engine.store.load_case(case_id)
         trigger_deployment_run(case_id, flow_settings, state)
+        time.sleep(0.3)  # the demo's Prefect server is on SQLite: spread the writes
     log(f"{len(case_ids)} cases started; operators at work for {seconds} s "
         f"(virtual time runs {operators_speed(settings.clock)})")
     deadline = time.monotonic() + seconds
@@ -180,19 +191,18 @@ def _outputs(out_dir: Path, log: Callable[[str], None]) -> dict[str, Any]:
         produced["flowcharts"] = str(charts)
     except Exception as exc:  # the demo still tells what it did
         log(f"(flowcharts not rendered: {exc})")
-    try:
-        from visualize.review import write_review
-
-        html, png = write_review(engine, "complaint_handling", out=out_dir / "review-complaint_handling.html")
-        produced["review"] = str(html)
-    except Exception as exc:
-        log(f"(review report not written: {exc})")
-    try:
-        from visualize.weekly import write_weekly
-
-        produced["weekly"] = [str(p) for p in write_weekly(engine, out_dir=out_dir)]
-    except Exception as exc:
-        log(f"(weekly report not written: {exc})")
+    week = engine.clock.now().astimezone(SHANGHAI).isocalendar()
+    commands = {
+        "review": ["review", "complaint_handling", "--out", str(out_dir / "review-complaint_handling.html")],
+        "weekly": ["report", "weekly", "--week", f"{week.year}-W{week.week:02d}", "--out-dir", str(out_dir)],
+    }
+    for name, args in commands.items():
+        result = subprocess.run([sys.executable, "-m", "svcflow", *args], env=os.environ.copy(),
+                                capture_output=True, text=True, timeout=300)
+        if result.returncode == 0:
+            produced[name] = result.stdout.strip().splitlines()[-1:] if result.stdout.strip() else []
+        else:
+            log(f"({name} report not written: {result.stderr.strip()[-300:]})")
     return produced
 
 

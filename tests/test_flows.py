@@ -491,6 +491,14 @@ def test_each_case_has_a_keyed_markdown_artifact_that_follows_it(engine: Any) ->
     assert versions and versions[-1].type == "markdown" and "completed" in versions[-1].data
 
 
+def test_the_sweep_is_served_on_an_interval_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.sweep import sweep_deployment
+
+    monkeypatch.setenv("SVCFLOW_SWEEP_INTERVAL_SECONDS", "45")
+    assert sweep_deployment().schedules[0].schedule.interval == timedelta(seconds=45)
+    assert sweep_deployment(90).schedules[0].schedule.interval == timedelta(seconds=90)
+
+
 # -- crash safety -------------------------------------------------------------------------------------
 CRASHY = """
 id: crashy

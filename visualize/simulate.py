@@ -997,16 +997,25 @@ class Simulation:
 
 
 def _filler(name: str, spec: FieldSpec, now: datetime) -> Any:
-    """A neutral value for a required field the scenario says nothing about."""
+    """A value for a required field the scenario says nothing about: the happy path.
+
+    Yes/no answers are yes, bounded scores the best, amounts the minimum, choices the first one
+    (a field's default wins over all of these). Without this, an unmentioned "customer accepts?"
+    would send every case round the rework loop; whatever matters to a what-if belongs in the
+    scenario's `outputs`.
+    """
     kind = spec.type
     if spec.default is not None:
         return spec.default
     if kind == "boolean":
-        return False
+        return True
     if kind == "enum":
         return (spec.choices or [""])[0]
     if kind in ("integer", "number"):
-        value = spec.minimum if spec.minimum is not None else 0
+        if spec.minimum is not None and spec.maximum is not None:
+            value = spec.maximum
+        else:
+            value = spec.minimum if spec.minimum is not None else 0
         return int(value) if kind == "integer" else float(value)
     if kind == "date":
         return now.date().isoformat()

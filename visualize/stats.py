@@ -381,7 +381,7 @@ def compress_loops(path: Sequence[str]) -> tuple[str, ...]:
 
 
 _CODES: dict[str, int] = {
-    "node_entered": 0, "node_completed": 1, "edge_taken": 2, "sla_met": 3, "sla_started": 4, "task_completed": 5,
+    "node_entered": 0, "node_completed": 1, "task_completed": 2, "edge_taken": 3, "sla_met": 4, "sla_started": 5,
     "escalated": 6, "sla_breached": 7, "task_cancelled": 8, "case_completed": 9, "case_cancelled": 9,
     "case_started": 10, "incident": 11,
 }
@@ -513,7 +513,7 @@ def _compute(graph: ProcessGraph, events: Iterable[LogEvent], since: datetime | 
             if first_ts is None or ts < first_ts:
                 first_ts = ts
             continue
-        if code < 4:
+        if code < 5:
             if code == 0:  # node_entered
                 acc.path.append(node)
                 if node in instant_nodes:
@@ -521,8 +521,8 @@ def _compute(graph: ProcessGraph, events: Iterable[LogEvent], since: datetime | 
                 visit = [node, ts, fixed_targets.get(node, 0), False]
                 acc.pending[node] = visit  # by node: one node is never waited at twice at once
                 acc.last = visit
-            elif code == 1 or code == 5:  # node_completed, or task_completed for a human step
-                if code == 5:
+            elif code < 3:  # node_completed, or task_completed for a human step
+                if code == 2:
                     role = data["role"]
                     role_completed[role] += 1
                 elif node in closed_elsewhere:
@@ -557,7 +557,7 @@ def _compute(graph: ProcessGraph, events: Iterable[LogEvent], since: datetime | 
                 if role is not None:  # a human task: its hours go to the role that completed it
                     role_wall[role] += wall
                     role_business[role] += business
-            elif code == 2:  # edge_taken
+            elif code == 3:  # edge_taken
                 add_edge(data["edge"])
             else:  # sla_met: task clocks are judged at node_completed, case clocks here
                 clock = data["clock"]
@@ -569,7 +569,7 @@ def _compute(graph: ProcessGraph, events: Iterable[LogEvent], since: datetime | 
                     if consumed is not None:
                         case_clock_consumed[clock].append(float(consumed))
         elif code < 8:
-            if code == 4:  # sla_started
+            if code == 5:  # sla_started
                 if node not in sla_event_nodes:
                     continue  # a fixed target, known from the definition
                 clock = data["clock"]
