@@ -176,11 +176,13 @@ class InstanceState:
         """A copy the interpreter may change without touching the caller's state.
 
         Closed tasks and ended clocks are never changed again, so they are shared rather than
-        copied: a long case's history then costs nothing per transition.
+        copied: a long case's history then costs nothing per transition. Likewise the interpreter
+        only ever replaces top-level values of `data` and `steps` (never changes a nested list or
+        map in place), so one level of copying keeps the original intact.
         """
         new = self.copy()
-        new.data = _copy(self.data)
-        new.steps = _copy(self.steps)
+        new.data = dict(self.data)
+        new.steps = dict(self.steps)
         new.tokens = {k: v.copy() for k, v in self.tokens.items()}
         new.tasks = {k: (_task_copy(v) if v.status == "open" else v) for k, v in self.tasks.items()}
         new.clocks = {k: (_clock_copy(v) if v.status in ("running", "paused") else v) for k, v in self.clocks.items()}
@@ -275,12 +277,3 @@ def _clock_copy(clock: SlaClock) -> SlaClock:
     new = clock.copy()
     new.fired = list(clock.fired)
     return new
-
-
-def _copy(value: Any) -> Any:
-    """Deep copy of JSON-like data; much cheaper than copy.deepcopy on the hot path."""
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value
