@@ -17,7 +17,7 @@ from typing import Any
 from prefect.events import emit_event
 
 from engine.events import Notify
-from engine.runtime import Notifier
+from engine.runtime import LogNotifier, Notifier
 from engine.store import StoredEvent
 
 log = logging.getLogger("svcflow.flows")
@@ -46,16 +46,11 @@ def _emit(event: str, resource: dict[str, str], payload: dict[str, Any]) -> None
         log.warning("could not emit %s for %s: %s", event, resource.get("prefect.resource.id"), exc)
 
 
-class PrefectEventNotifier:
+class PrefectEventNotifier(LogNotifier):
     """Log + Prefect event `svcflow.notification.<kind>`: the default, routed by automations."""
 
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, Notify]] = []
-
     def notify(self, case_id: str, process_id: str, command: Notify) -> None:
-        self.sent.append((case_id, command))
-        log.warning("[%s] %s %s level %s -> %s: %s", case_id, process_id, command.kind, command.level,
-                    ", ".join(command.roles), command.message)
+        super().notify(case_id, process_id, command)
         _emit(f"svcflow.notification.{command.kind}", case_resource(case_id, process_id), {
             "clock": command.clock, "level": command.level, "percent": command.percent,
             "roles": list(command.roles), "message": command.message,
