@@ -383,8 +383,9 @@ class _Run:
             self.state.data.update(output)
             self.state.steps[node_id] = output
         self.apply_compute(node_id)
-        if output or self.graph.nodes[node_id].compute:
-            self.update_priority()
+        computed = self.graph.nodes[node_id].compute
+        if output or computed:
+            self.update_priority(changed={*output, *computed})
         token.timer_due = None
         token.incident = None
         self.emit("node_completed", node_id, token=token.id)
@@ -599,12 +600,17 @@ class _Run:
                 sla.resume(clock, self.now, self.ladder_of(clock), self.calendar)
                 self.emit("sla_resumed", None, clock=clock.id, due_at=clock.due_at.isoformat() if clock.due_at else None)
 
-    def update_priority(self) -> None:
+    def update_priority(self, changed: set[str] | None = None) -> None:
+        """Re-derive the case priority; with `changed`, only if the expression reads one of those fields."""
         expression = self.definition.case_priority
         if not expression:
             return
         try:
-            value = str(compile_expression(expression).evaluate(self.scope()))
+            compiled = compile_expression(expression)
+            if changed is not None and not any(
+                    len(path) > 1 and path[0] == "data" and path[1] in changed for path in compiled.references):
+                return
+            value = str(compiled.evaluate(self.scope()))
         except ExpressionError as exc:
             self.emit("incident", None, message=f"case_priority: {exc}")
             return
