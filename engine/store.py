@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, delete, event, insert, select, update
 from sqlalchemy.engine import Connection, Engine
@@ -56,8 +55,9 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
 
 
-@dataclass(frozen=True)
-class StoredEvent:
+class StoredEvent(NamedTuple):
+    """One row of the event log as readers see it (reports, `show`, the simulator's own log)."""
+
     case_id: str
     process_id: str
     seq: int | None

@@ -288,7 +288,7 @@ def show(case_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
     open_tasks = [t for t in state.tasks.values() if t.status == "open"]
     if as_json:
         _print_json({"case": state.to_dict(), "clocks": clocks, "children": view.children,
-                     "events": [e.__dict__ for e in view.events]})
+                     "events": [e._asdict() for e in view.events]})
         return
     d = graph.definition
     out.print(f"[bold]{case_id}[/bold]  {d.name.zh} / {d.name.en} v{d.version}  status [bold]{state.status}[/bold]"

@@ -30,11 +30,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from engine.store import StoredEvent
 from engine.definition import PRIORITIES, FieldSpec, HumanTask, MessageWait, ProcessDefinition
 from engine.durations import parse_duration
 from engine.errors import DefinitionError, InputError, SvcflowError, TaskRefused
@@ -377,16 +378,7 @@ def parse_arrivals(text: str) -> ArrivalSpec:
 
 
 # -- results ----------------------------------------------------------------------------------------
-class SimEvent(NamedTuple):
-    """A log record shaped like the store's StoredEvent (what the statistics read)."""
-
-    case_id: str
-    process_id: str
-    seq: int | None
-    at: datetime
-    type: str
-    node: str | None
-    data: dict[str, Any]
+SimEvent = StoredEvent  # the simulator's log has the store's record shape, so reports read both
 
 
 @dataclass
