@@ -202,18 +202,22 @@ class Engine:
             raise
 
     def _apply(self, case_id: str, event: Event, loaded: tuple[InstanceState, int] | None = None) -> InstanceState:
+        transition = self._commit(case_id, event, loaded)
+        self._drive(case_id, transition)
+        return transition.state
+
+    def _commit(self, case_id: str, event: Event, loaded: tuple[InstanceState, int] | None = None) -> Transition:
+        """Apply and store one event; on a concurrent change, re-read and re-decide."""
         for _attempt in range(MAX_RETRIES_ON_CONFLICT):
             state, version = loaded or self.store.load_case(case_id)
             loaded = None  # a retry must re-read
-            graph = self.graph_for(state)
             now = self.clock.now()
-            transition = apply(graph, state, event, now)
+            transition = apply(self.graph_for(state), state, event, now)
             try:
                 self.store.write(state, transition.state, transition.log, version, now)
             except ConcurrentModification:
-                continue  # someone else moved the case: re-read and re-decide
-            self._drive(case_id, transition)
-            return transition.state
+                continue
+            return transition
         raise ConcurrentModification(f"case {case_id} kept changing under us; nothing was stored",
                                      hint="try again")
 
@@ -294,17 +298,7 @@ class Engine:
                 self.notifier.notify(case_id, state.process_id, command)
 
     def _apply_system(self, case_id: str, event: Event, queue: deque[tuple[str, Command]]) -> None:
-        for _attempt in range(MAX_RETRIES_ON_CONFLICT):
-            state, version = self.store.load_case(case_id)
-            now = self.clock.now()
-            transition = apply(self.graph_for(state), state, event, now)
-            try:
-                self.store.write(state, transition.state, transition.log, version, now)
-            except ConcurrentModification:
-                continue
-            queue.extend((case_id, c) for c in transition.commands)
-            return
-        raise ConcurrentModification(f"case {case_id} kept changing under us")
+        queue.extend((case_id, c) for c in self._commit(case_id, event).commands)
 
     def _run_step(self, case_id: str, command: RunAutoStep, queue: deque[tuple[str, Command]]) -> None:
         state, _ = self.store.load_case(case_id)

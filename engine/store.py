@@ -224,35 +224,12 @@ class Store:
         return expected_version + 1
 
     def _write_projections(self, cursor: Any, old: InstanceState | None, new: InstanceState) -> None:
+        """Mirror the tasks and clocks that changed into their query tables."""
         sql = self._sql
-        old_tasks = old.tasks if old else {}
-        inserts = []
-        for key, task in new.tasks.items():
-            previous = old_tasks.get(key)
-            if previous == task:
-                continue
-            row = _task_values(new, task, sql.dt)
-            row["id"] = task.id
-            if previous is not None:
-                cursor.execute(sql.update_task, row)
-            else:
-                inserts.append(row)
-        if inserts:
-            cursor.executemany(sql.insert_task, inserts)
-        old_clocks = old.clocks if old else {}
-        clock_inserts = []
-        for key, clock in new.clocks.items():
-            previous = old_clocks.get(key)
-            if previous == clock:
-                continue
-            row = _clock_values(clock, sql.dt)
-            row.update(case_id=new.case_id, clock_id=key)
-            if previous is not None:
-                cursor.execute(sql.update_clock, row)
-            else:
-                clock_inserts.append(row)
-        if clock_inserts:
-            cursor.executemany(sql.insert_clock, clock_inserts)
+        _sync_rows(cursor, old.tasks if old else {}, new.tasks, sql.update_task, sql.insert_task,
+                   lambda key, task: {**_task_values(new, task, sql.dt), "id": task.id})
+        _sync_rows(cursor, old.clocks if old else {}, new.clocks, sql.update_clock, sql.insert_clock,
+                   lambda key, clock: {**_clock_values(clock, sql.dt), "case_id": new.case_id, "clock_id": key})
 
     def _append(self, cursor: Any, state: InstanceState, log: list[LogEntry]) -> None:
         if not log:
@@ -372,6 +349,22 @@ class Store:
         with self.transaction() as conn:
             for table in (EVENTS, ESCALATIONS, CLOCKS, TASKS, CASES, DEFINITIONS):
                 conn.execute(delete(table))
+
+
+def _sync_rows(cursor: Any, old: dict[str, Any], new: dict[str, Any], update_sql: str, insert_sql: str,
+               row_of: Callable[[str, Any], dict[str, Any]]) -> None:
+    """Update rows whose object changed, insert the new ones in one batch; unchanged ones cost nothing."""
+    inserts = []
+    for key, item in new.items():
+        previous = old.get(key)
+        if previous is item or previous == item:
+            continue
+        if previous is not None:
+            cursor.execute(update_sql, row_of(key, item))
+        else:
+            inserts.append(row_of(key, item))
+    if inserts:
+        cursor.executemany(insert_sql, inserts)
 
 
 def _task_values(state: InstanceState, task: Task, dt: Callable[[datetime | None], Any]) -> dict[str, Any]:
