@@ -34,10 +34,10 @@ class ApplyTimer:
         self.calls = 0
         self.inner = simulation.apply
 
-    def __call__(self, *args: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
         try:
-            return self.inner(*args)
+            return self.inner(*args, **kwargs)
         finally:
             self.seconds += time.perf_counter() - started
             self.calls += 1

@@ -240,6 +240,7 @@ class BusinessCalendar:
         self._first_start_us = self._periods_us[0][0]
         self._day_us = self.day_seconds * _US
         self._working_cache: dict[int, bool] = {}
+        self._ymd: dict[int, tuple[int, int, int]] = {}  # ordinal -> (year, month, day), for _at
 
     def __repr__(self) -> str:
         return f"BusinessCalendar({self.config!r})"
@@ -275,6 +276,8 @@ class BusinessCalendar:
 
     # -- instants -----------------------------------------------------------------------------------
     def _local(self, instant: datetime) -> datetime:
+        if instant.tzinfo is self.tz:  # already local (the engine's own instants): skip the conversion
+            return instant
         if instant.tzinfo is None or instant.utcoffset() is None:
             raise ValueError(f"naive datetime {instant.isoformat()}: business time needs a time zone")
         return instant.astimezone(self.tz)
@@ -287,13 +290,18 @@ class BusinessCalendar:
         if offset_us >= _DAY_US:  # a period ending at 24:00
             ordinal += 1
             offset_us -= _DAY_US
-        day = date.fromordinal(ordinal)
+        ymd = self._ymd.get(ordinal)
+        if ymd is None:
+            day = date.fromordinal(ordinal)
+            ymd = self._ymd[ordinal] = (day.year, day.month, day.day)
         seconds, micro = divmod(offset_us, _US)
         minutes, second = divmod(seconds, 60)
         hour, minute = divmod(minutes, 60)
-        return datetime(day.year, day.month, day.day, hour, minute, second, micro, tzinfo=self.tz)
+        return datetime(ymd[0], ymd[1], ymd[2], hour, minute, second, micro, tzinfo=self.tz)
 
     def _duration_us(self, duration: BusinessDuration | timedelta | int | float) -> int:
+        if type(duration) is int:  # seconds: what SLA clocks and the simulator pass
+            return duration * _US
         if isinstance(duration, BusinessDuration):
             return duration.total_seconds(self.day_seconds) * _US
         if isinstance(duration, timedelta):
@@ -318,8 +326,12 @@ class BusinessCalendar:
         ordinal = local.toordinal()
         offset = self._offset_us(local)
         day_us = self._day_us
+        known = self._working_cache
         for _ in range(_MAX_DAYS):
-            if self._working(ordinal):
+            working = known.get(ordinal)
+            if working is None:
+                working = self._working(ordinal)
+            if working:
                 if offset <= self._first_start_us and remaining > day_us:
                     remaining -= day_us  # the whole working day passes: no need to look at its periods
                 else:

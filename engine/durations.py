@@ -12,6 +12,8 @@ accepted text unambiguous and lets `str()` give one canonical spelling.
 
 from __future__ import annotations
 
+import functools
+
 import math
 import re
 from dataclasses import dataclass
@@ -89,10 +91,17 @@ class BusinessDuration:
 
 def parse_duration(text: str) -> BusinessDuration:
     """Read a duration written in a definition; the error names the text and the accepted form."""
-    match = _GRAMMAR.match(text) if isinstance(text, str) else None
+    if not isinstance(text, str):
+        raise DurationError(f"cannot read {text!r} as a duration: {_HINT}")
+    return _parse_text(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_text(text: str) -> BusinessDuration:
+    """Cached: every SLA clock started re-reads its target text, and definitions use a handful."""
+    match = _GRAMMAR.match(text)
     if match is None:
-        shown = f'"{text}"' if isinstance(text, str) else repr(text)
-        raise DurationError(f"cannot read {shown} as a duration: {_HINT}")
+        raise DurationError(f'cannot read "{text}" as a duration: {_HINT}')
     days, hours, minutes, seconds = (int(group) if group else 0 for group in match.groups())
     return BusinessDuration(days, hours * 3600 + minutes * 60 + seconds)
 

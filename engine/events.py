@@ -149,12 +149,16 @@ Command = Union[RunAutoStep, TaskOpened, TaskClosed, StartChild, Notify, CaseEnd
 
 
 class LogEntry(NamedTuple):
-    """One line of the event log. `at` is the time it was recorded: never back-dated.
+    """One line of the event log, as the interpreter records it and as every reader sees it.
 
-    A NamedTuple because the interpreter makes several per transition; it is the cheapest record.
+    The same record throughout (the store returns it as `StoredEvent`, the simulator keeps it
+    as it comes): a NamedTuple because a transition makes several and reports read millions.
+    `at` is the time it was recorded: never back-dated.
     """
 
-    seq: int
+    case_id: str
+    process_id: str
+    seq: int | None
     at: datetime
     type: str
     node: str | None = None

@@ -41,14 +41,17 @@ Dates
     naive datetimes as UTC).
 
 Speed
-    A simulation evaluates about 100,000 conditions. Three things keep an evaluation cheap:
-    the text is parsed and transpiled to Python code once (:func:`compile_expression` is
-    cached); each evaluation converts to CEL values only the fields the expression can reach
-    (``data.tier`` converts ``data["tier"]``, not the whole case data); and the activation
-    handed to the transpiled code is a small object instead of celpy's general
-    ``Activation``. The transpiled code is celpy's own (its ``CompiledRunner`` output), so the
-    semantics stay celpy's; we only run it in a private namespace, which also makes
-    evaluation thread-safe (celpy's runner stores the activation in a module global).
+    A simulation evaluates hundreds of thousands of conditions. Most are in the plain subset
+    that :mod:`engine.expression_fastpath` evaluates directly on the case data (about 1 µs);
+    it hands anything unusual back, and the general path below decides. On the general path
+    three things keep an evaluation cheap: the text is parsed and transpiled to Python code
+    once (:func:`compile_expression` is cached); each evaluation converts to CEL values only
+    the fields the expression can reach (``data.tier`` converts ``data["tier"]``, not the
+    whole case data); and the activation handed to the transpiled code is a small object
+    instead of celpy's general ``Activation``. The transpiled code is celpy's own (its
+    ``CompiledRunner`` output), so the semantics stay celpy's; we only run it in a private
+    namespace, which also makes evaluation thread-safe (celpy's runner stores the activation
+    in a module global).
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ import lark.exceptions
 from celpy import celtypes
 from celpy import evaluation as cel_evaluation
 from celpy.celparser import CELParser
+
+from engine.expression_fastpath import Fallback, FastProgram, fast_program
 
 __all__ = [
     "ROOT_NAMES",
@@ -893,6 +898,7 @@ class Expression:
     references: frozenset[Path] = field(init=False, compare=False)
     _program: Callable[[_Activation], Any] = field(init=False, compare=False, repr=False)
     _shapes: tuple[tuple[str, Shape], ...] = field(init=False, compare=False, repr=False)
+    _fast: FastProgram | None = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.text, str):
@@ -911,6 +917,7 @@ class Expression:
         )
         object.__setattr__(self, "references", references)
         object.__setattr__(self, "_shapes", shapes)
+        object.__setattr__(self, "_fast", fast_program(tree, references))
         object.__setattr__(self, "_program", _transpile(self.text, tree))
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -929,6 +936,16 @@ class Expression:
         Returns plain Python values: bool, int, float, str, bytes, list, dict, None, or
         datetime/timedelta for timestamps and durations.
         """
+        fast = self._fast
+        if fast is not None:
+            try:
+                return fast(scope)
+            except (Fallback, RecursionError):
+                pass  # outside the plain subset: the general path gives CEL's answer or error
+        return self.evaluate_general(scope)
+
+    def evaluate_general(self, scope: Mapping[str, Any]) -> Any:
+        """:meth:`evaluate` through celpy alone, without the fast path (which must agree with it)."""
         variables: dict[str, Any] = {}
         for root, shape in self._shapes:
             if root not in ROOT_NAMES:
@@ -980,7 +997,7 @@ class Expression:
                     continue
                 if isinstance(current, Mapping):
                     dotted = ".".join(path[:depth])
-                    if part == key:
+                    if isinstance(key, str) and part == str(key):  # a map indexed by an int has no such path
                         return dotted
                     candidates.append(dotted)
                 break

@@ -11,7 +11,8 @@ from functools import cached_property
 import networkx as nx
 
 from engine.calendar import BusinessCalendar
-from engine.definition import Edge, NodeBase, ProcessDefinition
+from engine.definition import Edge, EscalationLevel, FieldSpec, HumanTask, NodeBase, Policy, ProcessDefinition
+from engine.sla import BREACH_PCT, thresholds
 from engine.loader import LoadedDefinition
 
 SPLIT_KINDS = frozenset({"parallel", "inclusive"})
@@ -91,6 +92,41 @@ class ProcessGraph:
     @cached_property
     def join_split(self) -> dict[str, str]:
         return {join: split for split, join in self.split_joins.items() if join is not None}
+
+    @cached_property
+    def form_specs(self) -> dict[str, dict[str, FieldSpec]]:
+        """Each human step's form fields by id; every completion checks its output against them."""
+        return {node_id: {spec.id: spec for spec in node.form}
+                for node_id, node in self.nodes.items() if isinstance(node, HumanTask)}
+
+    @cached_property
+    def sla_policies(self) -> dict[str, list[Policy]]:
+        """Each SLA'd human step's policies (a fixed target as the one policy); every task opened reads them."""
+        return {node_id: node.sla.effective_policies() for node_id, node in self.nodes.items()
+                if isinstance(node, HumanTask) and node.sla is not None}
+
+    @cached_property
+    def _ladders(self) -> dict[str, tuple[list[EscalationLevel], tuple[int, ...]]]:
+        ladders: dict[str, tuple[list[EscalationLevel], tuple[int, ...]]] = {}
+        definition = self.definition
+        for clock in definition.clocks:
+            levels = sorted(definition.ladder(clock.escalation), key=lambda level: level.at)
+            ladders[f"clock:{clock.id}"] = (levels, thresholds(levels))
+        for node_id, node in self.nodes.items():
+            if isinstance(node, HumanTask) and node.sla is not None:
+                levels = sorted(definition.ladder(node.sla.escalation), key=lambda level: level.at)
+                ladders[f"node:{node_id}"] = (levels, thresholds(levels))
+        return ladders
+
+    def ladder(self, key: str) -> list[EscalationLevel]:
+        """The escalation levels of a clock's ladder (`clock:<id>` or `node:<id>`), lowest first."""
+        entry = self._ladders.get(key)
+        return entry[0] if entry is not None else []
+
+    def thresholds(self, key: str) -> tuple[int, ...]:
+        """The percentages at which that ladder acts, the breach at 100 % included."""
+        entry = self._ladders.get(key)
+        return entry[1] if entry is not None else (BREACH_PCT,)
 
 
 def compile_graph(loaded: LoadedDefinition) -> ProcessGraph:

@@ -239,8 +239,7 @@ class Engine:
                 self.store.write(state, transition.state, transition.log, version, now)
             except ConcurrentModification:
                 continue
-            results.append((case_id, [StoredEvent(case_id, state.process_id, e.seq, e.at, e.type, e.node, e.data)
-                                      for e in transition.log]))
+            results.append((case_id, transition.log))
             self._drive(case_id, transition)
         return results
 

@@ -7,6 +7,7 @@ instant is stored (and indexed), which keeps the sweep's work proportional to wh
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from engine.calendar import BusinessCalendar
@@ -21,9 +22,12 @@ def target_seconds(text: str, calendar: BusinessCalendar) -> int:
     return parse_duration(text).total_seconds(calendar.day_seconds)
 
 
-def thresholds(ladder: list[EscalationLevel]) -> list[int]:
-    """Percentages at which something happens; the breach at 100 % always counts."""
-    return sorted({level.at for level in ladder} | {BREACH_PCT})
+def thresholds(ladder: list[EscalationLevel]) -> tuple[int, ...]:
+    """Percentages at which something happens; the breach at 100 % always counts.
+
+    Computed once per ladder (`ProcessGraph.thresholds`): every schedule reads them.
+    """
+    return tuple(sorted({level.at for level in ladder} | {BREACH_PCT}))
 
 
 def elapsed(clock: SlaClock, now: datetime, calendar: BusinessCalendar) -> int:
@@ -45,20 +49,21 @@ def _instant_of(clock: SlaClock, pct: int, calendar: BusinessCalendar) -> dateti
     return calendar.add(clock.running_since, remaining)
 
 
-def schedule(clock: SlaClock, ladder: list[EscalationLevel], calendar: BusinessCalendar) -> None:
-    """Recompute due_at and the next unfired threshold after any change to the clock."""
+def schedule(clock: SlaClock, pcts: Sequence[int], calendar: BusinessCalendar) -> None:
+    """Recompute due_at and the next unfired threshold (of `pcts`, ascending) after any change."""
     if clock.status != "running" or clock.running_since is None:
         clock.next_at = None
         clock.next_pct = None
         return
     clock.due_at = _instant_of(clock, BREACH_PCT, calendar)
-    pending = [pct for pct in thresholds(ladder) if pct not in clock.fired]
-    if not pending:
+    fired = clock.fired
+    pending = next((pct for pct in pcts if pct not in fired), None)
+    if pending is None:
         clock.next_at = None
         clock.next_pct = None
         return
-    clock.next_pct = pending[0]
-    clock.next_at = _instant_of(clock, pending[0], calendar)
+    clock.next_pct = pending
+    clock.next_at = clock.due_at if pending == BREACH_PCT else _instant_of(clock, pending, calendar)
 
 
 def pause(clock: SlaClock, now: datetime, calendar: BusinessCalendar) -> None:
@@ -71,12 +76,12 @@ def pause(clock: SlaClock, now: datetime, calendar: BusinessCalendar) -> None:
     clock.next_pct = None
 
 
-def resume(clock: SlaClock, now: datetime, ladder: list[EscalationLevel], calendar: BusinessCalendar) -> None:
+def resume(clock: SlaClock, now: datetime, pcts: Sequence[int], calendar: BusinessCalendar) -> None:
     if clock.status != "paused":
         return
     clock.running_since = now
     clock.status = "running"
-    schedule(clock, ladder, calendar)
+    schedule(clock, pcts, calendar)
 
 
 def stop(clock: SlaClock, now: datetime, calendar: BusinessCalendar, status: str) -> bool:

@@ -165,9 +165,16 @@ class InstanceState:
 
     def next_due_at(self) -> datetime | None:
         """The earliest instant the sweep must look at this case: a timer or an SLA threshold."""
-        candidates = [t.timer_due for t in self.tokens.values() if t.timer_due is not None]
-        candidates += [c.next_at for c in self.clocks.values() if c.next_at is not None and c.status == "running"]
-        return min(candidates) if candidates else None
+        earliest: datetime | None = None
+        for token in self.tokens.values():
+            due = token.timer_due
+            if due is not None and (earliest is None or due < earliest):
+                earliest = due
+        for clock in self.clocks.values():  # ended clocks have no next_at
+            due = clock.next_at
+            if due is not None and clock.status == "running" and (earliest is None or due < earliest):
+                earliest = due
+        return earliest
 
     def open_tasks(self) -> list[Task]:
         return [task for task in self.tasks.values() if task.status == "open"]

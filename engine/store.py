@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import and_, delete, event, insert, select, update
 from sqlalchemy.engine import Connection, Engine
@@ -55,16 +55,8 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
 
 
-class StoredEvent(NamedTuple):
-    """One row of the event log as readers see it (reports, `show`, the simulator's own log)."""
-
-    case_id: str
-    process_id: str
-    seq: int | None
-    at: datetime
-    type: str
-    node: str | None
-    data: dict[str, Any]
+StoredEvent = LogEntry
+"""One row of the event log as readers see it (reports, `show`, the simulator's own log)."""
 
 
 # Each migration takes the schema from version N-1 to N; create_all makes new tables.

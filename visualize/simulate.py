@@ -493,6 +493,8 @@ class Simulation:
         self.applies = 0
         self.children = 0
         self.notifications: dict[str, int] = {}
+        self.duration_plans: dict[tuple[str, str], Distribution | None] = {}
+        self.output_plans: dict[tuple[str, str], list[tuple[str, ValueGenerator | None, FieldSpec]]] = {}
 
     # -- set-up ------------------------------------------------------------------------------------
     def _root_graph(self) -> ProcessGraph:
@@ -652,14 +654,10 @@ class Simulation:
     # -- applying events -----------------------------------------------------------------------------
     def _apply(self, case_id: str, event: Event, now: datetime) -> Transition:
         graph = self.graphs[case_id]
-        transition = apply(graph, self.states.get(case_id), event, now)
+        transition = apply(graph, self.states.get(case_id), event, now, reuse_state=True)
         self.applies += 1
-        state = transition.state
-        self.states[case_id] = state
-        process_id = state.process_id
-        append = self.events.append
-        for entry in transition.log:
-            append(SimEvent(case_id, process_id, entry.seq, entry.at, entry.type, entry.node, entry.data))
+        self.states[case_id] = transition.state
+        self.events.extend(transition.log)  # the interpreter's records are the store's event rows
         return transition
 
     def _feed(self, case_id: str, event: Event, now: datetime) -> None:
@@ -957,30 +955,42 @@ class Simulation:
         return node if node in table else None
 
     def _duration_of(self, case_id: str, node: str, *, default: bool) -> float | None:
-        key = self._key(self.graphs[case_id].process_id, node, self.durations)
-        if key is None:
+        process_id = self.graphs[case_id].process_id
+        distribution = self.duration_plans.get((process_id, node), False)
+        if distribution is False:
+            key = self._key(process_id, node, self.durations)
+            distribution = self.duration_plans[(process_id, node)] = (
+                self.durations[key] if key is not None else None)
+        if distribution is None:
             return self.default_duration.sample(self._streams(case_id)[0]) if default else None
-        return self.durations[key].sample(self._streams(case_id)[0])
+        return distribution.sample(self._streams(case_id)[0])
+
+    def _output_plan(self, graph: ProcessGraph, node_id: str) -> list[tuple[str, ValueGenerator | None, FieldSpec]]:
+        """Per form field of a step: the scenario's generator (or None) and the field; worked out once."""
+        plan = self.output_plans.get((graph.process_id, node_id))
+        if plan is None:
+            node = graph.nodes[node_id]
+            key = self._key(graph.process_id, node_id, self.outputs)
+            generators = self.outputs.get(key, {}) if key is not None else {}
+            specs: dict[str, FieldSpec]
+            if isinstance(node, HumanTask):
+                specs = graph.form_specs[node_id]
+            elif isinstance(node, MessageWait):
+                specs = dict(node.fields)
+            else:
+                specs = {}
+            plan = self.output_plans[(graph.process_id, node_id)] = [
+                (name, generators.get(name), spec) for name, spec in specs.items()]
+        return plan
 
     def _form_output(self, case_id: str, node_id: str, now: datetime) -> dict[str, Any]:
         """Form values: the scenario's outputs, else the case's generated profile, else a neutral filler."""
-        graph = self.graphs[case_id]
-        node = graph.nodes[node_id]
-        key = self._key(graph.process_id, node_id, self.outputs)
-        generators = self.outputs.get(key, {}) if key is not None else {}
         profile = self.profiles.get(case_id, {})
-        specs: dict[str, FieldSpec]
-        if isinstance(node, HumanTask):
-            specs = {f.id: f for f in node.form}
-        elif isinstance(node, MessageWait):
-            specs = dict(node.fields)
-        else:
-            specs = {}
         output: dict[str, Any] = {}
         rng = self._streams(case_id)[1]
-        for name, spec in specs.items():
-            if name in generators:
-                output[name] = generators[name].sample(rng)
+        for name, generator, spec in self._output_plan(self.graphs[case_id], node_id):
+            if generator is not None:
+                output[name] = generator.sample(rng)
             elif name in profile:
                 output[name] = profile[name]
             elif spec.required:
