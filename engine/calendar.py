@@ -241,6 +241,7 @@ class BusinessCalendar:
         self._day_us = self.day_seconds * _US
         self._working_cache: dict[int, bool] = {}
         self._ymd: dict[int, tuple[int, int, int]] = {}  # ordinal -> (year, month, day), for _at
+        self._last_start: tuple[Any, ...] = (None,)  # (start, local, ordinal, offset) of the last `add`
 
     def __repr__(self) -> str:
         return f"BusinessCalendar({self.config!r})"
@@ -320,11 +321,16 @@ class BusinessCalendar:
         time already ran out is due now.
         """
         remaining = self._duration_us(duration)
-        local = self._local(start)
+        memo = self._last_start  # an SLA clock's due and next thresholds are counted from one start
+        if memo[0] is start:
+            local, ordinal, offset = memo[1], memo[2], memo[3]
+        else:
+            local = self._local(start)
+            ordinal = local.toordinal()
+            offset = self._offset_us(local)
+            self._last_start = (start, local, ordinal, offset)  # one tuple: safe to share across threads
         if remaining <= 0:
             return local
-        ordinal = local.toordinal()
-        offset = self._offset_us(local)
         day_us = self._day_us
         known = self._working_cache
         for _ in range(_MAX_DAYS):

@@ -11,7 +11,10 @@ from functools import cached_property
 import networkx as nx
 
 from engine.calendar import BusinessCalendar
-from engine.definition import Edge, EscalationLevel, FieldSpec, HumanTask, NodeBase, Policy, ProcessDefinition
+from engine.definition import (
+    CaseClock, Edge, EscalationLevel, FieldSpec, HumanTask, NodeBase, Policy, ProcessDefinition,
+)
+from engine.expressions import ExpressionError, compile_expression
 from engine.sla import BREACH_PCT, thresholds
 from engine.loader import LoadedDefinition
 
@@ -98,6 +101,37 @@ class ProcessGraph:
         """Each human step's form fields by id; every completion checks its output against them."""
         return {node_id: {spec.id: spec for spec in node.form}
                 for node_id, node in self.nodes.items() if isinstance(node, HumanTask)}
+
+    @cached_property
+    def clocks_started_at(self) -> dict[str, list[CaseClock]]:
+        """Case clocks by the node whose activation starts them (clocks started with the case: key None)."""
+        starts: dict[str, list[CaseClock]] = {}
+        for clock in self.definition.clocks:
+            if clock.start_on is not None:
+                starts.setdefault(clock.start_on, []).append(clock)
+        return starts
+
+    @cached_property
+    def clocks_stopped_at(self) -> dict[str, list[CaseClock]]:
+        """Case clocks by the nodes whose completion meets them."""
+        stops: dict[str, list[CaseClock]] = {}
+        for clock in self.definition.clocks:
+            for node_id in clock.stop_on:
+                stops.setdefault(node_id, []).append(clock)
+        return stops
+
+    @cached_property
+    def priority_inputs(self) -> frozenset[str] | None:
+        """The data fields `case_priority` reads (empty without one); None if it does not compile,
+        so that every change re-derives it and the incident is reported."""
+        text = self.definition.case_priority
+        if not text:
+            return frozenset()
+        try:
+            references = compile_expression(text).references
+        except ExpressionError:
+            return None
+        return frozenset(path[1] for path in references if len(path) > 1 and path[0] == "data")
 
     @cached_property
     def sla_policies(self) -> dict[str, list[Policy]]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from engine import sla
 from engine.definition import (
-    PRIORITIES, AutoTask, CaseClock, EndNode, EscalationLevel, HumanTask, MessageWait, SubProcess, TimerWait,
+    PRIORITIES, AutoTask, CaseClock, Edge, EndNode, EscalationLevel, HumanTask, MessageWait, SubProcess, TimerWait,
 )
 from engine.errors import InputError, SvcflowError, TaskRefused
 from engine.events import (
@@ -26,6 +26,7 @@ from engine.graph import ProcessGraph
 from engine.state import InstanceState, SlaClock, Task, Token
 
 MAX_STEPS_PER_EVENT = 10_000
+_new_entry = tuple.__new__
 
 
 @dataclass
@@ -114,8 +115,10 @@ class _Run:
         return Transition(self.state, self.commands, self.log)
 
     def emit(self, type_: str, node: str | None = None, **data: Any) -> None:
-        self.state.seq += 1
-        self.log.append(LogEntry(self.case_id, self.process_id, self.state.seq, self.now, type_, node, data))
+        state = self.state
+        state.seq += 1
+        # tuple.__new__ skips the NamedTuple's Python-level __new__: a transition logs about six of these
+        self.log.append(_new_entry(LogEntry, (self.case_id, self.process_id, state.seq, self.now, type_, node, data)))
 
     def next_id(self, prefix: str) -> str:
         self.state.counter += 1
@@ -139,11 +142,13 @@ class _Run:
         except ExpressionError as exc:
             raise _Incident(f"{where}: {exc}") from None
 
-    def condition(self, text: str, where: str) -> bool:
+    def condition(self, text: str, where: str | Edge) -> bool:
+        """`where` names the condition in an incident; an edge is named only then (it costs a format)."""
         try:
             return compile_expression(text).evaluate_bool(self.scope())
         except ExpressionError as exc:
-            raise _Incident(f"{where}: {exc}") from None
+            label = where if isinstance(where, str) else f"condition on {where.key}"
+            raise _Incident(f"{label}: {exc}") from None
 
     # -- events -----------------------------------------------------------------------------
     def start(self, event: StartCase) -> None:
@@ -343,8 +348,8 @@ class _Run:
         token.since = self.now
         self.state.visits[node_id] = self.state.visits.get(node_id, 0) + 1
         self.emit("node_entered", node_id, token=token.id, kind=kind)
-        for clock_def in self.definition.clocks:
-            if clock_def.start_on == node_id and f"case:{clock_def.id}" not in self.state.clocks:
+        for clock_def in self.graph.clocks_started_at.get(node_id, ()):
+            if f"case:{clock_def.id}" not in self.state.clocks:
                 self.start_case_clock(clock_def)
         if kind == "start":
             self.leave(token, {})
@@ -403,17 +408,18 @@ class _Run:
         self.apply_compute(node_id)
         computed = self.graph.nodes[node_id].compute
         if output or computed:
-            self.update_priority(changed={*output, *computed})
+            inputs = self.graph.priority_inputs
+            if inputs is None or any(name in inputs for name in output) or any(name in inputs for name in computed):
+                self.update_priority()
         token.timer_due = None
         token.incident = None
         self.emit("node_completed", node_id, token=token.id)
-        for clock_def in self.definition.clocks:
-            if node_id in clock_def.stop_on:
-                clock = self.state.clocks.get(f"case:{clock_def.id}")
-                if clock is not None and clock.status in ("running", "paused"):
-                    in_time = sla.stop(clock, self.now, self.calendar, "met")
-                    self.emit("sla_met", node_id, clock=clock.id, in_time=in_time, consumed=clock.consumed,
-                              target=clock.target)
+        for clock_def in self.graph.clocks_stopped_at.get(node_id, ()):
+            clock = self.state.clocks.get(f"case:{clock_def.id}")
+            if clock is not None and clock.status in ("running", "paused"):
+                in_time = sla.stop(clock, self.now, self.calendar, "met")
+                self.emit("sla_met", node_id, clock=clock.id, in_time=in_time, consumed=clock.consumed,
+                          target=clock.target)
         edges = self.graph.outgoing.get(node_id, [])
         if not edges:
             raise _Incident(f"node '{node_id}' has no outgoing edge", node_id)
@@ -456,7 +462,7 @@ class _Run:
                 if edge.default:
                     default = edge
                     continue
-                if edge.when is None or self.condition(edge.when, f"condition on {edge.key}"):
+                if edge.when is None or self.condition(edge.when, edge):
                     chosen.append(edge)
                     if kind == "exclusive":
                         break
@@ -609,17 +615,13 @@ class _Run:
                 sla.resume(clock, self.now, self.graph.thresholds(clock.ladder), self.calendar)
                 self.emit("sla_resumed", None, clock=clock.id, due_at=clock.due_at.isoformat() if clock.due_at else None)
 
-    def update_priority(self, changed: set[str] | None = None) -> None:
-        """Re-derive the case priority; with `changed`, only if the expression reads one of those fields."""
+    def update_priority(self) -> None:
+        """Re-derive the case priority (callers skip it when no field it reads changed)."""
         expression = self.definition.case_priority
         if not expression:
             return
         try:
-            compiled = compile_expression(expression)
-            if changed is not None and not any(
-                    len(path) > 1 and path[0] == "data" and path[1] in changed for path in compiled.references):
-                return
-            value = str(compiled.evaluate(self.scope()))
+            value = str(compile_expression(expression).evaluate(self.scope()))
         except ExpressionError as exc:
             self.emit("incident", None, message=f"case_priority: {exc}")
             return
@@ -659,7 +661,7 @@ class _Run:
         kind = "warned" if pct < 100 else "breached" if pct == 100 else "escalated"
         if level is not None:
             self.escalate(clock, level, level_no, kind)
-        self.schedule(clock)
+        sla.schedule(clock, self.graph.thresholds(clock.ladder), self.calendar, due_known=True)
 
     def escalate(self, clock: SlaClock, level: EscalationLevel, level_no: int, kind: str) -> None:
         s = self.state

@@ -49,13 +49,18 @@ def _instant_of(clock: SlaClock, pct: int, calendar: BusinessCalendar) -> dateti
     return calendar.add(clock.running_since, remaining)
 
 
-def schedule(clock: SlaClock, pcts: Sequence[int], calendar: BusinessCalendar) -> None:
-    """Recompute due_at and the next unfired threshold (of `pcts`, ascending) after any change."""
+def schedule(clock: SlaClock, pcts: Sequence[int], calendar: BusinessCalendar, *, due_known: bool = False) -> None:
+    """Recompute due_at and the next unfired threshold (of `pcts`, ascending) after any change.
+
+    `due_known`: only a threshold fired, so start, banked time and target - and with them
+    due_at - are as they were (saves a calendar walk on every warning and escalation).
+    """
     if clock.status != "running" or clock.running_since is None:
         clock.next_at = None
         clock.next_pct = None
         return
-    clock.due_at = _instant_of(clock, BREACH_PCT, calendar)
+    if not due_known or clock.due_at is None:
+        clock.due_at = _instant_of(clock, BREACH_PCT, calendar)
     fired = clock.fired
     pending = next((pct for pct in pcts if pct not in fired), None)
     if pending is None:

@@ -594,10 +594,14 @@ class Simulation:
         last_arrival = max((item[0] for item in self.heap), default=first.timestamp())
         deadline = last_arrival + self.scenario.max_days * 86400.0
         now_ts = first.timestamp()
-        while self.heap:
-            ts, _seq, kind, payload = heapq.heappop(self.heap)
+        heap = self.heap
+        tick_at = self.tick_at
+        while heap:
+            ts, _seq, kind, payload = heapq.heappop(heap)
             if ts > deadline:
                 break
+            if kind == _TICK and tick_at.get(payload) != ts:
+                continue  # superseded: the case's due instant moved and a tick for it is queued
             now_ts = ts
             now = datetime.fromtimestamp(ts, self.tz)
             if kind == _ARRIVAL:
@@ -671,22 +675,23 @@ class Simulation:
         touched: list[str] = []
         while queue:
             case_id, item = queue.popleft()
-            if isinstance(item, Transition):
+            if type(item) is Transition:
                 touched.append(case_id)
                 self._after(case_id, item, now)
                 queue.extend((case_id, command) for command in item.commands)
                 continue
             command = item
-            if isinstance(command, RunAutoStep):
+            kind = type(command)
+            if kind is TaskOpened:
+                self._task_opened(case_id, command, now)  # type: ignore[arg-type]
+            elif kind is TaskClosed:
+                self._task_closed(case_id, command, now)  # type: ignore[arg-type]
+            elif isinstance(command, RunAutoStep):
                 duration = self._duration_of(case_id, command.node, default=False)
                 if duration is None:
                     self._run_auto(case_id, command, now, queue)
                 else:
                     self._push(self.calendar.add(now, int(round(duration))), _AUTO_DONE, (case_id, command))
-            elif isinstance(command, TaskOpened):
-                self._task_opened(case_id, command, now)
-            elif isinstance(command, TaskClosed):
-                self._task_closed(case_id, command, now)
             elif isinstance(command, StartChild):
                 self._start_child(case_id, command, now, queue)
             elif isinstance(command, CaseEnded):
@@ -714,11 +719,16 @@ class Simulation:
         if requeue:
             self._requeue(case_id, now)
 
-    def _schedule_tick(self, case_id: str) -> None:
-        state = self.states[case_id]
-        due = state.next_due_at()
+    def _schedule_tick(self, case_id: str, due: datetime | None = None) -> None:
+        """Keep one tick queued per case, at its next due instant (`tick_at` holds that instant).
+
+        Every change of a case's state goes through `_drain`, which calls this, so a queued tick
+        whose instant is no longer the case's `tick_at` is stale and `_run` drops it unopened.
+        """
         if due is None:
-            return
+            due = self.states[case_id].next_due_at()
+            if due is None:
+                return
         ts = due.timestamp()
         if self.tick_at.get(case_id) == ts:
             return
@@ -726,14 +736,12 @@ class Simulation:
         self._push(ts, _TICK, case_id)
 
     def _tick(self, case_id: str, now: datetime) -> None:
-        if self.tick_at.get(case_id) == now.timestamp():
-            del self.tick_at[case_id]
-        state = self.states[case_id]
-        due = state.next_due_at()
+        self.tick_at.pop(case_id, None)
+        due = self.states[case_id].next_due_at()
         if due is None:
             return
         if due > now:
-            self._schedule_tick(case_id)
+            self._schedule_tick(case_id, due)
             return
         self._feed(case_id, Tick(), now)
 
