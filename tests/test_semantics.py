@@ -7,8 +7,11 @@ from datetime import timedelta
 import pytest
 
 from engine.errors import InputError, TaskRefused
+from engine.events import CompleteTask, StartCase
 from engine.handlers import HandlerRegistry
-from tests.conftest import SHANGHAI
+from engine.interpreter import apply
+from engine.library import ProcessLibrary
+from tests.conftest import MONDAY_9AM, SHANGHAI
 
 HEAD = """
 id: {id}
@@ -546,3 +549,39 @@ def test_assigning_requires_the_tasks_role(make_engine):
     with pytest.raises(TaskRefused, match="may not act on"):
         engine.assign(task["id"], "me", actor="zhao", role="director")
     assert only_task(engine, case_id)["assignee"] is None
+
+
+def _linear_start():
+    library = ProcessLibrary()
+    graph = library.graph_of(library.add_text(LINEAR, "linear.yaml"))
+    started = apply(graph, None, StartCase("C-1", {}), MONDAY_9AM)
+    return graph, started.state, MONDAY_9AM
+
+
+def test_apply_leaves_the_given_state_untouched_by_default():
+    graph, state, now = _linear_start()
+    before = state.to_json()
+    task_id = next(iter(state.tasks))
+    after = apply(graph, state, CompleteTask(task_id, "li", "agent", {"result": "ok"}), now).state
+    assert after is not state and after.status == "completed"
+    assert state.to_json() == before
+
+
+def test_apply_with_reuse_state_advances_the_given_state_itself():
+    graph, state, now = _linear_start()
+    task_id = next(iter(state.tasks))
+    after = apply(graph, state, CompleteTask(task_id, "li", "agent", {"result": "ok"}), now, reuse_state=True).state
+    assert after is state and state.status == "completed"
+
+
+@pytest.mark.parametrize("actor, role, output", [
+    ("li", "director", {"result": "ok"}),  # a role the task does not belong to
+    ("li", "agent", {"result": "maybe"}),  # a value the form refuses
+])
+def test_a_refusal_with_reuse_state_leaves_the_given_state_unchanged(actor, role, output):
+    graph, state, now = _linear_start()
+    before = state.to_json()
+    task_id = next(iter(state.tasks))
+    with pytest.raises((TaskRefused, InputError)):
+        apply(graph, state, CompleteTask(task_id, actor, role, output), now, reuse_state=True)
+    assert state.to_json() == before
