@@ -149,9 +149,9 @@ def _compile(node: Node) -> _Closure:
     if kind == "expr":  # cond ? a : b
         return _ternary(_compile(children[0]), _compile(children[1]), _compile(children[2]))
     if kind == "conditionalor":
-        return _or(_compile(children[0]), _compile(children[1]))
+        return _logical(_compile(children[0]), _compile(children[1]), decisive=True)
     if kind == "conditionaland":
-        return _and(_compile(children[0]), _compile(children[1]))
+        return _logical(_compile(children[0]), _compile(children[1]), decisive=False)
     if kind == "relation":
         return _relation(children[0], _compile(children[1]))
     if kind == "addition" or kind == "multiplication":
@@ -323,32 +323,25 @@ def _ternary(condition: _Closure, then: _Closure, otherwise: _Closure) -> _Closu
     return ternary
 
 
-def _or(left: _Closure, right: _Closure) -> _Closure:
-    def either(scope: Scope) -> Any:
+def _logical(left: _Closure, right: _Closure, decisive: bool) -> _Closure:
+    """`||` (decisive: true) and `&&` (decisive: false).
+
+    CEL: `true || <anything, even an error>` is true and `false && <anything>` is false; the
+    other value hands over to the right side, which must then be a boolean.
+    """
+    passing = not decisive
+
+    def logical(scope: Scope) -> Any:
         a = left(scope)
-        if a is True:
-            return True  # CEL: true || <anything, even an error> is true
-        if a is False:
+        if a is decisive:
+            return decisive
+        if a is passing:
             b = right(scope)
             if type(b) is bool:
                 return b
         raise _FALLBACK
 
-    return either
-
-
-def _and(left: _Closure, right: _Closure) -> _Closure:
-    def both(scope: Scope) -> Any:
-        a = left(scope)
-        if a is False:
-            return False  # CEL: false && <anything, even an error> is false
-        if a is True:
-            b = right(scope)
-            if type(b) is bool:
-                return b
-        raise _FALLBACK
-
-    return both
+    return logical
 
 
 def _unary(op: Node, operand: _Closure) -> _Closure:
