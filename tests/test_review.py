@@ -6,8 +6,10 @@ with a pencil: four cases of a two-step process, one of which loops back once.
 
 from __future__ import annotations
 
+import os
+import random
 import re
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,10 +19,18 @@ import pytest
 from engine.graph import ProcessGraph
 from engine.library import ProcessLibrary
 from engine.store import StoredEvent
-from visualize.review import build_review, publish_review_artifact, review_html, review_markdown, write_review
-from visualize.stats import BusinessTime, compress_loops, compute_stats, quantile, status_of
+from visualize import stats as stats_module
+from visualize.review import (
+    Review, build_review, publish_review_artifact, review_html, review_markdown, write_review,
+)
+from visualize.simulate import SimulationResult, load_scenario, simulate
+from visualize.stats import (
+    WORKERS_ENV, BusinessTime, ProcessStats, compress_loops, compute_stats, quantile, quantile_of_runs,
+    review_workers, status_of,
+)
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+AS_IS = Path(__file__).resolve().parent.parent / "scenarios" / "complaint_as_is.yaml"
 pytest_plugins = ["tests.conftest_prefect"]  # the session's Prefect test server, for the artifact test
 MINI = """
 id: mini_review
@@ -217,6 +227,129 @@ def test_business_time_matches_the_calendar() -> None:
     for hours in (0.5, 3, 30, 200, 2000):
         b = a + timedelta(hours=hours)
         assert fast.between(a, b) == calendar.between(a, b)
+
+
+# -- reading a long log in several processes ---------------------------------------------------------------
+@pytest.fixture(scope="module")
+def simulated() -> SimulationResult:
+    """A real log: cases interleaved in time, sub-process children, escalations, rework."""
+    return simulate(load_scenario(AS_IS), cases=300, seed=5)
+
+
+def same_statistics(one: ProcessStats, other: ProcessStats) -> None:
+    """Equal as data, in the same order (tables list dict entries in order), and as the page shows them."""
+    assert other.to_dict() == one.to_dict()
+    for name in ("steps", "edges", "roles", "clocks", "escalations_by_kind"):
+        assert list(getattr(other, name)) == list(getattr(one, name)), name
+    assert other.slowest == one.slowest and other.variants == one.variants
+
+
+def test_parallel_reading_gives_exactly_the_statistics_of_one_process(simulated: SimulationResult) -> None:
+    one = compute_stats(simulated.graph, simulated.events, workers=1)
+    two = compute_stats(simulated.graph, simulated.events, workers=2, min_parallel_events=0)
+    assert (one.workers, two.workers) == (1, 2)
+    same_statistics(one, two)
+    pages = [review_html(Review(simulated.graph, s)) for s in (one, two)]
+    assert pages[0] == pages[1]
+
+
+@pytest.mark.parametrize("workers", [3, 5])
+def test_parallel_reading_of_a_period_matches_one_process(simulated: SimulationResult, workers: int) -> None:
+    events = simulated.events
+    period = {"since": events[len(events) // 10].at, "until": events[len(events) * 2 // 3].at}
+    one = compute_stats(simulated.graph, events, workers=1, **period)
+    many = compute_stats(simulated.graph, events, workers=workers, min_parallel_events=0, **period)
+    assert many.workers == workers
+    same_statistics(one, many)
+
+
+def test_reading_in_many_small_chunks_matches_one_process(simulated: SimulationResult,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Readers going backwards hold events back at every chunk boundary: many boundaries, many replays."""
+    monkeypatch.setattr(stats_module, "_CHUNKS_PER_READER", 1000)
+    one = compute_stats(simulated.graph, simulated.events, workers=1)
+    for workers in (2, 4):
+        same_statistics(one, compute_stats(simulated.graph, simulated.events, workers=workers, min_parallel_events=0))
+
+
+def test_a_worker_that_fails_leaves_its_stretch_to_the_parent(simulated: SimulationResult,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    one = compute_stats(simulated.graph, simulated.events, workers=1)
+    monkeypatch.setattr(stats_module, "_child", lambda conn, *args: conn.close())  # sends nothing
+    two = compute_stats(simulated.graph, simulated.events, workers=2, min_parallel_events=0)
+    same_statistics(one, two)
+
+
+def test_workers_that_die_after_taking_chunks_leave_them_to_the_parent(simulated: SimulationResult,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    def take_some_and_die(conn: Any, ctx: Any, rows: Any, plan: Any, reader: tuple[int, bool], slowest: int) -> None:
+        for _ in range(3):
+            plan.claim(*reader)
+        os._exit(1)
+
+    one = compute_stats(simulated.graph, simulated.events, workers=1)
+    monkeypatch.setattr(stats_module, "_child", take_some_and_die)
+    for workers in (2, 4):  # with 4, both readers of the second segment die
+        same_statistics(one, compute_stats(simulated.graph, simulated.events, workers=workers, min_parallel_events=0))
+
+
+def test_quantile_of_sorted_runs_is_the_quantile_of_their_merge() -> None:
+    rnd = random.Random(7)
+    runs = [sorted(rnd.choice([0.5, 1.25, 3.0]) * rnd.randint(0, 40) for _ in range(n)) for n in (0, 1, 57, 200)]
+    merged = sorted(v for run in runs for v in run)
+    for q in (0.0, 0.1, 0.5, 0.9, 1.0):
+        assert quantile_of_runs(runs, q) == quantile(merged, q)
+        assert quantile_of_runs(runs, q, 3600) == quantile([v / 3600 for v in merged], q)
+    assert quantile_of_runs([[], []], 0.5) is None
+
+
+def test_long_logs_are_read_by_as_many_processes_as_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(WORKERS_ENV, raising=False)
+    monkeypatch.setattr(stats_module, "_cpus", lambda: 4)
+    assert review_workers(2_000_000) == 4
+    monkeypatch.setattr(stats_module, "_cpus", lambda: 1)
+    assert review_workers(2_000_000) == 1
+
+
+def test_short_logs_are_read_in_one_process_whatever_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(WORKERS_ENV, "4")
+    assert review_workers(stats_module.PARALLEL_MIN_EVENTS - 1) == 1
+    assert review_workers(10_000, workers=4) == 1
+    assert review_workers(10_000, workers=4, min_events=10_000) == 4
+
+
+def test_the_environment_sets_the_worker_count_and_the_keyword_overrides_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stats_module, "_cpus", lambda: 8)
+    monkeypatch.setenv(WORKERS_ENV, "3")
+    assert review_workers(2_000_000) == 3
+    assert review_workers(2_000_000, workers=2) == 2
+    monkeypatch.setenv(WORKERS_ENV, "1")
+    assert review_workers(2_000_000) == 1
+
+
+def test_a_bad_worker_count_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(WORKERS_ENV, "many")
+    with pytest.raises(ValueError, match=WORKERS_ENV):
+        review_workers(2_000_000)
+    with pytest.raises(ValueError):
+        review_workers(2_000_000, workers=0)
+
+
+def test_without_fork_a_log_is_read_in_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stats_module, "_can_fork", lambda: False)
+    assert review_workers(2_000_000, workers=2) == 1
+
+
+def test_fast_timestamps_equal_datetime_timestamp_also_across_dst_changes() -> None:
+    stamps = stats_module._Stamps()
+    berlin = ZoneInfo("Europe/Berlin")
+    instants = [datetime(2025, 3, 30, 1, 59, 59, tzinfo=berlin), datetime(2025, 3, 30, 3, 0, 1, tzinfo=berlin),
+                datetime(2025, 10, 26, 2, 30, tzinfo=berlin), datetime(2025, 10, 26, 2, 30, fold=1, tzinfo=berlin),
+                datetime(2025, 10, 27, 9, 15, 7, 250_001, tzinfo=berlin), datetime(2025, 10, 27, 23, 59, tzinfo=berlin),
+                datetime(2025, 10, 27, 8, 0, tzinfo=timezone.utc), datetime(2025, 10, 27, 8, 0)]
+    stamps.zone = berlin
+    for at in instants * 2:  # the second round reads the day table
+        assert stamps.slow(at) == at.timestamp(), at
 
 
 # -- the report -----------------------------------------------------------------------------------------
