@@ -50,13 +50,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from engine.events import CompleteTask, StartCase, TaskOpened  # noqa: E402
-from engine.graph import ProcessGraph  # noqa: E402
-from engine.interpreter import apply  # noqa: E402
-from engine.library import ProcessLibrary  # noqa: E402
-from engine.runtime import Engine  # noqa: E402
-from engine.state import InstanceState  # noqa: E402
-from engine.store import Store  # noqa: E402
+from engine.run.events import CompleteTask, StartCase, TaskOpened  # noqa: E402
+from engine.definition.graph import ProcessGraph  # noqa: E402
+from engine.run.interpreter import apply  # noqa: E402
+from engine.definition.library import ProcessLibrary  # noqa: E402
+from engine.run.runtime import Engine  # noqa: E402
+from engine.run.state import InstanceState  # noqa: E402
+from engine.store.sql import Store  # noqa: E402
 
 STEPS = 10
 PROCESS_ID = "bench_linear"

@@ -68,9 +68,9 @@ def main() -> None:
     from prefect import flow, task
     from prefect.cache_policies import NO_CACHE
 
-    from engine.handlers import HandlerRegistry
-    from engine.library import ProcessLibrary
-    from engine.store import Store
+    from engine.run.handlers import HandlerRegistry
+    from engine.definition.library import ProcessLibrary
+    from engine.store.sql import Store
     from flows.case_flow import start_case
     from flows.runtime import FlowEngine, use_engine
     from tests.prefect_harness import without_heartbeats

@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.graph import ProcessGraph  # noqa: E402
-from engine.library import ProcessLibrary  # noqa: E402
+from engine.definition.graph import ProcessGraph  # noqa: E402
+from engine.definition.library import ProcessLibrary  # noqa: E402
 from visualize.flowchart import flowchart_dot, render  # noqa: E402
 
 LANES = ("front_desk", "handler", "supervisor", "specialist", "quality")

@@ -25,7 +25,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import visualize.simulate as simulation  # noqa: E402
+import simulation.simulator as simulation  # noqa: E402
 
 TARGET_SECONDS = 30.0
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from engine.library import DEFAULT_DIR
+from engine.definition.library import DEFAULT_DIR
 
 
 class Settings(BaseSettings):

@@ -17,10 +17,10 @@ from zoneinfo import ZoneInfo
 
 from prefect.artifacts import create_markdown_artifact
 
-from engine import sla
-from engine.graph import ProcessGraph
-from engine.runtime import CaseView, Engine
-from engine.store import StoredEvent
+from engine.time import sla
+from engine.definition.graph import ProcessGraph
+from engine.run.runtime import CaseView, Engine
+from engine.store.sql import StoredEvent
 from flows.human import bilingual, business_span, case_summary_rows
 
 log = logging.getLogger("svcflow.flows")

@@ -24,7 +24,7 @@ from prefect.logging import get_run_logger
 from prefect.states import State
 
 from engine.errors import ConcurrentModification, NotFound
-from engine.state import InstanceState
+from engine.run.state import InstanceState
 from flows.artifacts import publish_case_artifact
 from flows.human import resume_runs_for_case, wait_for_task, waiting_mode
 from flows.runtime import FlowEngine, collecting, get_engine, segment

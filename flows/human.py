@@ -39,12 +39,12 @@ from prefect.input.run_input import Keyset, RunInputMetadata
 from prefect.logging import get_run_logger
 from prefect.states import Running, Scheduled
 
-from engine import sla
-from engine.definition import FieldSpec, FormField, HumanTask, ProcessDefinition, Text
+from engine.time import sla
+from engine.definition.model import FieldSpec, FormField, HumanTask, ProcessDefinition, Text
 from engine.errors import InputError, TaskRefused
-from engine.graph import ProcessGraph
-from engine.runtime import Engine
-from engine.state import InstanceState, Task
+from engine.definition.graph import ProcessGraph
+from engine.run.runtime import Engine
+from engine.run.state import InstanceState, Task
 from flows.runtime import segment
 from flows.settings import FlowSettings
 

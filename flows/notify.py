@@ -16,9 +16,9 @@ from typing import Any
 
 from prefect.events import emit_event
 
-from engine.events import Notify
-from engine.runtime import LogNotifier, Notifier
-from engine.store import StoredEvent
+from engine.run.events import Notify
+from engine.run.runtime import LogNotifier, Notifier
+from engine.store.sql import StoredEvent
 
 log = logging.getLogger("svcflow.flows")
 

@@ -26,9 +26,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext, TagsContext, TaskRunContext
 from prefect.tasks import Task
 
-from engine.events import CaseEnded, Command, RunAutoStep, StartChild, TaskClosed, TaskOpened
-from engine.handlers import HandlerContext
-from engine.runtime import Engine, run_in_process
+from engine.run.events import CaseEnded, Command, RunAutoStep, StartChild, TaskClosed, TaskOpened
+from engine.run.handlers import HandlerContext
+from engine.run.runtime import Engine, run_in_process
 from flows.settings import FlowSettings, get_flow_settings
 
 log = logging.getLogger("svcflow.flows")
@@ -140,9 +140,9 @@ def use_engine(engine: Engine) -> Iterator[FlowEngine]:
 
 
 def engine_from_settings(settings: FlowSettings) -> FlowEngine:
-    from engine.clock import clock_from_spec
-    from engine.library import ProcessLibrary
-    from engine.store import Store
+    from engine.time.clock import clock_from_spec
+    from engine.definition.library import ProcessLibrary
+    from engine.store.sql import Store
     from flows.notify import notifier_from_settings
 
     return FlowEngine(Store(settings.database_url), ProcessLibrary.from_dir(settings.process_dir),

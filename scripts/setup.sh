@@ -39,7 +39,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "== installing svcflow and its dependencies into .venv"
   .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v -E "^WARNING: Location|^\s*$" || true
-  .venv/bin/python -c "import engine, flows, visualize, prefect, sqlmodel, celpy, chinese_calendar" 
+  .venv/bin/python -c "import engine, flows, visualize, simulation, analytics, prefect, sqlmodel, celpy, chinese_calendar" 
   touch "$stamp"
 fi
 echo "== set-up done"

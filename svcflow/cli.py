@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from engine.errors import DefinitionError, InputError, SvcflowError
-from engine.forms import parse_assignments
+from engine.run.forms import parse_assignments
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="svcflow: customer-service processes as graphs, with business-time SLAs and escalation.")
@@ -51,10 +51,10 @@ def friendly(function: F) -> F:
 
 
 def _engine() -> Any:
-    from engine.runtime import Engine
+    from engine.run.runtime import Engine
     from engine.settings import get_settings
 
-    from engine.clock import clock_from_spec
+    from engine.time.clock import clock_from_spec
 
     settings = get_settings()
     return Engine.from_settings(settings.database_url, settings.process_dir, clock=clock_from_spec(settings.clock))
@@ -94,9 +94,9 @@ def _print_json(value: Any) -> None:
 @friendly
 def validate(paths: list[Path] = typer.Argument(..., help="definition files or directories")) -> None:
     """Check definitions and report ALL problems (file, line, node, hint). Exit 0 when clean."""
-    from engine.handlers import default_registry
-    from engine.library import definition_files
-    from engine.validation import validate_paths
+    from engine.run.handlers import default_registry
+    from engine.definition.library import definition_files
+    from engine.definition.validation import validate_paths
 
     missing = [p for p in paths if not p.exists()]
     if missing:
@@ -115,7 +115,7 @@ def validate(paths: list[Path] = typer.Argument(..., help="definition files or d
 @friendly
 def schema(output: Optional[Path] = typer.Option(None, "--out", help="write to this file instead of stdout")) -> None:
     """Print the JSON Schema of the definition format, for editors (yaml-language-server)."""
-    from engine.definition import json_schema
+    from engine.definition.model import json_schema
 
     text = json.dumps(json_schema(), ensure_ascii=False, indent=2) + "\n"
     if output:
@@ -130,7 +130,7 @@ def schema(output: Optional[Path] = typer.Option(None, "--out", help="write to t
 @friendly
 def list_processes(as_json: bool = typer.Option(False, "--json")) -> None:
     """List the processes of the library."""
-    from engine.library import ProcessLibrary
+    from engine.definition.library import ProcessLibrary
     from engine.settings import get_settings
 
     library = ProcessLibrary.from_dir(get_settings().process_dir)
@@ -273,7 +273,7 @@ def cases(process: Optional[str] = typer.Option(None, "--process"),
 @friendly
 def show(case_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
     """A case: state, open tasks, SLA clocks, history."""
-    from engine import sla
+    from engine.time import sla
 
     engine = _engine()
     view = engine.case(case_id)

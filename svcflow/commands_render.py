@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Draw a process as a flowchart (swimlanes, SLAs, escalation ladders); with --case, the case on it."""
         from engine.errors import InputError
-        from engine.library import ProcessLibrary
+        from engine.definition.library import ProcessLibrary
         from engine.settings import get_settings
         from visualize.flowchart import flowchart_dot, render
         from visualize.overlay import case_overlay

@@ -116,7 +116,7 @@ def register(app: typer.Typer) -> None:
         output: Path = typer.Option(Path("simulation.html"), "--out", help="HTML report (PNG heatmaps next to it)"),
     ) -> None:
         """What-if simulation with the real interpreter on a virtual clock; same seed, same numbers."""
-        from visualize.simulate import Simulation, parse_arrivals, scenario_for, write_comparison, write_simulation
+        from simulation.simulator import Simulation, parse_arrivals, scenario_for, write_comparison, write_simulation
 
         started = time.perf_counter()
         spec = parse_arrivals(arrivals) if arrivals else None

@@ -76,7 +76,7 @@ def start_virtual_clock(factor: float) -> str:
     """The accelerated clock, shared with the served flows through SVCFLOW_CLOCK; starts now."""
     from datetime import timezone
 
-    from engine.clock import AcceleratedClock
+    from engine.time.clock import AcceleratedClock
 
     now = datetime.now(timezone.utc)
     clock = AcceleratedClock(virtual_start(now), factor, origin=now)
@@ -120,8 +120,8 @@ def run_demo(*, seconds: int = 100, factor: float = 3600.0, port: int = 4200, ou
 
 
 def _drive(out_dir: Path, api_url: str, seconds: int, log: Callable[[str], None]) -> dict[str, Any]:
-    from engine.clock import clock_from_spec
-    from engine.runtime import Engine
+    from engine.time.clock import clock_from_spec
+    from engine.run.runtime import Engine
     from engine.settings import get_settings
     from flows.case_flow import trigger_deployment_run
     from flows.human import resume_run_for_task, resume_runs_for_case
@@ -166,8 +166,8 @@ def operators_speed(spec: str) -> str:
 
 def _outputs(out_dir: Path, log: Callable[[str], None]) -> dict[str, Any]:
     """Flowcharts of every process, a case overlay, the review report and the weekly report."""
-    from engine.clock import clock_from_spec
-    from engine.runtime import Engine
+    from engine.time.clock import clock_from_spec
+    from engine.run.runtime import Engine
     from engine.settings import get_settings
 
     settings = get_settings()

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from engine.definition import FieldSpec, HumanTask, MessageWait
+from engine.definition.model import FieldSpec, HumanTask, MessageWait
 from engine.errors import SvcflowError
-from engine.runtime import Engine
+from engine.run.runtime import Engine
 
 SAMPLE_CASES: list[tuple[str, dict[str, Any]]] = [
     ("complaint_handling", {"customer_id": "C-1001", "customer_name": "王芳", "tier": "platinum", "channel": "hotline",

@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine.clock import FakeClock
-from engine.handlers import HandlerRegistry, default_registry
-from engine.library import ProcessLibrary
-from engine.runtime import Engine, LogNotifier
+from engine.time.clock import FakeClock
+from engine.run.handlers import HandlerRegistry, default_registry
+from engine.definition.library import ProcessLibrary
+from engine.run.runtime import Engine, LogNotifier
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 MONDAY_9AM = datetime(2025, 9, 22, 9, 0, tzinfo=SHANGHAI)  # an ordinary working Monday

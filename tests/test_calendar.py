@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 import chinese_calendar
 import pytest
 
-from engine import calendar as calendar_module
-from engine.calendar import BusinessCalendar, CalendarConfig, CalendarOverrides, chinese_year
-from engine.durations import BusinessDuration, parse_duration
+from engine.time import calendar as calendar_module
+from engine.time.calendar import BusinessCalendar, CalendarConfig, CalendarOverrides, chinese_year
+from engine.time.durations import BusinessDuration, parse_duration
 
 SH = ZoneInfo("Asia/Shanghai")
 BERLIN = ZoneInfo("Europe/Berlin")

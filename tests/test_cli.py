@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from engine.definition import json_schema
+from engine.definition.model import json_schema
 from svcflow.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -25,11 +25,11 @@ def test_operators_start_a_case_of_every_process_and_drive_them_with_escalations
 
 
 def test_operators_are_reproducible_with_the_same_seed(make_engine, clock):
-    from engine.library import ProcessLibrary
-    from engine.runtime import Engine, LogNotifier
+    from engine.definition.library import ProcessLibrary
+    from engine.run.runtime import Engine, LogNotifier
 
     def run() -> list[str]:
-        from engine.clock import FakeClock
+        from engine.time.clock import FakeClock
         from tests.conftest import MONDAY_9AM
 
         fake = FakeClock(MONDAY_9AM)

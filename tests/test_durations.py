@@ -8,7 +8,7 @@ import re
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from engine.durations import DURATION_PATTERN, BusinessDuration, DurationError, DurationText, parse_duration
+from engine.time.durations import DURATION_PATTERN, BusinessDuration, DurationError, DurationText, parse_duration
 
 DAY = 27000  # the default calendar's working day: 7.5 h
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from engine.expression_fastpath import Fallback
-from engine.expressions import ExpressionError, compile_expression
-from engine.library import ProcessLibrary
+from engine.expressions.fastpath import Fallback
+from engine.expressions.cel import ExpressionError, compile_expression
+from engine.definition.library import ProcessLibrary
 
 _VALUES: list[Any] = [0, 1, -3, 7, 2**62, 2**63, -(2**63), -(2**63) - 1, 0.0, 2.5, -1.5, 1e300, "", "gold",
                       "platinum", "a", "Ab", True, False, None, ["gold", "silver"], [1, 2.0, 3], ["x", 1],

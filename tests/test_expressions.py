@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from engine.expressions import (
+from engine.expressions.cel import (
     ROOT_NAMES,
     Expression,
     ExpressionError,
@@ -328,7 +328,7 @@ def test_other_celpy_users_do_not_break_compilation() -> None:
     import celpy
     from celpy.celparser import CELParser
 
-    from engine import expressions
+    from engine.expressions import cel as expressions
 
     saved = CELParser.CEL_PARSER
     try:

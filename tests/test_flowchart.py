@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from typer.testing import CliRunner
 
-from engine.clock import FakeClock
-from engine.graph import ProcessGraph
-from engine.library import ProcessLibrary
-from engine.runtime import Engine, LogNotifier
+from engine.time.clock import FakeClock
+from engine.definition.graph import ProcessGraph
+from engine.definition.library import ProcessLibrary
+from engine.run.runtime import Engine, LogNotifier
 from visualize.flowchart import RenderError, flowchart_dot, render
 from visualize.fonts import cjk_font, missing_glyphs
 from visualize.overlay import CURRENT_FILL, OVERDUE_FILL, VISITED_FILL, VISITED_LINE, Overlay, case_overlay

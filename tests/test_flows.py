@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from engine.clock import FakeClock
-from engine.handlers import HandlerContext, HandlerRegistry
-from engine.library import ProcessLibrary
-from engine.store import Store
+from engine.time.clock import FakeClock
+from engine.run.handlers import HandlerContext, HandlerRegistry
+from engine.definition.library import ProcessLibrary
+from engine.store.sql import Store
 from tests.conftest import MONDAY_9AM, POSTGRES_URL, postgres_available
 from tests.prefect_harness import in_thread, wait_until
 
@@ -542,9 +542,9 @@ CHILD_SCRIPT = """
 import sys
 from pathlib import Path
 sys.path.insert(0, {root!r})
-from engine.handlers import HandlerRegistry
-from engine.library import ProcessLibrary
-from engine.store import Store
+from engine.run.handlers import HandlerRegistry
+from engine.definition.library import ProcessLibrary
+from engine.store.sql import Store
 from flows.case_flow import start_case
 from flows.runtime import FlowEngine, configure
 from tests.test_flows import CRASHY, crash_handler
@@ -660,7 +660,7 @@ def test_two_sweeps_at_once_apply_each_escalation_exactly_once(
 
 # -- notifiers -----------------------------------------------------------------------------------------
 def test_smtp_notifier_mails_the_roles_addresses_and_composite_survives_a_failing_channel() -> None:
-    from engine.events import Notify
+    from engine.run.events import Notify
     from flows.notify import CompositeNotifier, SmtpNotifier
 
     sent: list[Any] = []
@@ -697,7 +697,7 @@ def test_svcflow_run_continues_a_case_through_its_flow(prefect_api: str, tmp_pat
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from engine.handlers import default_registry
+    from engine.run.handlers import default_registry
     from flows.runtime import configure
 
     try:

@@ -18,11 +18,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine.clock import FakeClock
-from engine.handlers import default_registry
-from engine.library import DEFAULT_DIR, ProcessLibrary
-from engine.runtime import CaseView, Engine, LogNotifier
-from engine.state import InstanceState
+from engine.time.clock import FakeClock
+from engine.run.handlers import default_registry
+from engine.definition.library import DEFAULT_DIR, ProcessLibrary
+from engine.run.runtime import CaseView, Engine, LogNotifier
+from engine.run.state import InstanceState
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 # a Monday morning, well away from public holidays, so business time runs from the start
@@ -170,14 +170,14 @@ def test_library_has_the_eight_processes_and_loads_clean() -> None:
 
 
 def test_library_validates_without_problems() -> None:
-    from engine.validation import validate_paths
+    from engine.definition.validation import validate_paths
 
     problems = validate_paths([DEFAULT_DIR], default_registry())
     assert [str(p) for p in problems] == []
 
 
 def test_every_handler_named_by_the_library_is_registered_and_every_builtin_is_used() -> None:
-    from engine.builtin_handlers import HANDLER_NAMES
+    from engine.run.builtin_handlers import HANDLER_NAMES
 
     registry = default_registry()
     used: set[str] = set()

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from engine.errors import TaskRefused
-from engine.handlers import HandlerContext, default_registry
+from engine.run.handlers import HandlerContext, default_registry
 from tests.test_library_common import Driver, driver, parameters  # noqa: F401  (driver: the fixture)
 
 PROCESS = "complaint_handling"

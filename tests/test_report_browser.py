@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from visualize.review import STATUS_FILL
-from visualize.simulate import load_scenario, simulate, write_simulation
+from simulation.simulator import load_scenario, simulate, write_simulation
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parent.parent

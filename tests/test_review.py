@@ -16,15 +16,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine.graph import ProcessGraph
-from engine.library import ProcessLibrary
-from engine.store import StoredEvent
-from visualize import stats as stats_module
+from engine.definition.graph import ProcessGraph
+from engine.definition.library import ProcessLibrary
+from engine.store.sql import StoredEvent
+from analytics import stats as stats_module
 from visualize.review import (
     Review, build_review, publish_review_artifact, review_html, review_markdown, write_review,
 )
-from visualize.simulate import SimulationResult, load_scenario, simulate
-from visualize.stats import (
+from simulation.simulator import SimulationResult, load_scenario, simulate
+from analytics.stats import (
     WORKERS_ENV, BusinessTime, ProcessStats, compress_loops, compute_stats, quantile, quantile_of_runs,
     review_workers, status_of,
 )
@@ -395,9 +395,9 @@ def test_review_command_reads_the_store_and_writes_the_report(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from engine.clock import FakeClock
-    from engine.runtime import Engine, LogNotifier
-    from engine.store import Store
+    from engine.time.clock import FakeClock
+    from engine.run.runtime import Engine, LogNotifier
+    from engine.store.sql import Store
     from svcflow.cli import app
 
     url = f"sqlite:///{tmp_path / 'svcflow.db'}"

@@ -7,10 +7,10 @@ from datetime import timedelta
 import pytest
 
 from engine.errors import InputError, TaskRefused
-from engine.events import CompleteTask, StartCase
-from engine.handlers import HandlerRegistry
-from engine.interpreter import apply
-from engine.library import ProcessLibrary
+from engine.run.events import CompleteTask, StartCase
+from engine.run.handlers import HandlerRegistry
+from engine.run.interpreter import apply
+from engine.definition.library import ProcessLibrary
 from tests.conftest import MONDAY_9AM, SHANGHAI
 
 HEAD = """
@@ -518,7 +518,7 @@ def test_case_priority_follows_data_written_by_a_task(make_engine):
 def test_an_accelerated_clock_is_shared_between_processes_through_its_spec():
     from datetime import datetime, timezone
 
-    from engine.clock import AcceleratedClock, FakeClock, clock_from_spec
+    from engine.time.clock import AcceleratedClock, FakeClock, clock_from_spec
 
     real = FakeClock(datetime(2026, 1, 1, tzinfo=timezone.utc))
     start = datetime(2025, 9, 22, 9, 0, tzinfo=SHANGHAI)

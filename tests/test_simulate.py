@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from engine.handlers import default_registry
-from engine.validation import validate_paths
-from visualize.simulate import (
+from engine.run.handlers import default_registry
+from engine.definition.validation import validate_paths
+from simulation.simulator import (
     Distribution, Scenario, SimulationError, SimulationResult, ValueGenerator, comparison_html, load_scenario,
     parse_arrivals, scenario_for, simulate, summarise, write_simulation,
 )

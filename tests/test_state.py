@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from engine.state import InstanceState, SlaClock, Task, Token
+from engine.run.state import InstanceState, SlaClock, Task, Token
 
 NOW = datetime(2025, 9, 22, 1, 0, tzinfo=timezone.utc)
 

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from engine.clock import FakeClock
+from engine.time.clock import FakeClock
 from engine.errors import ConcurrentModification, TaskRefused
-from engine.events import Tick
-from engine.interpreter import apply
-from engine.library import ProcessLibrary
-from engine.runtime import Engine, LogNotifier
-from engine.store import Store
+from engine.run.events import Tick
+from engine.run.interpreter import apply
+from engine.definition.library import ProcessLibrary
+from engine.run.runtime import Engine, LogNotifier
+from engine.store.sql import Store
 from tests.conftest import MONDAY_9AM
 from tests.test_semantics import ESCALATION, LINEAR
 
@@ -158,7 +158,7 @@ def test_old_definition_versions_are_loaded_from_the_store(store: Store):
 
 
 def test_pending_migrations_are_applied_once_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    import engine.store as store_module
+    import engine.store.sql as store_module
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
     Store(url).dispose()  # a database at schema version 1
@@ -173,7 +173,7 @@ def test_pending_migrations_are_applied_once_in_order(tmp_path: Path, monkeypatc
 
 
 def test_a_database_newer_than_the_code_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    import engine.store as store_module
+    import engine.store.sql as store_module
 
     url = f"sqlite:///{tmp_path / 'new.db'}"
     Store(url).dispose()

@@ -12,11 +12,12 @@ from textwrap import dedent, indent
 
 import pytest
 
-from engine import durations, validation
+from engine.time import durations
+from engine.definition import validation
 from engine.errors import Problem
-from engine.handlers import HandlerContext, HandlerRegistry, default_registry
-from engine.library import DEFAULT_DIR, ProcessLibrary
-from engine.validation import CODES, validate_graph, validate_library, validate_paths
+from engine.run.handlers import HandlerContext, HandlerRegistry, default_registry
+from engine.definition.library import DEFAULT_DIR, ProcessLibrary
+from engine.definition.validation import CODES, validate_graph, validate_library, validate_paths
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine.clock import FakeClock
-from engine.runtime import Engine, LogNotifier
+from engine.time.clock import FakeClock
+from engine.run.runtime import Engine, LogNotifier
 from visualize.weekly import UNASSIGNED, UNKNOWN, WeeklyReport, build_weekly, parse_week, week_bounds, write_weekly
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -123,8 +123,8 @@ def test_write_weekly_writes_markdown_and_html(report: WeeklyReport, tmp_path: P
 def test_report_weekly_command_writes_both_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from engine.library import ProcessLibrary
-    from engine.store import Store
+    from engine.definition.library import ProcessLibrary
+    from engine.store.sql import Store
     from svcflow.cli import app
 
     url = f"sqlite:///{tmp_path / 'svcflow.db'}"

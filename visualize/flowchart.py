@@ -14,12 +14,12 @@ from typing import Literal
 
 import networkx as nx
 
-from engine.definition import (
+from engine.definition.model import (
     AutoTask, Edge, EndNode, EscalationLevel, HumanTask, MessageWait, NodeBase, ProcessDefinition, SlaSpec,
     SubProcess, Text, TimerWait,
 )
 from engine.errors import SvcflowError
-from engine.graph import ProcessGraph
+from engine.definition.graph import ProcessGraph
 from visualize.fonts import cjk_font
 from visualize.overlay import EdgeMark, NodeMark, Overlay
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
-from engine.graph import ProcessGraph
+from engine.definition.graph import ProcessGraph
 
 if TYPE_CHECKING:  # the runtime pulls in the store; drawing a definition must not need it
-    from engine.runtime import CaseView
+    from engine.run.runtime import CaseView
 
 # -- colours of the case overlay (also used by the legend) --------------------------------------
 VISITED_FILL = "#dbeafe"

@@ -19,8 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.graph import ProcessGraph
-from visualize.stats import LogEvent, ProcessStats, StepStats, compute_stats
+from engine.definition.graph import ProcessGraph
+from analytics.stats import LogEvent, ProcessStats, StepStats, compute_stats
 
 if TYPE_CHECKING:
     from visualize.overlay import Overlay

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from engine.errors import InputError
 from visualize.review import html_table, page
-from visualize.stats import LogEvent
+from analytics.stats import LogEvent
 
 PROCESSES: tuple[str, ...] = ("complaint_handling", "major_complaint")
 #: the task whose performer owns the complaint, per process (专人负责)

@@ -21,7 +21,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from engine.handlers import HandlerContext, registry
+from engine.run.handlers import HandlerContext, registry
 
 # ----------------------------------------------------------------------------------------------
 # helpers

@@ -20,10 +20,10 @@ from sqlalchemy.pool import StaticPool
 from sqlmodel import SQLModel, create_engine
 
 from engine.errors import ConcurrentModification, NotFound
-from engine.events import LogEntry
-from engine.loader import LoadedDefinition
-from engine.state import InstanceState, SlaClock, Task
-from engine.store_schema import (
+from engine.run.events import LogEntry
+from engine.definition.loader import LoadedDefinition
+from engine.run.state import InstanceState, SlaClock, Task
+from engine.store.tables import (
     SCHEMA_VERSION, CaseRow, DefinitionRow, EscalationRow, EventRow, SchemaMeta, SlaClockRow, TaskRow,
 )
 

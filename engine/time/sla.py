@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from engine.calendar import BusinessCalendar
-from engine.definition import EscalationLevel
-from engine.durations import parse_duration
-from engine.state import SlaClock
+from engine.time.calendar import BusinessCalendar
+from engine.definition.model import EscalationLevel
+from engine.time.durations import parse_duration
+from engine.run.state import SlaClock
 
 BREACH_PCT = 100
 

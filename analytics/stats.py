@@ -24,9 +24,9 @@ from itertools import chain, islice
 from operator import itemgetter
 from typing import Any, Protocol
 
-from engine.calendar import BusinessCalendar
-from engine.durations import parse_duration
-from engine.graph import ProcessGraph
+from engine.time.calendar import BusinessCalendar
+from engine.time.durations import parse_duration
+from engine.definition.graph import ProcessGraph
 
 GATEWAY_KINDS = frozenset({"exclusive", "parallel", "inclusive"})
 # kinds whose entry and completion are the same instant: volume is meaningful, duration is not

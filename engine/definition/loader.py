@@ -7,9 +7,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from engine.definition import ProcessDefinition, content_hash
+from engine.definition.model import ProcessDefinition, content_hash
 from engine.errors import DefinitionError, Problem
-from engine.yaml_source import SourceDocument, parse_yaml, read_yaml
+from engine.definition.yaml_source import SourceDocument, parse_yaml, read_yaml
 
 
 @dataclass(frozen=True)

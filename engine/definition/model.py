@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
-from engine.calendar import CalendarConfig
-from engine.durations import DURATION_PATTERN, parse_duration
+from engine.time.calendar import CalendarConfig
+from engine.time.durations import DURATION_PATTERN, parse_duration
 
 IDENT = r"^[a-z][a-z0-9_]*$"
 Ident = Annotated[str, Field(pattern=IDENT, description="snake_case ASCII identifier")]

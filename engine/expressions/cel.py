@@ -42,7 +42,7 @@ Dates
 
 Speed
     A simulation evaluates hundreds of thousands of conditions. Most are in the plain subset
-    that :mod:`engine.expression_fastpath` evaluates directly on the case data (about 1 µs);
+    that :mod:`engine.expressions.fastpath` evaluates directly on the case data (about 1 µs);
     it hands anything unusual back, and the general path below decides. On the general path
     three things keep an evaluation cheap: the text is parsed and transpiled to Python code
     once (:func:`compile_expression` is cached); each evaluation converts to CEL values only
@@ -74,7 +74,7 @@ from celpy import celtypes
 from celpy import evaluation as cel_evaluation
 from celpy.celparser import CELParser
 
-from engine.expression_fastpath import Fallback, FastProgram, fast_program
+from engine.expressions.fastpath import Fallback, FastProgram, fast_program
 
 __all__ = [
     "ROOT_NAMES",

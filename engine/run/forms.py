@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
-from engine.definition import FieldSpec
+from engine.definition.model import FieldSpec
 from engine.errors import InputError
 
 _TRUE = {"true", "yes", "1", "y", "是"}

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import DefinitionError, NotFound, Problem
-from engine.graph import ProcessGraph, compile_graph
-from engine.loader import LoadedDefinition, load_file, load_text
+from engine.definition.graph import ProcessGraph, compile_graph
+from engine.definition.loader import LoadedDefinition, load_file, load_text
 
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "process_defs"
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "process_defs"
 
 
 def definition_files(paths: Iterable[Path]) -> list[Path]:

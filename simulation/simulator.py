@@ -35,22 +35,22 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from engine.store import StoredEvent
-from engine.definition import PRIORITIES, FieldSpec, HumanTask, MessageWait, ProcessDefinition
-from engine.durations import parse_duration
+from engine.store.sql import StoredEvent
+from engine.definition.model import PRIORITIES, FieldSpec, HumanTask, MessageWait, ProcessDefinition
+from engine.time.durations import parse_duration
 from engine.errors import DefinitionError, InputError, SvcflowError, TaskRefused
-from engine.events import (
+from engine.run.events import (
     AutoStepDone, AutoStepFailed, CaseEnded, ChildFinished, Command, CompleteTask, Event, MessageArrived, Notify,
     RunAutoStep, StartCase, StartChild, TaskClosed, TaskOpened, Tick,
 )
-from engine.graph import ProcessGraph
-from engine.handlers import HandlerContext, HandlerRegistry, default_registry
-from engine.interpreter import Transition, apply
-from engine.library import ProcessLibrary
-from engine.loader import load_file
-from engine.state import InstanceState
+from engine.definition.graph import ProcessGraph
+from engine.run.handlers import HandlerContext, HandlerRegistry, default_registry
+from engine.run.interpreter import Transition, apply
+from engine.definition.library import ProcessLibrary
+from engine.definition.loader import load_file
+from engine.run.state import InstanceState
 from visualize.review import Review, heatmap_dot, html_table, inline_svg, page, review_body, write_review
-from visualize.stats import BusinessTime, ProcessStats, compute_stats, quantile
+from analytics.stats import BusinessTime, ProcessStats, compute_stats, quantile
 
 DEFAULT_START = "2025-01-06T09:00:00+08:00"  # a working Monday
 DEFAULT_TASK_DURATION = "30m"
@@ -1063,7 +1063,7 @@ def _library_for(scenario: Scenario, library: ProcessLibrary | None) -> ProcessL
     own = ProcessLibrary(latest=dict(base.latest))
     loaded = load_file(path)
     own.add(loaded)
-    from engine.validation import validate_graph
+    from engine.definition.validation import validate_graph
 
     problems = validate_graph(own.graph_of(loaded), own, default_registry())
     if problems:

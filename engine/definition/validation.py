@@ -22,8 +22,8 @@ from typing import Any, Final
 
 import networkx as nx
 
-from engine import durations
-from engine.definition import (
+from engine.time import durations
+from engine.definition.model import (
     AutoTask,
     Edge,
     EscalationLevel,
@@ -37,12 +37,12 @@ from engine.definition import (
     TimerWait,
 )
 from engine.errors import Problem
-from engine.expressions import ExpressionError, compile_expression
-from engine.graph import ProcessGraph
-from engine.handlers import HandlerRegistry
-from engine.library import DEFAULT_DIR, ProcessLibrary, definition_files
-from engine.loader import LoadedDefinition
-from engine.yaml_source import PathKey
+from engine.expressions.cel import ExpressionError, compile_expression
+from engine.definition.graph import ProcessGraph
+from engine.run.handlers import HandlerRegistry
+from engine.definition.library import DEFAULT_DIR, ProcessLibrary, definition_files
+from engine.definition.loader import LoadedDefinition
+from engine.definition.yaml_source import PathKey
 
 __all__ = ["CASE_FIELDS", "CODES", "fields_of", "validate_graph", "validate_library", "validate_paths"]
 

@@ -11,19 +11,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from engine import sla
-from engine.definition import (
+from engine.time import sla
+from engine.definition.model import (
     PRIORITIES, AutoTask, CaseClock, Edge, EndNode, EscalationLevel, HumanTask, MessageWait, SubProcess, TimerWait,
 )
 from engine.errors import InputError, SvcflowError, TaskRefused
-from engine.events import (
+from engine.run.events import (
     AssignTask, AutoStepDone, AutoStepFailed, CancelCase, CaseEnded, ChildFinished, Command, CompleteTask, Event, LogEntry,
     MessageArrived, Notify, RunAutoStep, StartCase, StartChild, TaskClosed, TaskOpened, Tick, UpdateData,
 )
-from engine.expressions import ExpressionError, compile_expression
-from engine.forms import check_fields
-from engine.graph import ProcessGraph
-from engine.state import InstanceState, SlaClock, Task, Token
+from engine.expressions.cel import ExpressionError, compile_expression
+from engine.run.forms import check_fields
+from engine.definition.graph import ProcessGraph
+from engine.run.state import InstanceState, SlaClock, Task, Token
 
 MAX_STEPS_PER_EVENT = 10_000
 _new_entry = tuple.__new__

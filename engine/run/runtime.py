@@ -20,20 +20,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from engine.clock import Clock, SystemClock
+from engine.time.clock import Clock, SystemClock
 from engine.errors import ConcurrentModification, InputError, NotFound, SvcflowError, TaskRefused
-from engine.events import (
+from engine.run.events import (
     AssignTask, AutoStepDone, AutoStepFailed, CancelCase, CaseEnded, ChildFinished, Command, CompleteTask, Event, MessageArrived,
     Notify, RunAutoStep, StartCase, StartChild, Tick, UpdateData,
 )
-from engine.graph import ProcessGraph
-from engine.handlers import HandlerContext, HandlerRegistry, default_registry
-from engine.expressions import compile_expression
-from engine.interpreter import Transition, apply, case_scope
-from engine.library import ProcessLibrary
-from engine.loader import load_text
-from engine.state import InstanceState
-from engine.store import StoredEvent, Store
+from engine.definition.graph import ProcessGraph
+from engine.run.handlers import HandlerContext, HandlerRegistry, default_registry
+from engine.expressions.cel import compile_expression
+from engine.run.interpreter import Transition, apply, case_scope
+from engine.definition.library import ProcessLibrary
+from engine.definition.loader import load_text
+from engine.run.state import InstanceState
+from engine.store.sql import StoredEvent, Store
 
 log = logging.getLogger("svcflow")
 MAX_RETRIES_ON_CONFLICT = 5

@@ -10,13 +10,13 @@ from functools import cached_property
 
 import networkx as nx
 
-from engine.calendar import BusinessCalendar
-from engine.definition import (
+from engine.time.calendar import BusinessCalendar
+from engine.definition.model import (
     CaseClock, Edge, EscalationLevel, FieldSpec, HumanTask, NodeBase, Policy, ProcessDefinition,
 )
-from engine.expressions import ExpressionError, compile_expression
-from engine.sla import BREACH_PCT, thresholds
-from engine.loader import LoadedDefinition
+from engine.expressions.cel import ExpressionError, compile_expression
+from engine.time.sla import BREACH_PCT, thresholds
+from engine.definition.loader import LoadedDefinition
 
 SPLIT_KINDS = frozenset({"parallel", "inclusive"})
 _SINK = "__sink__"

@@ -37,7 +37,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from engine.durations import BusinessDuration
+from engine.time.durations import BusinessDuration
 
 log = logging.getLogger("svcflow.calendar")
 

@@ -65,6 +65,6 @@ registry = HandlerRegistry()
 
 def default_registry() -> HandlerRegistry:
     """The registry with the built-in handlers of the process library loaded."""
-    import engine.builtin_handlers  # noqa: F401  (registers on import)
+    import engine.run.builtin_handlers  # noqa: F401  (registers on import)
 
     return registry
