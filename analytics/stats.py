@@ -19,7 +19,7 @@ import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta, timezone, tzinfo
+from datetime import date, datetime, timedelta, tzinfo, UTC
 from itertools import chain, islice
 from operator import itemgetter
 from typing import Any, Protocol
@@ -76,7 +76,7 @@ class BusinessTime:
         bucket = int(ts // 900)
         offset = self._offsets.get(bucket)
         if offset is None:
-            local = datetime.fromtimestamp(bucket * 900, timezone.utc).astimezone(self.calendar.tz)
+            local = datetime.fromtimestamp(bucket * 900, UTC).astimezone(self.calendar.tz)
             delta = local.utcoffset()
             offset = int(delta.total_seconds()) if delta is not None else 0
             self._offsets[bucket] = offset

@@ -42,7 +42,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +90,7 @@ OUR_DEFINITION = _definition_yaml()
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)  # what engine.clock.SystemClock gives the Engine
+    return datetime.now(UTC)  # what engine.clock.SystemClock gives the Engine
 
 
 # -- setup shared by the runs (parsing is not timed: a server parses a definition once) -------------
@@ -474,7 +474,7 @@ def run_benchmark(n: int = 1000, repeat: int = 3, warmup: int | None = None,
                                 "cpu_time_ratio": round(cpu_ratio, 2), "target": target, "met": ratio >= target}
     return {
         "benchmark": "linear 10-step human-task process: svcflow vs SpiffWorkflow",
-        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "instances": n,
         "steps_per_instance": STEPS,
         "repeat": repeat,

@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.definition.graph import ProcessGraph  # noqa: E402
-from engine.definition.library import ProcessLibrary  # noqa: E402
-from visualize.flowchart import flowchart_dot, render  # noqa: E402
+from engine.definition.graph import ProcessGraph
+from engine.definition.library import ProcessLibrary
+from visualize.flowchart import flowchart_dot, render
 
 LANES = ("front_desk", "handler", "supervisor", "specialist", "quality")
 LANE_NAMES = {"front_desk": ("前台", "Front desk"), "handler": ("处理人", "Handler"),

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 import pydantic
 from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
-from typing_extensions import Self
+from typing import Self
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
@@ -352,7 +352,7 @@ def _resume(client: Any, run: FlowRun) -> bool:
         log.warning("cannot resume flow run %s: %s", run.name, getattr(result.details, "reason", result.status))
         return False
     client.create_flow_run_input(run.id, key=keyset["response"], value=json.dumps(MARKER))
-    target = (Scheduled(name="Resuming", scheduled_time=dt.datetime.now(dt.timezone.utc))
+    target = (Scheduled(name="Resuming", scheduled_time=dt.datetime.now(dt.UTC))
               if state is not None and state.state_details.pause_reschedule else Running())
     forced = client.set_flow_run_state(run.id, state=target, force=True)
     return bool(forced.status == SetStateStatus.ACCEPT)

@@ -10,7 +10,7 @@ as tasks. The sweep itself runs no step.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any
 
 from prefect import flow
@@ -30,7 +30,7 @@ SWEEP_ARTIFACT_KEY = "escalation-sweep"
 
 def _sweep_run_name() -> str:
     """Runs named by their wall-clock minute, so the UI's list reads as a timeline."""
-    return "sweep-" + datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return "sweep-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
 
 
 @flow(name=SWEEP_FLOW_NAME, flow_run_name=_sweep_run_name, log_prints=False, persist_result=False)

@@ -10,9 +10,9 @@ import functools
 import json
 import sys
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
-from typing import Any, Optional, TypeVar
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import typer
@@ -60,7 +60,7 @@ def _engine() -> Any:
     return Engine.from_settings(settings.database_url, settings.process_dir, clock=clock_from_spec(settings.clock))
 
 
-def _input(data_file: Optional[Path], sets: Optional[list[str]]) -> dict[str, Any]:
+def _input(data_file: Path | None, sets: list[str] | None) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if data_file is not None:
         try:
@@ -113,7 +113,7 @@ def validate(paths: list[Path] = typer.Argument(..., help="definition files or d
 
 @app.command()
 @friendly
-def schema(output: Optional[Path] = typer.Option(None, "--out", help="write to this file instead of stdout")) -> None:
+def schema(output: Path | None = typer.Option(None, "--out", help="write to this file instead of stdout")) -> None:
     """Print the JSON Schema of the definition format, for editors (yaml-language-server)."""
     from engine.definition.model import json_schema
 
@@ -155,9 +155,9 @@ def list_processes(as_json: bool = typer.Option(False, "--json")) -> None:
 @app.command()
 @friendly
 def start(process: str,
-          data: Optional[Path] = typer.Option(None, "--data", help="JSON file with the case data"),
-          sets: Optional[list[str]] = typer.Option(None, "--set", help="key=value (repeatable)"),
-          actor: Optional[str] = typer.Option(None, "--as", help="who starts it")) -> None:
+          data: Path | None = typer.Option(None, "--data", help="JSON file with the case data"),
+          sets: list[str] | None = typer.Option(None, "--set", help="key=value (repeatable)"),
+          actor: str | None = typer.Option(None, "--as", help="who starts it")) -> None:
     """Start a case; prints its id."""
     engine = _engine()
     case_id = engine.start(process, _input(data, sets), actor=actor)
@@ -166,10 +166,10 @@ def start(process: str,
 
 @app.command()
 @friendly
-def tasks(role: Optional[str] = typer.Option(None, "--role"),
+def tasks(role: str | None = typer.Option(None, "--role"),
           overdue: bool = typer.Option(False, "--overdue", help="only tasks past their due time"),
-          case: Optional[str] = typer.Option(None, "--case"),
-          now: Optional[str] = typer.Option(None, "--now", help="ISO time for --overdue (default: now)"),
+          case: str | None = typer.Option(None, "--case"),
+          now: str | None = typer.Option(None, "--now", help="ISO time for --overdue (default: now)"),
           as_json: bool = typer.Option(False, "--json")) -> None:
     """List open human tasks."""
     engine = _engine()
@@ -192,8 +192,8 @@ def tasks(role: Optional[str] = typer.Option(None, "--role"),
 def complete(task_id: str,
              actor: str = typer.Option(..., "--as", help="user completing the task"),
              role: str = typer.Option(..., "--role", help="role the user acts in"),
-             data: Optional[Path] = typer.Option(None, "--data", help="JSON file with the form values"),
-             sets: Optional[list[str]] = typer.Option(None, "--set", help="key=value (repeatable)")) -> None:
+             data: Path | None = typer.Option(None, "--data", help="JSON file with the form values"),
+             sets: list[str] | None = typer.Option(None, "--set", help="key=value (repeatable)")) -> None:
     """Complete a human task (role-checked, form-validated). Continues a waiting Prefect run too."""
     engine = _engine()
     state = engine.complete(task_id, actor=actor, role=role, data=_input(data, sets))
@@ -230,9 +230,9 @@ def assign(task_id: str,
 @app.command()
 @friendly
 def message(case_id: str, name: str,
-            data: Optional[Path] = typer.Option(None, "--data"),
-            sets: Optional[list[str]] = typer.Option(None, "--set"),
-            actor: Optional[str] = typer.Option(None, "--as")) -> None:
+            data: Path | None = typer.Option(None, "--data"),
+            sets: list[str] | None = typer.Option(None, "--set"),
+            actor: str | None = typer.Option(None, "--as")) -> None:
     """Deliver a message the case waits for (e.g. customer_reply)."""
     engine = _engine()
     state = engine.send_message(case_id, name, _input(data, sets), actor=actor)
@@ -242,9 +242,9 @@ def message(case_id: str, name: str,
 @app.command()
 @friendly
 def update(case_id: str,
-           data: Optional[Path] = typer.Option(None, "--data"),
-           sets: Optional[list[str]] = typer.Option(None, "--set"),
-           actor: Optional[str] = typer.Option(None, "--as")) -> None:
+           data: Path | None = typer.Option(None, "--data"),
+           sets: list[str] | None = typer.Option(None, "--set"),
+           actor: str | None = typer.Option(None, "--as")) -> None:
     """Reclassify a case (tier, category...): SLA targets are re-chosen, start times kept."""
     engine = _engine()
     state = engine.update(case_id, _input(data, sets), actor=actor)
@@ -253,8 +253,8 @@ def update(case_id: str,
 
 @app.command()
 @friendly
-def cases(process: Optional[str] = typer.Option(None, "--process"),
-          status: Optional[str] = typer.Option(None, "--status"),
+def cases(process: str | None = typer.Option(None, "--process"),
+          status: str | None = typer.Option(None, "--status"),
           as_json: bool = typer.Option(False, "--json")) -> None:
     """List cases."""
     engine = _engine()
@@ -315,7 +315,7 @@ def show(case_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
 
 @app.command()
 @friendly
-def sweep(now: Optional[str] = typer.Option(None, "--now", help="ISO time to sweep at (default: now)")) -> None:
+def sweep(now: str | None = typer.Option(None, "--now", help="ISO time to sweep at (default: now)")) -> None:
     """Apply due timers, SLA warnings, breaches and escalations once."""
     engine = _engine()
     at = _parse_now(now)
@@ -330,9 +330,9 @@ def sweep(now: Optional[str] = typer.Option(None, "--now", help="ISO time to swe
     out.print(f"swept at {at.isoformat()}: {len(results)} case(s), {count} SLA/timer event(s)")
 
 
-def _parse_now(text: Optional[str]) -> datetime:
+def _parse_now(text: str | None) -> datetime:
     if not text:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
     try:
         value = datetime.fromisoformat(text)
     except ValueError:

@@ -14,7 +14,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -27,7 +27,7 @@ def wait_until_healthy(api_url: str, timeout: float = 90.0) -> None:
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"{api_url.rstrip('/')}/health", timeout=2) as response:  # noqa: S310
+            with urllib.request.urlopen(f"{api_url.rstrip('/')}/health", timeout=2) as response:
                 if response.status == 200:
                     return
         except Exception as exc:  # not up yet
@@ -53,7 +53,7 @@ def local_prefect_server(port: int = DEFAULT_PORT, host: str = "127.0.0.1") -> I
             process.kill()
 
 
-def serve_deployments(*, sweep: bool = True, sweep_interval: Optional[int] = None, limit: Optional[int] = None) -> None:
+def serve_deployments(*, sweep: bool = True, sweep_interval: int | None = None, limit: int | None = None) -> None:
     """Serve the case-flow deployment (continues cases, waits for people by suspending) and the sweep."""
     from prefect import serve
 
@@ -74,11 +74,11 @@ def register(app: typer.Typer) -> None:
     @app.command("serve")
     @friendly
     def serve_command(
-        sweep_interval: Optional[int] = typer.Option(None, "--sweep-interval",
+        sweep_interval: int | None = typer.Option(None, "--sweep-interval",
                                                      help="seconds between sweeps (default: SVCFLOW_SWEEP_INTERVAL_SECONDS)"),
         no_sweep: bool = typer.Option(False, "--no-sweep", help="serve only the case flow"),
         port: int = typer.Option(DEFAULT_PORT, "--port", help="port of the local Prefect server, if one is started"),
-        limit: Optional[int] = typer.Option(None, "--limit", help="most flow runs at once"),
+        limit: int | None = typer.Option(None, "--limit", help="most flow runs at once"),
     ) -> None:
         """Serve case flows and the escalation sweep against PREFECT_API_URL (or a local server it starts)."""
         if os.environ.get("PREFECT_API_URL"):
@@ -97,11 +97,11 @@ def register(app: typer.Typer) -> None:
     @app.command("run")
     @friendly
     def run_command(
-        case_id: Optional[str] = typer.Argument(None, help="the case to continue"),
-        process: Optional[str] = typer.Option(None, "--process", help="start a new case of this process instead"),
-        data: Optional[Path] = typer.Option(None, "--data", help="JSON file with the new case's data"),
-        sets: Optional[list[str]] = typer.Option(None, "--set", help="key=value (repeatable)"),
-        actor: Optional[str] = typer.Option(None, "--as", help="who starts it"),
+        case_id: str | None = typer.Argument(None, help="the case to continue"),
+        process: str | None = typer.Option(None, "--process", help="start a new case of this process instead"),
+        data: Path | None = typer.Option(None, "--data", help="JSON file with the new case's data"),
+        sets: list[str] | None = typer.Option(None, "--set", help="key=value (repeatable)"),
+        actor: str | None = typer.Option(None, "--as", help="who starts it"),
         no_wait: bool = typer.Option(False, "--no-wait", help="stop at the first human step instead of pausing"),
     ) -> None:
         """Run one case's flow locally: its automatic steps as tasks, waiting (paused) at human steps."""

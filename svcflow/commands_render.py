@@ -8,7 +8,6 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 from zoneinfo import ZoneInfo
 
 import typer
@@ -29,13 +28,13 @@ def register(app: typer.Typer) -> None:
     @app.command("render")
     @friendly
     def render_command(
-        process: Optional[str] = typer.Argument(None, metavar="[PROCESS]",
+        process: str | None = typer.Argument(None, metavar="[PROCESS]",
                                                 help="process id (may be omitted with --case)"),
         fmt: RenderFormat = typer.Option(RenderFormat.svg, "--format", "-f", help="svg, png, pdf or dot"),
-        output: Optional[Path] = typer.Option(None, "--out", "-o",
+        output: Path | None = typer.Option(None, "--out", "-o",
                                               help="file to write (default: <process>.<format>, "
                                                    "or <process>-<case>.<format> with --case)"),
-        case_id: Optional[str] = typer.Option(None, "--case", help="paint this case's path, waits and delays"),
+        case_id: str | None = typer.Option(None, "--case", help="paint this case's path, waits and delays"),
     ) -> None:
         """Draw a process as a flowchart (swimlanes, SLAs, escalation ladders); with --case, the case on it."""
         from engine.errors import InputError

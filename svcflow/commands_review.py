@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import typer
@@ -51,8 +51,8 @@ def register(app: typer.Typer) -> None:
     @friendly
     def review(
         process: str = typer.Argument(..., help="process id, e.g. complaint_handling"),
-        since: Optional[str] = typer.Option(None, "--since", help="cases started from this date (ISO)"),
-        until: Optional[str] = typer.Option(None, "--until", help="up to this date (a bare date includes the day)"),
+        since: str | None = typer.Option(None, "--since", help="cases started from this date (ISO)"),
+        until: str | None = typer.Option(None, "--until", help="up to this date (a bare date includes the day)"),
         output: Path = typer.Option(Path("review.html"), "--out", help="HTML file; a PNG of the heatmap goes next to it"),
     ) -> None:
         """Process review: heatmap of steps against their SLA targets, variants, rework, workload, breaches."""
@@ -76,7 +76,7 @@ def register(app: typer.Typer) -> None:
     @report_app.command("weekly")
     @friendly
     def weekly(
-        week: Optional[str] = typer.Option(None, "--week", help="ISO week, e.g. 2025-W39 (default: last week)"),
+        week: str | None = typer.Option(None, "--week", help="ISO week, e.g. 2025-W39 (default: last week)"),
         out_dir: Path = typer.Option(Path("."), "--out-dir", help="directory for the .md and .html files"),
     ) -> None:
         """Weekly complaint report: open, closed, overdue, escalated by owner, department, category, cause."""
@@ -105,14 +105,14 @@ def register(app: typer.Typer) -> None:
     @friendly
     def simulate(
         process: str = typer.Argument(..., help="a scenario YAML file, or a process id (default scenario)"),
-        cases: Optional[int] = typer.Option(None, "--cases", min=1, help="number of cases (default: the scenario's)"),
-        arrivals: Optional[str] = typer.Option(None, "--arrivals",
+        cases: int | None = typer.Option(None, "--cases", min=1, help="number of cases (default: the scenario's)"),
+        arrivals: str | None = typer.Option(None, "--arrivals",
                                                help="RATE/UNIT: 5/bh per business hour, 40/wd per working day, "
                                                     "2/hour or 50/day around the clock"),
-        durations: Optional[Path] = typer.Option(None, "--durations", help="YAML of step durations (override)"),
-        staff: Optional[Path] = typer.Option(None, "--staff", help="YAML of people per role (override)"),
-        seed: Optional[int] = typer.Option(None, "--seed", help="random seed (default: the scenario's)"),
-        compare: Optional[Path] = typer.Option(None, "--compare", help="another scenario YAML to compare with"),
+        durations: Path | None = typer.Option(None, "--durations", help="YAML of step durations (override)"),
+        staff: Path | None = typer.Option(None, "--staff", help="YAML of people per role (override)"),
+        seed: int | None = typer.Option(None, "--seed", help="random seed (default: the scenario's)"),
+        compare: Path | None = typer.Option(None, "--compare", help="another scenario YAML to compare with"),
         output: Path = typer.Option(Path("simulation.html"), "--out", help="HTML report (PNG heatmaps next to it)"),
     ) -> None:
         """What-if simulation with the real interpreter on a virtual clock; same seed, same numbers."""

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -74,11 +74,10 @@ def prepare_environment(out_dir: Path, sweep_seconds: int) -> None:
 
 def start_virtual_clock(factor: float) -> str:
     """The accelerated clock, shared with the served flows through SVCFLOW_CLOCK; starts now."""
-    from datetime import timezone
 
     from engine.time.clock import AcceleratedClock
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     clock = AcceleratedClock(virtual_start(now), factor, origin=now)
     os.environ["SVCFLOW_CLOCK"] = clock.spec()
     return clock.spec()

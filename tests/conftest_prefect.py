@@ -55,11 +55,11 @@ def captured_events(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], li
 
     def events() -> list[Any]:
         worker.wait_until_empty()
-        client = worker._client  # noqa: SLF001 - the asserting client is the point of this fixture
+        client = worker._client
         return list(getattr(client, "events", []))
 
     yield events
     worker.drain()
-    client = worker._client  # noqa: SLF001
+    client = worker._client
     if client is not None:
         client.events = []

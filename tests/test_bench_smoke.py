@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("SpiffWorkflow")  # a dev dependency: the benchmark's peer
 
-from bench import bench_engine  # noqa: E402
+from bench import bench_engine
 
 N = 5
 

@@ -196,7 +196,7 @@ def test_events_and_gateways_carry_their_bilingual_name_under_the_shape() -> Non
 
 
 def test_lanes_become_clusters_labelled_in_chinese_and_english(complaint_dot: str) -> None:
-    line = next(l for l in complaint_dot.splitlines() if l.startswith('  subgraph "cluster_front_desk"'))
+    line = next(row for row in complaint_dot.splitlines() if row.startswith('  subgraph "cluster_front_desk"'))
     label = complaint_dot.splitlines()[complaint_dot.splitlines().index(line) + 1]
     assert "前台受理" in label and "Front desk" in label
     assert cluster_of(complaint_dot, "register") == "cluster_front_desk"

@@ -723,7 +723,7 @@ def test_svcflow_run_continues_a_case_through_its_flow(prefect_api: str, tmp_pat
         result = CliRunner().invoke(app, ["run"])
         assert result.exit_code != 0 and "give a case id" in result.output
     finally:
-        default_registry()._handlers.pop("ft.child", None)  # noqa: SLF001 - keep the shared registry clean
+        default_registry()._handlers.pop("ft.child", None)
         configure(None)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import random
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -346,7 +346,7 @@ def test_fast_timestamps_equal_datetime_timestamp_also_across_dst_changes() -> N
     instants = [datetime(2025, 3, 30, 1, 59, 59, tzinfo=berlin), datetime(2025, 3, 30, 3, 0, 1, tzinfo=berlin),
                 datetime(2025, 10, 26, 2, 30, tzinfo=berlin), datetime(2025, 10, 26, 2, 30, fold=1, tzinfo=berlin),
                 datetime(2025, 10, 27, 9, 15, 7, 250_001, tzinfo=berlin), datetime(2025, 10, 27, 23, 59, tzinfo=berlin),
-                datetime(2025, 10, 27, 8, 0, tzinfo=timezone.utc), datetime(2025, 10, 27, 8, 0)]
+                datetime(2025, 10, 27, 8, 0, tzinfo=UTC), datetime(2025, 10, 27, 8, 0)]
     stamps.zone = berlin
     for at in instants * 2:  # the second round reads the day table
         assert stamps.slow(at) == at.timestamp(), at

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import timedelta, UTC
 
 import pytest
 
@@ -516,11 +516,11 @@ def test_case_priority_follows_data_written_by_a_task(make_engine):
 
 
 def test_an_accelerated_clock_is_shared_between_processes_through_its_spec():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from engine.time.clock import AcceleratedClock, FakeClock, clock_from_spec
 
-    real = FakeClock(datetime(2026, 1, 1, tzinfo=timezone.utc))
+    real = FakeClock(datetime(2026, 1, 1, tzinfo=UTC))
     start = datetime(2025, 9, 22, 9, 0, tzinfo=SHANGHAI)
     clock = AcceleratedClock(start, 3600, real=real)
     real.advance(timedelta(seconds=2))

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import fields
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import pytest
 
 from engine.run.state import InstanceState, SlaClock, Task, Token
 
-NOW = datetime(2025, 9, 22, 1, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 9, 22, 1, 0, tzinfo=UTC)
 
 
 def _state() -> InstanceState:

@@ -149,7 +149,7 @@ def _load_quietly(path: Path) -> LoadedDefinition | None:
     """A neighbour that does not load only fails to resolve; its own problems are not ours to report."""
     try:
         found, _problems = ProcessLibrary.load([path])
-    except Exception:  # noqa: BLE001 - whatever is wrong with a neighbour, the target's problems come first
+    except Exception:
         return None
     return next(iter(found.latest.values()), None)
 
@@ -211,7 +211,7 @@ def _validate(
     for loaded in targets:
         try:
             graph = library.graph_of(loaded)
-        except Exception as exc:  # noqa: BLE001 - compiling builds the calendar, which may refuse its config
+        except Exception as exc:
             problems.append(Problem(
                 f"the definition cannot be compiled: {exc}", file=loaded.source.file,
                 line=loaded.source.line_of(("calendar",)), hint="check the calendar settings", code="bad_calendar",
@@ -544,7 +544,7 @@ class _Checker:
         for check in checks:
             try:
                 check()
-            except Exception as exc:  # noqa: BLE001 - a bug in one check must not hide the others
+            except Exception as exc:
                 self.add("internal_error", f"the check {check.__name__} failed: {exc!r}", None,
                          hint="this is a bug in svcflow; please report it with the definition")
         return self.problems

@@ -30,7 +30,7 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from functools import lru_cache
+from functools import lru_cache, cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -203,7 +203,7 @@ def _estimated_year(year: int) -> ChineseYear:
                     swapped = date(int(found[3]), int(found[1]), int(found[2]))
                     if swapped.year == year:
                         make_up.add(swapped)
-    except Exception as exc:  # noqa: BLE001 - a calendar must keep answering; weekends remain
+    except Exception as exc:
         return ChineseYear(year, frozenset(), frozenset(), official=False,
                            note=f"`holidays` failed ({exc}); only weekdays are used")
     note = ("make-up working days from `holidays`" if make_up
@@ -211,7 +211,7 @@ def _estimated_year(year: int) -> ChineseYear:
     return ChineseYear(year, frozenset(days_off), frozenset(make_up), official=False, note=note)
 
 
-@lru_cache(maxsize=None)
+@cache
 def chinese_year(year: int) -> ChineseYear:
     """The year's schedule: official where chinese-calendar has it, else estimated (see module docs)."""
     return _official_year(year) or _estimated_year(year)

@@ -7,7 +7,7 @@ hours pass in seconds and SLA warnings really happen while you watch.
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from typing import Protocol
 
 
@@ -19,7 +19,7 @@ class SystemClock:
     """Wall-clock time, timezone-aware (UTC)."""
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
 class FakeClock:
