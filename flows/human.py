@@ -34,7 +34,9 @@ from prefect.context import FlowRunContext
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.input import RunInput
-from prefect.input.actions import aread_flow_run_input, ensure_flow_run_id, read_flow_run_input
+from prefect.input.actions import (
+    aread_flow_run_input, create_flow_run_input, ensure_flow_run_id, read_flow_run_input,
+)
 from prefect.input.run_input import Keyset, RunInputMetadata
 from prefect.logging import get_run_logger
 from prefect.states import Running, Scheduled
@@ -142,23 +144,30 @@ def _choices(values: list[str]) -> Any:
     return hook
 
 
-def form_field(spec: FormField) -> tuple[Any, Any]:
-    """(annotation, FieldInfo) for create_model; optional fields take no null in the schema."""
+def form_field(spec: FormField, current: Any = None) -> tuple[Any, Any]:
+    """(annotation, FieldInfo) for create_model; optional fields take no null in the schema.
+
+    `current` is what the case already holds for the field (a re-opened rework step, data
+    captured at registration): the form starts from it instead of the definition's default."""
     annotation, limits, extra = _field_type(spec)
+    default = spec.default if current is None else current
     if limits:  # on the inner type, so they survive the optional union and show as minimum/maximum
         annotation = Annotated[annotation, Field(**limits)]
     title = bilingual(spec.label, spec.id)
     description = bilingual(spec.description, "") or None
-    if spec.required:
+    if spec.required and default is None:
         return annotation, Field(..., title=title, description=description,
                                  json_schema_extra=_schema_extra(extra, False))
+    if spec.required:  # prefilled, still required: the form shows the value and the engine checks it
+        return annotation, Field(default=default, title=title, description=description,
+                                 json_schema_extra=_schema_extra(extra, False))
     return annotation | SkipJsonSchema[None], Field(  # type: ignore[operator]
-        default=spec.default, title=title, description=description,
+        default=default, title=title, description=description,
         json_schema_extra=_schema_extra(extra, True))
 
 
 def task_input_model(graph: ProcessGraph, state: InstanceState, task: Task, *, now: dt.datetime,
-                     zone: str = "Asia/Shanghai") -> type[TaskInput]:
+                     zone: str = "Asia/Shanghai", refusal: str | None = None) -> type[TaskInput]:
     """The Resume form of one open task: its form fields, then who completes it and as which role."""
     node = graph.nodes[task.node]
     assert isinstance(node, HumanTask)
@@ -166,7 +175,7 @@ def task_input_model(graph: ProcessGraph, state: InstanceState, task: Task, *, n
     for spec in node.form:
         if spec.id in RESERVED:
             continue  # a form field named like ours would shadow the actor / role; the engine reports it
-        fields[spec.id] = form_field(spec)
+        fields[spec.id] = form_field(spec, _prefill(spec, state.data.get(spec.id)))
     roles = [task.role, *[r for r in task.escalation_roles if r != task.role]]
     role_type: Any = Literal[tuple(roles)]  # type: ignore[valid-type]
     fields["actor"] = (str, Field(..., min_length=1, title="处理人 / Actor",
@@ -180,8 +189,24 @@ def task_input_model(graph: ProcessGraph, state: InstanceState, task: Task, *, n
     model_name = "".join(part.capitalize() for part in task.node.split("_")) + "Form"
     model: type[TaskInput] = pydantic.create_model(model_name, __base__=TaskInput, **fields)  # type: ignore[call-overload]
     model.task_id = task.id
-    model._description = describe_task(graph, state, task, now=now, zone=zone)  # type: ignore[assignment]
+    model._description = describe_task(graph, state, task, now=now, zone=zone,  # type: ignore[assignment]
+                                       refusal=refusal)
     return model
+
+
+def _prefill(spec: FieldSpec, value: Any) -> Any:
+    """A case value the form can show as its default: of the field's JSON type, and one of the choices."""
+    if value is None or (spec.type == "enum" and value not in (spec.choices or ())):
+        return None
+    if spec.type in ("date", "datetime"):
+        return value if isinstance(value, str) else None
+    if spec.type == "boolean":
+        return value if isinstance(value, bool) else None
+    if spec.type in ("integer", "number"):
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if spec.type == "list":
+        return value if isinstance(value, list) and all(isinstance(v, str) for v in value) else None
+    return value if isinstance(value, str) else None
 
 
 # -- the description shown above the form ------------------------------------------------------------
@@ -220,13 +245,16 @@ def case_summary_rows(definition: ProcessDefinition, data: Mapping[str, Any], li
 
 
 def describe_task(graph: ProcessGraph, state: InstanceState, task: Task, *, now: dt.datetime,
-                  zone: str = "Asia/Shanghai") -> str:
+                  zone: str = "Asia/Shanghai", refusal: str | None = None) -> str:
     """Markdown above the Resume form: the case, what to do, the due time in business time, the level."""
     definition = graph.definition
     node = graph.nodes[task.node]
     assert isinstance(node, HumanTask)
     tz = ZoneInfo(zone)
-    lines = [f"### {node.label()}", "",
+    lines = [f"### {node.label()}", ""]
+    if refusal:  # the operator who just resumed sees why the run is waiting again, not "resumed"
+        lines += [f"> **上次提交被拒绝 / Last submission refused:** {_value(refusal)}", ""]
+    lines += [
              f"**案件 / Case** `{state.case_id}` · {bilingual(definition.name, definition.id)} · "
              f"优先级 / priority **{task.priority}** · 升级级别 / escalation level **{task.escalation_level}**", ""]
     roles = f"`{task.role}`" + (f" (also / 另: {', '.join(f'`{r}`' for r in task.escalation_roles)})"
@@ -285,26 +313,39 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
 
 
-def refusals_for(engine: Engine, case_id: str, task_id: str) -> int:
-    return sum(1 for e in engine.store.events(case_id, types=["refused"]) if e.data.get("task_id") == task_id)
+def last_refusal(engine: Engine, case_id: str, task_id: str) -> str | None:
+    """Why the last input for this task was refused (the engine's audit record), if it ever was."""
+    reasons = [e.data.get("reason") for e in engine.store.events(case_id, types=["refused"])
+               if e.data.get("task_id") == task_id]
+    return str(reasons[-1]) if reasons and reasons[-1] else None
+
+
+def _refused_key(key: str) -> str:
+    return f"{key}-svcflow-refused"
 
 
 def wait_for_task(engine: Engine, case_id: str, task_id: str, *, settings: FlowSettings, mode: str,
                   attempt: int = 0) -> WaitOutcome:
     """Wait for the Resume input of one task and hand it to `Engine.complete`.
 
-    The pause key is derived from the store (refusals so far) and a per-run counter, so a
-    suspended run that Prefect restarts from the top replays the input it was resumed with
-    instead of asking again, and an invalid input never re-fires the same pause.
+    The pause key is the task and the number of waits for it so far in this run. A suspended
+    run that Prefect restarts from the top walks the same keys again: Prefect hands back the
+    input each used key was resumed with, so the newest submission is read under the key its
+    form was saved under. Inputs already refused are marked on the run (`<key>-svcflow-refused`)
+    and skipped on such a replay, so a refusal is neither recorded twice nor re-applied.
     """
     state, _ = engine.store.load_case(case_id)
     task = state.tasks[task_id]
     graph = engine.graph_for(state)
     now = engine.clock.now()
-    model = task_input_model(graph, state, task, now=now, zone=settings.display_timezone)
-    key = f"{slug(task_id)}-{refusals_for(engine, case_id, task_id)}-{attempt}"
-    timeout = pause_timeout(task, now, settings)
+    key = f"{slug(task_id)}-{attempt}"
     logger = get_run_logger()
+    run_id = _current_run_id()
+    if run_id is not None and read_flow_run_input(_refused_key(key), flow_run_id=run_id) is not None:
+        return "refused"  # replaying a wait whose input was refused before the run restarted
+    model = task_input_model(graph, state, task, now=now, zone=settings.display_timezone,
+                             refusal=last_refusal(engine, case_id, task_id))
+    timeout = pause_timeout(task, now, settings)
     try:
         if mode == "suspend":
             received = suspend_flow_run(wait_for_input=model, timeout=timeout, key=key)
@@ -326,9 +367,16 @@ def wait_for_task(engine: Engine, case_id: str, task_id: str, *, settings: FlowS
             engine.complete(task_id, actor=actor, role=role, data=data)
     except (InputError, TaskRefused) as exc:
         logger.warning("input for task %s refused, the task stays open and the run waits again: %s", task_id, exc)
+        if run_id is not None:
+            create_flow_run_input(_refused_key(key), {"reason": str(exc)}, flow_run_id=run_id)
         return "refused"
     logger.info("task %s completed by %s as %s", task_id, actor, role)
     return "completed"
+
+
+def _current_run_id() -> UUID | None:
+    context = FlowRunContext.get()
+    return context.flow_run.id if context is not None and context.flow_run is not None else None
 
 
 # -- continuing a waiting run from outside ------------------------------------------------------------

@@ -27,6 +27,8 @@ class FlowSettings(Settings):
     pause_default_seconds: int = Field(default=7 * 86400, ge=1, description="wait for tasks without a due time")
     pause_max_seconds: int = Field(default=30 * 86400, ge=1,
                                    description="longest wait at a human step: a blocking pause holds a runner slot")
+    serve_limit: int = Field(default=4, ge=1, description="most flow runs `svcflow serve` runs at once when no "
+                             "--limit is given: each run is a process, and a suspended run holds no slot")
     case_deployment: str = Field(default="svcflow-case/run-case", description="deployment that continues a case")
     artifacts: bool = Field(default=True, description="publish a Markdown artifact per case after each segment")
     artifact_flowchart: bool = Field(default=True, description="embed the case's flowchart (SVG, ~100 kB) in it")

@@ -44,14 +44,15 @@ def escalation_sweep(now: datetime | None = None, limit: int = 500, continue_mov
     rows = sla_rows(results)
     emit_sla_events(rows)
     counts = {kind: sum(1 for r in rows if r["event"] == kind) for kind in ("sla_warned", "sla_breached", "escalated")}
-    create_table_artifact(
-        table=[{k: (", ".join(v) if isinstance(v, list) else str(v) if isinstance(v, dict) else v)
-                for k, v in row.items()} for row in rows],
-        key=SWEEP_ARTIFACT_KEY,
-        description=f"sweep at {(now or engine.clock.now()).isoformat()}: {len(results)} case(s); "
-                    f"{counts['sla_warned']} warned, {counts['sla_breached']} breached, "
-                    f"{counts['escalated']} escalated",
-    )
+    if rows:  # a version per sweep that did something: an idle minute adds nothing to scroll past
+        create_table_artifact(
+            table=[{k: (", ".join(v) if isinstance(v, list) else str(v) if isinstance(v, dict) else v)
+                    for k, v in row.items()} for row in rows],
+            key=SWEEP_ARTIFACT_KEY,
+            description=f"sweep at {(now or engine.clock.now()).isoformat()}: {len(results)} case(s); "
+                        f"{counts['sla_warned']} warned, {counts['sla_breached']} breached, "
+                        f"{counts['escalated']} escalated",
+        )
     escalated = {row["case"] for row in rows if row["event"] == "escalated"}
     if settings.artifacts:
         for case_id in sorted({case_id for case_id, _ in results}):

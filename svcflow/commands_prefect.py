@@ -64,7 +64,9 @@ def serve_deployments(*, sweep: bool = True, sweep_interval: int | None = None, 
         name="run-case", description="Run or continue one case: `run_case(case_id)`.")]
     if sweep:
         deployments.append(sweep_deployment(sweep_interval))
-    serve(*deployments, limit=limit)
+    from flows.settings import get_flow_settings
+
+    serve(*deployments, limit=limit or get_flow_settings().serve_limit)
 
 
 def register(app: typer.Typer) -> None:
@@ -78,7 +80,7 @@ def register(app: typer.Typer) -> None:
                                                      help="seconds between sweeps (default: SVCFLOW_SWEEP_INTERVAL_SECONDS)"),
         no_sweep: bool = typer.Option(False, "--no-sweep", help="serve only the case flow"),
         port: int = typer.Option(DEFAULT_PORT, "--port", help="port of the local Prefect server, if one is started"),
-        limit: int | None = typer.Option(None, "--limit", help="most flow runs at once"),
+        limit: int | None = typer.Option(None, "--limit", help="most flow runs at once (default: SVCFLOW_SERVE_LIMIT, 4)"),
     ) -> None:
         """Serve case flows and the escalation sweep against PREFECT_API_URL (or a local server it starts)."""
         if os.environ.get("PREFECT_API_URL"):

@@ -7,6 +7,7 @@ All tests share one Prefect test server (tests/conftest_prefect.py) with the fas
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -337,6 +338,20 @@ def test_the_resume_form_is_generated_from_the_steps_form(engine: Any) -> None:
     assert "核对客户资料后给出结论" in description and "张三" in description
 
 
+def test_the_resume_form_starts_from_what_the_case_already_holds(engine: Any) -> None:
+    from flows.human import task_input_model
+
+    case_id = engine.start("flowtest", {"tier": "gold"}, case_id="FT-4b")
+    state = engine.store.load_case(case_id)[0]
+    # what an earlier round of the step left in the case (a rework loop comes back to it)
+    state.data.update(decision="reject", score=4, note="客户已来电 / called", callback_date=20251009)
+    props = task_input_model(engine.graph_for(state), state, state.open_tasks()[0],
+                             now=engine.clock.now()).model_json_schema()["properties"]
+    assert props["decision"]["default"] == "reject"
+    assert props["score"]["default"] == 4 and props["note"]["default"] == "客户已来电 / called"
+    assert "default" not in props["callback_date"]
+
+
 def _paused_on(task_id: str, previous: Any = None) -> Any:
     def check() -> Any:
         run = paused_run(f"task:{task_id}")
@@ -471,6 +486,40 @@ def test_the_sweep_emits_events_and_a_table_artifact_and_continues_a_rerouted_ca
     rows = json.loads(table[-1].data) if isinstance(table[-1].data, str) else table[-1].data
     assert len(rows) == 10 and {r["event"] for r in rows} == {"sla_warned", "sla_breached", "escalated"}
     assert cases and "升级记录 / Escalations" in cases[-1].data
+
+
+def test_a_sweep_with_nothing_due_publishes_no_artifact_version(engine: Any, clock: FakeClock) -> None:
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.sweep import SWEEP_ARTIFACT_KEY, escalation_sweep
+
+    def versions() -> int:
+        with client() as c:
+            return len(c.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[SWEEP_ARTIFACT_KEY]))))
+
+    engine.start("sweepy", {"tier": "standard"}, case_id="SW-9")  # this test's store holds this case only
+    before = versions()
+    idle = escalation_sweep(now=clock.now())  # nothing of SW-9 is due yet
+    assert idle["cases"] == 0 and versions() == before
+    busy = escalation_sweep(now=clock.now() + timedelta(hours=2))
+    assert busy["sla_warned"] >= 1 and versions() == before + 1
+
+
+def test_serve_runs_at_most_the_configured_number_of_flow_runs_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    import prefect
+
+    from svcflow.commands_prefect import serve_deployments
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(prefect, "serve", lambda *deployments, limit=None: seen.update(limit=limit, n=len(deployments)))
+    serve_deployments(sweep=True)
+    assert seen == {"limit": 4, "n": 2}
+    monkeypatch.setenv("SVCFLOW_SERVE_LIMIT", "2")
+    serve_deployments(sweep=False)
+    assert seen == {"limit": 2, "n": 1}
+    serve_deployments(sweep=False, limit=9)
+    assert seen["limit"] == 9
 
 
 def test_each_case_has_a_keyed_markdown_artifact_that_follows_it(engine: Any) -> None:
@@ -741,6 +790,7 @@ nodes:
     lane: agent
     form:
       - {id: answer, type: enum, label: {zh: 答复, en: Answer}, choices: ["yes", "no"], required: true}
+      - {id: visit_on, type: date, label: {zh: 上门日期, en: Visit on}}
   - {id: check, kind: subprocess, process: checker, outputs: {checked: data.is_major}}
   - id: second
     kind: human
@@ -778,15 +828,10 @@ serve_deployments(sweep=False)
 """
 
 
-def test_deployment_runs_suspend_at_human_steps_and_sub_cases_get_their_own_runs(
-        prefect_api: str, tmp_path: Path) -> None:
-    """The served path: a run suspends (its process exits) and Prefect re-runs it from the top when
-    resumed; the store says where the case is, so the form's input or an external completion
-    (resume_run_for_task) is applied once. A sub-case gets its own deployment run, and its end
-    starts the parent's next run, which suspends at the next human step."""
-    from prefect.deployments import run_deployment
-
-    from flows.human import resume_run_for_task
+@contextlib.contextmanager
+def serving(prefect_api: str, tmp_path: Path) -> Iterator[Any]:
+    """`svcflow serve`'s deployments in their own process against the session's Prefect server, over
+    a store of the HUMANS and CHECKER definitions; yields an engine on that store."""
     from flows.runtime import FlowEngine
 
     defs = tmp_path / "defs"
@@ -810,26 +855,49 @@ def test_deployment_runs_suspend_at_human_steps_and_sub_cases_get_their_own_runs
 
         wait_until(lambda: deployed() or server.poll() is not None, timeout=60, what="the deployment")
         assert server.poll() is None, server.stdout.read().decode() if server.stdout else ""
+        yield engine
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        engine.store.dispose()
+
+
+def suspended_on(engine: Any, case_id: str, node: str, previous: Any = None) -> tuple[Any, dict[str, Any]]:
+    """The run suspended at the open task of `node` (with another pause key than `previous`), and the task."""
+    def check() -> Any:
+        tasks = [t for t in engine.open_tasks(case_id) if t["node"] == node] \
+            if engine.store.case_exists(case_id) else []
+        current = paused_run(f"task:{tasks[0]['id']}") if tasks else None
+        if current is not None and current.state.name == "Suspended" \
+                and current.state.state_details.pause_key != previous:
+            return current, tasks[0]
+        return None
+
+    return wait_until(check, timeout=60, interval=0.2, what=f"a run suspended at {node}")  # type: ignore[no-any-return]
+
+
+def test_deployment_runs_suspend_at_human_steps_and_sub_cases_get_their_own_runs(
+        prefect_api: str, tmp_path: Path) -> None:
+    """The served path: a run suspends (its process exits) and Prefect re-runs it from the top when
+    resumed; the store says where the case is, so the form's input or an external completion
+    (resume_run_for_task) is applied once. A sub-case gets its own deployment run, and its end
+    starts the parent's next run, which suspends at the next human step."""
+    from prefect.deployments import run_deployment
+
+    from flows.human import resume_run_for_task
+
+    with serving(prefect_api, tmp_path) as engine:
         run = run_deployment("svcflow-case/run-case", timeout=0,
                              parameters={"case_id": "SU-1", "process_id": "humans"})
-
-        def suspended_on(node: str) -> tuple[Any, dict[str, Any]]:
-            def check() -> Any:
-                tasks = [t for t in engine.open_tasks("SU-1") if t["node"] == node] \
-                    if engine.store.case_exists("SU-1") else []
-                current = paused_run(f"task:{tasks[0]['id']}") if tasks else None
-                if current is not None and current.state.name == "Suspended":
-                    return current, tasks[0]
-                return None
-
-            return wait_until(check, timeout=60, interval=0.2, what=f"a run suspended at {node}")  # type: ignore[no-any-return]
-
-        current, task = suspended_on("first")
+        current, task = suspended_on(engine, "SU-1", "first")
         assert current.id == run.id and current.name == "humans-SU-1"
         assert current.state.state_details.pause_reschedule
         with client() as c:
             c.resume_flow_run(run.id, run_input={"answer": "yes", "actor": "li"})
-        current, second = suspended_on("second")  # after the sub-case's own run ended
+        current, second = suspended_on(engine, "SU-1", "second")  # after the sub-case's own run ended
         assert current.id != run.id and current.name == "humans-SU-1"
         state = engine.store.load_case("SU-1")[0]
         assert state.tasks[task["id"]].completed_by == "li" and state.data["checked"] is False
@@ -851,10 +919,28 @@ def test_deployment_runs_suspend_at_human_steps_and_sub_cases_get_their_own_runs
         assert view.status == "completed"
         assert [e.node for e in view.events if e.type == "task_completed"] == ["first", "second"]
         assert [e.node for e in engine.case(child_id).events if e.type == "step_completed"] == ["detect"]
-    finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        engine.store.dispose()
+
+
+def test_a_valid_resume_after_a_refused_one_is_applied_once_by_the_restarted_run(
+        prefect_api: str, tmp_path: Path) -> None:
+    """Served runs restart from the top on every resume. The refused input is not applied (or
+    recorded) again on the replay, the form says why it was refused, and the next valid input —
+    saved under the key of the re-opened form — completes the task."""
+    from prefect.deployments import run_deployment
+
+    with serving(prefect_api, tmp_path) as engine:
+        run = run_deployment("svcflow-case/run-case", timeout=0,
+                             parameters={"case_id": "SU-2", "process_id": "humans"})
+        first, task = suspended_on(engine, "SU-2", "first")
+        with client() as c:  # passes Prefect's schema check, refused by svcflow: no such date
+            c.resume_flow_run(run.id, run_input={"answer": "yes", "actor": "li", "visit_on": "2025-02-30"})
+        again, same = suspended_on(engine, "SU-2", "first", previous=first.state.state_details.pause_key)
+        assert same["id"] == task["id"] and again.id == run.id
+        assert "visit_on" in run_input(again, "description") and "refused" in run_input(again, "description")
+        with client() as c:
+            c.resume_flow_run(run.id, run_input={"answer": "no", "actor": "li", "visit_on": "2025-02-28"})
+        suspended_on(engine, "SU-2", "second")
+        view = engine.case("SU-2")
+        assert view.state.tasks[task["id"]].completed_by == "li"
+        assert view.data["answer"] == "no" and view.data["visit_on"] == "2025-02-28"
+        assert len([e for e in view.events if e.type == "refused"]) == 1
