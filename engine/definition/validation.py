@@ -83,6 +83,9 @@ CODES: Final[dict[str, str]] = {
     "internal_error": "a check crashed; reported instead of a traceback (a bug in svcflow)",
 }
 
+# Problems that do not stop a case from running correctly: reported, never refused at load.
+WARNING_CODES: Final[frozenset[str]] = frozenset({"id_mismatch", "unused_escalation_edge"})
+
 CASE_FIELDS: Final[frozenset[str]] = frozenset({"id", "process_id", "priority", "tier", "started_at", "status"})
 GATEWAY_KINDS: Final[frozenset[str]] = frozenset({"exclusive", "parallel", "inclusive"})
 CONDITIONAL_GATEWAYS: Final[frozenset[str]] = frozenset({"exclusive", "inclusive"})
@@ -552,7 +555,8 @@ class _Checker:
     def add(self, code: str, message: str, path: PathKey | None, *, node: str | None = None,
             hint: str | None = None) -> None:
         line = self.loaded.source.line_of(path) if path is not None else None
-        self.problems.append(Problem(message, file=self.file, line=line, node=node, hint=hint, code=code))
+        self.problems.append(Problem(message, file=self.file, line=line, node=node, hint=hint, code=code,
+                                     severity="warning" if code in WARNING_CODES else "error"))
 
     def node_path(self, node_id: str, *rest: str | int) -> PathKey | None:
         node = self.graph.nodes.get(node_id)
