@@ -7,6 +7,7 @@ on how to fix it, so the CLI can print it without a traceback.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,12 @@ class Problem:
     node: str | None = None
     hint: str | None = None
     code: str = "invalid"
+    severity: Literal["error", "warning"] = "error"
+
+    @property
+    def is_error(self) -> bool:
+        """Errors refuse a definition everywhere it loads; warnings are reported and let it run."""
+        return self.severity == "error"
 
     def __str__(self) -> str:
         where = self.file or "<definition>"

@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from engine.store.sql import StoredEvent
 from engine.definition.model import PRIORITIES, FieldSpec, HumanTask, MessageWait, ProcessDefinition
 from engine.time.durations import parse_duration
-from engine.errors import DefinitionError, InputError, SvcflowError, TaskRefused
+from engine.errors import InputError, SvcflowError, TaskRefused
 from engine.run.events import (
     AutoStepDone, AutoStepFailed, CaseEnded, ChildFinished, Command, CompleteTask, Event, MessageArrived, Notify,
     RunAutoStep, StartCase, StartChild, TaskClosed, TaskOpened, Tick,
@@ -1058,16 +1058,10 @@ def _library_for(scenario: Scenario, library: ProcessLibrary | None) -> ProcessL
     """The library with the scenario's variant definition (validated) in place of the process it varies."""
     base = library or ProcessLibrary.from_dir()
     path = _definition_path(scenario)
-    if path is None:
-        return base
     own = ProcessLibrary(latest=dict(base.latest))
-    loaded = load_file(path)
-    own.add(loaded)
-    from engine.definition.validation import validate_graph
-
-    problems = validate_graph(own.graph_of(loaded), own, default_registry())
-    if problems:
-        raise DefinitionError(problems=problems)
+    if path is not None:
+        own.add(load_file(path))
+    own.require_valid(default_registry())  # the validator's errors refuse it, as in the engine
     return own
 
 

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from engine.errors import DefinitionError, InputError, SvcflowError
@@ -38,7 +39,7 @@ def friendly(function: F) -> F:
             return function(*args, **kwargs)
         except DefinitionError as exc:
             for problem in exc.problems:
-                err.print(f"[red]✗[/red] {problem}", markup=True, highlight=False, soft_wrap=True)
+                err.print(f"[red]✗[/red] {escape(str(problem))}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except SvcflowError as exc:
             err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
@@ -103,12 +104,16 @@ def validate(paths: list[Path] = typer.Argument(..., help="definition files or d
         raise InputError(f"no such file or directory: {', '.join(map(str, missing))}")
     problems = validate_paths(list(paths), default_registry())
     files = definition_files(paths)
-    if problems:
-        for problem in problems:
-            err.print(f"[red]✗[/red] {problem}", highlight=False, soft_wrap=True)
-        err.print(f"{len(problems)} problem(s) in {len({p.file for p in problems})} of {len(files)} file(s)")
+    errors = [p for p in problems if p.is_error]
+    for problem in problems:
+        mark = "[red]✗[/red]" if problem.is_error else "[yellow]⚠ warning:[/yellow]"
+        err.print(f"{mark} {escape(str(problem))}", highlight=False, soft_wrap=True)
+    if errors:
+        err.print(f"{len(errors)} error(s), {len(problems) - len(errors)} warning(s) in "
+                  f"{len({p.file for p in problems})} of {len(files)} file(s)")
         raise typer.Exit(1)
-    out.print(f"[green]✓[/green] {len(files)} definition(s) valid")
+    warned = f" ({len(problems)} warning(s))" if problems else ""
+    out.print(f"[green]✓[/green] {len(files)} definition(s) valid{warned}")
 
 
 @app.command()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import pickle
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -353,14 +352,13 @@ def test_concurrent_evaluations_see_their_own_scope() -> None:
         assert list(pool.map(double, range(2000))) == [2 * n for n in range(2000)]
 
 
-def test_typical_condition_evaluates_fast() -> None:
-    # A simulation evaluates ~100,000 conditions; 200 µs each would already be 20 s.
+def test_typical_condition_takes_the_fast_path_and_agrees_with_celpy() -> None:
+    # Its speed is measured against plain celpy by bench/bench_expressions.py, not here.
     expression = compile_expression(
         'data.tier in ["platinum", "gold"] && data.compensation_claim > 5000'
     )
-    rounds = 2000
-    started = time.perf_counter()
-    for _ in range(rounds):
-        expression.evaluate_bool(SCOPE)
-    per_evaluation = (time.perf_counter() - started) / rounds
-    assert per_evaluation < 200e-6
+    assert expression._fast is not None
+    for tier, claim, expected in (("gold", 6000, True), ("gold", 5000, False), ("silver", 9000.5, False)):
+        scope = {"data": {"tier": tier, "compensation_claim": claim}}
+        assert expression.evaluate_bool(scope) is expected
+        assert expression.evaluate_general(scope) is expected

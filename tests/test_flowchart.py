@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from engine.time.clock import FakeClock
 from engine.definition.graph import ProcessGraph
 from engine.definition.library import ProcessLibrary
+from engine.definition.loader import load_text
 from engine.run.runtime import Engine, LogNotifier
 from visualize.flowchart import RenderError, flowchart_dot, render
 from visualize.fonts import cjk_font, missing_glyphs
@@ -70,9 +71,8 @@ NO_HANDOFF = {"handoff_technical": False, "handoff_billing": False, "handoff_log
 
 # -- helpers -------------------------------------------------------------------------------------
 def inline_graph(text: str) -> ProcessGraph:
-    library = ProcessLibrary()
-    loaded = library.add_text(text)
-    return library.graph_of(loaded)
+    """A drawing of a draft: flowcharts need the schema only, not a definition valid to run."""
+    return ProcessLibrary().graph_of(load_text(text))
 
 
 @pytest.fixture(scope="module")

@@ -164,8 +164,10 @@ def driver() -> Driver:
 
 
 def test_library_has_the_eight_processes_and_loads_clean() -> None:
-    library = ProcessLibrary.from_dir()
-    assert set(PROCESS_IDS) <= set(library.process_ids())
+    library, load_problems = ProcessLibrary.load([DEFAULT_DIR])
+    assert load_problems == []
+    assert library.process_ids() == list(PROCESS_IDS)
+    assert library.problems(default_registry()) == []  # not even a warning
 
 
 def test_library_validates_without_problems() -> None:

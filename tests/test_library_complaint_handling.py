@@ -431,6 +431,10 @@ def test_detect_major_vip_tiers_come_from_parameters() -> None:
         "vip_customer"]
 
 
-def test_detect_major_is_deterministic() -> None:
-    data = {"strong_emotion": True, "claimed_compensation": "12000"}
-    assert detect(data) == detect(data)
+def test_detect_major_reasons_keep_their_order_whatever_the_order_of_the_data() -> None:
+    data = {"strong_emotion": True, "claimed_compensation": "12000", "is_journalist": True}
+    reordered = dict(reversed(list(data.items())))
+    assert list(reordered) != list(data)
+    expected = ["journalist", "strong_emotion", "high_compensation_claim"]  # the claim counts though it is text
+    assert detect(data)["major_reasons"] == expected
+    assert detect(reordered)["major_reasons"] == expected

@@ -1,16 +1,34 @@
-"""The set of process definitions a deployment runs: process_defs/*.yaml by default."""
+"""The set of process definitions a deployment runs: process_defs/*.yaml by default.
+
+Nothing invalid runs: every way a definition enters a library that runs cases (`from_dir`,
+`add_text`, and `require_valid`, which `Engine` calls with its handlers) applies the same
+validator as `svcflow validate` and refuses a definition with errors, raising
+`DefinitionError` with the validator's located problems. Warnings are let through.
+`load` alone stays lenient: it is what `svcflow validate` uses to collect every problem.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.errors import DefinitionError, NotFound, Problem
 from engine.definition.graph import ProcessGraph, compile_graph
 from engine.definition.loader import LoadedDefinition, load_file, load_text
 
+if TYPE_CHECKING:
+    from engine.run.handlers import HandlerRegistry
+
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "process_defs"
+# (definitions by process id and hash, handler names) -> problems; one validation per library version
+_VERDICTS: dict[tuple[tuple[tuple[str, str, str], ...], tuple[str, ...] | None], list[Problem]] = {}
+_VERDICTS_LIMIT = 256
+
+
+def errors_only(problems: Iterable[Problem]) -> list[Problem]:
+    return [problem for problem in problems if problem.is_error]
 
 
 def definition_files(paths: Iterable[Path]) -> list[Path]:
@@ -56,17 +74,47 @@ class ProcessLibrary:
         return library, problems
 
     @classmethod
-    def from_dir(cls, path: Path = DEFAULT_DIR) -> ProcessLibrary:
-        """Load a directory that must be clean (the running engine refuses broken definitions)."""
+    def from_dir(cls, path: Path = DEFAULT_DIR, handlers: HandlerRegistry | None = None) -> ProcessLibrary:
+        """Load a directory that must be valid: any error of any file refuses the whole library."""
         library, problems = cls.load([path])
         if problems:
             raise DefinitionError(problems=problems)
+        library.require_valid(handlers)
         return library
 
     def add_text(self, text: str, file: str = "<text>") -> LoadedDefinition:
+        """Add a definition that must be valid on its own; references to other processes and
+        handlers are checked by `require_valid`, once the library is complete."""
+        from engine.definition.validation import validate_graph
+
         loaded = load_text(text, file)
+        errors = errors_only(validate_graph(self.graph_of(loaded), None, None))
+        if errors:
+            raise DefinitionError(problems=errors)
         self.latest[loaded.definition.id] = loaded
         return loaded
+
+    def problems(self, handlers: HandlerRegistry | None = None) -> list[Problem]:
+        """What `svcflow validate` says about these definitions (errors and warnings); cached
+        per library content, so every engine over the same library validates it once."""
+        from engine.definition.validation import validate_library
+
+        key = (tuple(sorted((pid, loaded.hash, loaded.source.file) for pid, loaded in self.latest.items())),
+               tuple(handlers.names()) if handlers is not None else None)
+        verdict = _VERDICTS.get(key)
+        if verdict is None:
+            verdict = validate_library(self, handlers)
+            if len(_VERDICTS) >= _VERDICTS_LIMIT:
+                _VERDICTS.clear()
+            _VERDICTS[key] = verdict
+        return list(verdict)
+
+    def require_valid(self, handlers: HandlerRegistry | None = None) -> None:
+        """Refuse the library if any definition has an error (sub-processes, cycles and, with
+        `handlers`, handler names included); the DefinitionError lists every error located."""
+        errors = errors_only(self.problems(handlers))
+        if errors:
+            raise DefinitionError(problems=errors)
 
     def add(self, loaded: LoadedDefinition) -> None:
         self.latest[loaded.definition.id] = loaded

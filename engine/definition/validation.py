@@ -14,6 +14,7 @@ on it, never on the wording of the message.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -82,6 +83,9 @@ CODES: Final[dict[str, str]] = {
     "id_mismatch": "the definition id differs from the file name",
     "internal_error": "a check crashed; reported instead of a traceback (a bug in svcflow)",
 }
+
+# Problems that do not stop a case from running correctly: reported, never refused at load.
+WARNING_CODES: Final[frozenset[str]] = frozenset({"id_mismatch", "unused_escalation_edge"})
 
 CASE_FIELDS: Final[frozenset[str]] = frozenset({"id", "process_id", "priority", "tier", "started_at", "status"})
 GATEWAY_KINDS: Final[frozenset[str]] = frozenset({"exclusive", "parallel", "inclusive"})
@@ -412,9 +416,45 @@ def _conditions_complete(conditions: list[str], fields: Mapping[str, FieldSpec |
     return covered >= domain
 
 
+_DIFFLIB_CANDIDATES: Final = 300  # beyond this, difflib's pairwise ratio would take minutes
+_LISTED: Final = 10  # a hint names at most this many ids
+_PER_CODE: Final = 50  # problems of one kind reported per definition
+
+
 def _closest(name: str, candidates: Iterable[str]) -> str | None:
-    matches = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
-    return matches[0] if matches else None
+    """The most similar candidate, in time bounded by the candidates' count, not its square."""
+    ordered = _unique(tuple(candidates))
+    if len(ordered) <= _DIFFLIB_CANDIDATES:
+        matches = difflib.get_close_matches(name, ordered, n=1, cutoff=0.6)
+        return matches[0] if matches else None
+    index = _deletion_index(ordered)
+    for variant in (name, *_deletions(name)):
+        found = index.get(variant)
+        if found is not None and found != name:
+            return found
+    return None
+
+
+@functools.lru_cache(maxsize=32)
+def _unique(names: tuple[str, ...]) -> tuple[str, ...]:
+    """Sorted distinct names; cached, as every problem of one kind offers the same candidates."""
+    return tuple(sorted(set(names)))
+
+
+def _deletions(word: str) -> set[str]:
+    return {word[:i] + word[i + 1:] for i in range(len(word))}
+
+
+@functools.lru_cache(maxsize=8)
+def _deletion_index(candidates: tuple[str, ...]) -> dict[str, str]:
+    """Each candidate and its one-character deletions -> the candidate: two names one typo apart
+    (substitution, insertion, deletion, swapped neighbours) share an entry (symmetric deletion)."""
+    index: dict[str, str] = {}
+    for candidate in candidates:
+        index.setdefault(candidate, candidate)
+        for variant in _deletions(candidate):
+            index.setdefault(variant, candidate)
+    return index
 
 
 def _did_you_mean(name: str, candidates: Iterable[str], otherwise: str) -> str:
@@ -423,8 +463,13 @@ def _did_you_mean(name: str, candidates: Iterable[str], otherwise: str) -> str:
 
 
 def _listing(names: Iterable[str]) -> str:
-    ordered = sorted(set(names))
-    return ", ".join(ordered) if ordered else "none"
+    """Names for a hint, at most a handful: a hint listing 14,000 node ids helps nobody."""
+    ordered = _unique(tuple(names))
+    if not ordered:
+        return "none"
+    if len(ordered) > _LISTED:
+        return ", ".join(ordered[:_LISTED]) + f", ... ({len(ordered) - _LISTED} more)"
+    return ", ".join(ordered)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -547,12 +592,31 @@ class _Checker:
             except Exception as exc:
                 self.add("internal_error", f"the check {check.__name__} failed: {exc!r}", None,
                          hint="this is a bug in svcflow; please report it with the definition")
-        return self.problems
+        return self._capped()
+
+    def _capped(self) -> list[Problem]:
+        """At most _PER_CODE problems of one kind, then one line counting the rest: a designer
+        fixes the first ones and re-runs; ten thousand lines would bury everything else."""
+        kept: list[Problem] = []
+        dropped: dict[str, int] = {}
+        seen: dict[str, int] = {}
+        for problem in self.problems:
+            seen[problem.code] = seen.get(problem.code, 0) + 1
+            if seen[problem.code] <= _PER_CODE:
+                kept.append(problem)
+            else:
+                dropped[problem.code] = dropped.get(problem.code, 0) + 1
+        for code, count in dropped.items():
+            kept.append(Problem(f"... and {count} more problem(s) like the above ({CODES.get(code, code)})",
+                                file=self.file, hint="fix those first, then validate again", code=code,
+                                severity="warning" if code in WARNING_CODES else "error"))
+        return kept
 
     def add(self, code: str, message: str, path: PathKey | None, *, node: str | None = None,
             hint: str | None = None) -> None:
         line = self.loaded.source.line_of(path) if path is not None else None
-        self.problems.append(Problem(message, file=self.file, line=line, node=node, hint=hint, code=code))
+        self.problems.append(Problem(message, file=self.file, line=line, node=node, hint=hint, code=code,
+                                     severity="warning" if code in WARNING_CODES else "error"))
 
     def node_path(self, node_id: str, *rest: str | int) -> PathKey | None:
         node = self.graph.nodes.get(node_id)

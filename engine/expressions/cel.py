@@ -56,6 +56,7 @@ Speed
 
 from __future__ import annotations
 
+import contextvars
 import datetime
 import functools
 import keyword
@@ -63,7 +64,7 @@ import operator
 import re
 import textwrap
 import types
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final, cast
@@ -75,6 +76,7 @@ from celpy import evaluation as cel_evaluation
 from celpy.celparser import CELParser
 
 from engine.expressions.fastpath import Fallback, FastProgram, fast_program
+from engine.limits import expression_limits
 
 __all__ = [
     "ROOT_NAMES",
@@ -211,15 +213,75 @@ def _syntax_error(text: str, error: lark.exceptions.UnexpectedInput) -> Expressi
     return ExpressionError(text, f"syntax error: {message}", column=column, line=line, hint=hint)
 
 
+def _bracket_depth(text: str) -> tuple[int, int]:
+    """Deepest nesting of (), [] and {} outside string literals, and the column reaching it.
+
+    Checked before parsing: lark and celpy's transpiler recurse once per level, and Python's
+    compiler refuses deep nesting with a raw SyntaxError."""
+    depth = deepest = column = 0
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char in "\"'":
+            quote = text[i:i + 3] if text[i:i + 3] in {'"""', "'''"} else char
+            i += len(quote)
+            while i < len(text) and not text.startswith(quote, i):
+                i += 2 if text[i] == "\\" else 1
+            i += len(quote)
+            continue
+        if char in "([{":
+            depth += 1
+            if depth > deepest:
+                deepest, column = depth, i + 1
+        elif char in ")]}":
+            depth -= 1
+        i += 1
+    return deepest, column
+
+
+def _tree_depth(tree: Tree) -> int:
+    """Nesting of operators and calls (precedence-only wrapper nodes do not count), iteratively."""
+    deepest = 0
+    stack: list[tuple[Node, int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, lark.Tree):
+            continue
+        if not (node.data in _WRAPPERS and len(node.children) == 1):
+            depth += 1
+            deepest = max(deepest, depth)
+        stack.extend((child, depth) for child in node.children)
+    return deepest
+
+
 def _parse(text: str) -> Tree:
     if not text.strip():
         raise ExpressionError(text, "expression is empty")
+    limits = expression_limits()
+    if len(text) > limits.max_length:
+        raise ExpressionError(
+            text[:60] + "...", f"expression is {len(text)} characters long; the limit is {limits.max_length}",
+            hint="split it: compute parts into data fields with `compute`, or raise SVCFLOW_CEL_MAX_LENGTH")
+    brackets, column = _bracket_depth(text)
+    if brackets > limits.max_depth:
+        raise ExpressionError(
+            text, f"brackets nest {brackets} deep; the limit is {limits.max_depth}", column=column,
+            hint="remove redundant parentheses, or raise SVCFLOW_CEL_MAX_DEPTH")
     try:
-        return _parser().parse(text)
+        tree = _parser().parse(text)
     except lark.exceptions.UnexpectedInput as error:
         raise _syntax_error(text, error) from None
     except lark.exceptions.LarkError as error:  # pragma: no cover - defensive
         raise ExpressionError(text, f"syntax error: {error}") from None
+    except RecursionError:  # pragma: no cover - the bracket limit keeps lark shallow
+        raise ExpressionError(text, "expression nests too deeply") from None
+    depth = _tree_depth(tree)
+    if depth > limits.max_depth:
+        raise ExpressionError(
+            text, f"operators nest {depth} deep; the limit is {limits.max_depth}",
+            hint="a long chain of && / || / + is deep too: test a list with `in [...]` or `.all()`, "
+                 "or raise SVCFLOW_CEL_MAX_DEPTH")
+    return tree
 
 
 # --------------------------------------------------------------------------------------------
@@ -555,6 +617,37 @@ def _quantifier(
     return quantifier
 
 
+class _TooCostly(Exception):
+    """Raised inside a transpiled program when its step budget runs out; deliberately not a
+    ValueError/TypeError, which celpy would turn into a CEL error value and carry on."""
+
+
+# Steps left for the evaluation running in this context (a list, so macros can decrement it).
+_STEPS_LEFT: contextvars.ContextVar[list[int]] = contextvars.ContextVar("cel_steps_left")
+
+
+def _charged(items: Iterable[Any]) -> Iterator[Any]:
+    left = _STEPS_LEFT.get(None)
+    for item in items:
+        if left is not None:
+            left[0] -= 1
+            if left[0] < 0:
+                raise _TooCostly
+        yield item
+
+
+def _budgeted(macro: Callable[..., Any]) -> Callable[..., Any]:
+    """A macro (map, filter, all, exists, exists_one) whose every iteration costs one step:
+    nested macros over literal lists multiply, e.g. seven nested `.map()` over ten items
+    are ten million iterations, seconds or minutes of work from 200 characters."""
+
+    def run(activation: Any, bind_variable: str, cel_expr: Callable[[Any], Any],
+            cel_gen: Callable[[Any], Iterable[Any]]) -> Any:
+        return macro(activation, bind_variable, cel_expr, lambda inner: _charged(cel_gen(inner)))
+
+    return run
+
+
 class _Overlay(types.ModuleType):
     """A copy of a module with some attributes replaced, for the transpiled code's globals.
 
@@ -588,8 +681,11 @@ def _program_namespace() -> dict[str, Any]:
         bool_eq=_comparison(operator.eq, equality=True),
         bool_ne=_comparison(operator.ne, equality=True),
         operator_in=_operator_in,
-        macro_exists=_quantifier(celtypes.logical_or, start=False),
-        macro_all=_quantifier(celtypes.logical_and, start=True),
+        macro_exists=_budgeted(_quantifier(celtypes.logical_or, start=False)),
+        macro_all=_budgeted(_quantifier(celtypes.logical_and, start=True)),
+        macro_map=_budgeted(cel_evaluation.macro_map),
+        macro_filter=_budgeted(cel_evaluation.macro_filter),
+        macro_exists_one=_budgeted(cel_evaluation.macro_exists_one),
     )
     namespace = dict(vars(cel_evaluation))
     celtypes_overlay = _Overlay(celtypes, IntType=_int_type)
@@ -964,12 +1060,21 @@ class Expression:
                     "which CEL cannot use",
                     hint="case data must be JSON-like: str, int, float, bool, None, list, dict",
                 ) from None
+        steps = expression_limits().max_steps
+        budget = _STEPS_LEFT.set([steps])
         try:
             result = self._program(_Activation(variables))
+        except _TooCostly:
+            raise ExpressionError(
+                self.text, f"evaluation stopped after {steps:,} macro iterations",
+                hint="nested map/filter/all/exists multiply their iterations: flatten them, or raise "
+                     "SVCFLOW_CEL_MAX_STEPS") from None
         except RecursionError:
             raise ExpressionError(self.text, "expression nests too deeply") from None
         except Exception as error:  # celpy lets some Python errors through result()
             raise self._python_error(error) from None
+        finally:
+            _STEPS_LEFT.reset(budget)
         if isinstance(result, cel_evaluation.CELEvalError):
             raise self._evaluation_error(result, scope) from None
         return _from_cel(result)

@@ -122,6 +122,7 @@ class Engine:
         self.library = library
         self.clock = clock or SystemClock()
         self.handlers = handlers or default_registry()
+        library.require_valid(self.handlers)  # nothing invalid runs: the validator's errors, located
         self.notifier = notifier or LogNotifier()
         self.executor = executor or run_in_process
         self.id_factory = id_factory or _new_case_id
