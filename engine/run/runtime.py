@@ -13,8 +13,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -61,7 +59,14 @@ StepExecutor = Callable[[RunAutoStep, HandlerContext, Callable[[HandlerContext],
 
 def run_in_process(command: RunAutoStep, context: HandlerContext,
                    handler: Callable[[HandlerContext], Mapping[str, Any] | None]) -> Mapping[str, Any] | None:
-    """Run a handler here, with the definition's retries and timeout."""
+    """Run a handler here, with the definition's retries and timeout.
+
+    A timeout ends the wait at the timeout, not when the handler returns: a hanging handler
+    must not hang the engine. Python cannot kill a thread, so an attempt that times out is left
+    running in a daemon thread (it does not keep the process alive) and whatever it returns or
+    raises later is discarded. The next attempt, or a later `recover`, calls the handler again
+    with the same `idempotency_key`, which is what makes a side effect done twice safe.
+    """
     attempts = command.retries + 1
     last: Exception | None = None
     for attempt in range(1, attempts + 1):
@@ -69,10 +74,9 @@ def run_in_process(command: RunAutoStep, context: HandlerContext,
                              context.idempotency_key, context.data, context.params)
         try:
             if command.timeout_seconds:
-                with ThreadPoolExecutor(max_workers=1) as pool:
-                    return pool.submit(handler, ctx).result(timeout=command.timeout_seconds)
+                return _call_with_timeout(handler, ctx, command.timeout_seconds)
             return handler(ctx)
-        except FutureTimeout:
+        except TimeoutError:
             last = TimeoutError(f"handler '{command.handler}' took longer than {command.timeout_seconds:g} s")
         except Exception as exc:  # a handler's failure is the case's incident, not our crash
             last = exc
@@ -80,6 +84,29 @@ def run_in_process(command: RunAutoStep, context: HandlerContext,
             time.sleep(command.retry_delay_seconds)
     assert last is not None
     raise last
+
+
+def _call_with_timeout(handler: Callable[[HandlerContext], Mapping[str, Any] | None], context: HandlerContext,
+                       timeout: float) -> Mapping[str, Any] | None:
+    """The handler's result if it comes within `timeout` seconds, else TimeoutError (the thread runs on)."""
+    outcome: list[Any] = []
+    finished = threading.Event()
+
+    def attempt() -> None:
+        try:
+            outcome.append((True, handler(context)))
+        except BaseException as exc:  # handed to the waiting caller, not lost in the thread
+            outcome.append((False, exc))
+        finally:
+            finished.set()
+
+    threading.Thread(target=attempt, name=f"svcflow-step-{context.node_id}", daemon=True).start()
+    if not finished.wait(timeout):
+        raise TimeoutError
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
 
 
 @dataclass
