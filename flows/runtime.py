@@ -1,7 +1,8 @@
 """Where the engine meets Prefect: which engine a flow run uses, and how its steps become tasks.
 
-The engine still decides and records everything; this module only changes *where* an
-automatic step runs. Inside the flow run of case X, X's steps run as Prefect tasks named
+The engine still decides and records everything, through the same command driver as the
+CLI and the simulator (engine/run/driver.py); this module only changes *where* an automatic
+step runs: the Prefect executor, and `defer_step`. Inside the flow run of case X, X's steps run as Prefect tasks named
 after the step (with the definition's retries and timeout). Steps of any other case that the
 engine reaches meanwhile (a child started by X, a parent woken by X's end, a case moved by
 the sweep) are left outstanding in the store — exactly the state a crashed runner leaves —
@@ -64,11 +65,10 @@ class FlowEngine(Engine):
         wrapped.listeners.extend(listener for listener in engine.listeners if listener not in wrapped.listeners)
         return wrapped
 
-    def _run_step(self, case_id: str, command: RunAutoStep, queue: Any) -> None:
+    def defer_step(self, case_id: str, command: RunAutoStep) -> bool:
+        """Another case's step stays outstanding in the store: that case's own flow run recovers it."""
         owner = _SEGMENT.get()
-        if owner is not None and owner != case_id:
-            return  # outstanding in the store: the case's own flow run recovers it
-        super()._run_step(case_id, command, queue)
+        return owner is not None and owner != case_id
 
 
 def _observe(case_id: str, command: Command) -> None:
