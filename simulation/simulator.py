@@ -40,15 +40,16 @@ from engine.definition.model import PRIORITIES, FieldSpec, HumanTask, MessageWai
 from engine.time.durations import parse_duration
 from engine.errors import DefinitionError, InputError, SvcflowError, TaskRefused
 from engine.run.events import (
-    AutoStepDone, AutoStepFailed, CaseEnded, ChildFinished, Command, CompleteTask, Event, MessageArrived, Notify,
+    ChildFinished, CompleteTask, Event, MessageArrived, Notify,
     RunAutoStep, StartCase, StartChild, TaskClosed, TaskOpened, Tick,
 )
 from engine.definition.graph import ProcessGraph
-from engine.run.handlers import HandlerContext, HandlerRegistry, default_registry
+from engine.run.driver import CaseHost, CommandDriver, run_directly
+from engine.run.handlers import HandlerRegistry, default_registry
 from engine.run.interpreter import Transition, apply
 from engine.definition.library import ProcessLibrary
 from engine.definition.loader import load_file
-from engine.run.state import InstanceState
+from engine.run.state import InstanceState, Token
 from visualize.review import Review, heatmap_dot, html_table, inline_svg, page, review_body, write_review
 from analytics.stats import BusinessTime, ProcessStats, compute_stats, quantile
 
@@ -459,8 +460,12 @@ class _Pool:
         self.spawned = 0
 
 
-class Simulation:
-    """One run of a scenario. Use `run()`; construct with the library the definitions come from."""
+class Simulation(CaseHost):
+    """One run of a scenario. Use `run()`; construct with the library the definitions come from.
+
+    It is a host of the engine's own command driver: the same code that runs the engine's
+    steps, children and notifications runs them here, on memory and a virtual clock.
+    """
 
     def __init__(self, scenario: Scenario, *, seed: int | None = None, cases: int | None = None,
                  arrivals: ArrivalSpec | None = None, library: ProcessLibrary | None = None,
@@ -472,6 +477,8 @@ class Simulation:
         self.library = _library_for(scenario, library)
         self.graph = self._root_graph()
         self.handlers = handlers or default_registry()
+        self.executor = run_directly
+        self.driver = CommandDriver(self)
         self.calendar = self.graph.calendar
         self.day_seconds = self.calendar.day_seconds
         self.tz = self.calendar.tz
@@ -491,6 +498,7 @@ class Simulation:
         self.counter = 0
         self.tick_at: dict[str, float] = {}
         self.applies = 0
+        self.now = scenario.start
         self.children = 0
         self.notifications: dict[str, int] = {}
         self.duration_plans: dict[tuple[str, str], Distribution | None] = {}
@@ -603,7 +611,7 @@ class Simulation:
             if kind == _TICK and tick_at.get(payload) != ts:
                 continue  # superseded: the case's due instant moved and a tick for it is queued
             now_ts = ts
-            now = datetime.fromtimestamp(ts, self.tz)
+            now = self.now = datetime.fromtimestamp(ts, self.tz)
             if kind == _ARRIVAL:
                 self._arrive(payload, now)
             elif kind == _TICK:
@@ -614,12 +622,10 @@ class Simulation:
                 self._message(payload, now)
             elif kind == _AUTO_DONE:
                 case_id, command = payload
-                queue: deque[tuple[str, Command | Transition]] = deque()
-                self._run_auto(case_id, command, now, queue)
-                self._drain(queue, now)
+                self.driver.run_step(case_id, command)
             elif kind == _CHILD_DONE:
                 parent, token_id, child_id, data, outcome = payload
-                self._feed(parent, ChildFinished(token_id, child_id, data, outcome), now)
+                self.driver.system(parent, ChildFinished(token_id, child_id, data, outcome), None, token_id)
         end = datetime.fromtimestamp(now_ts, self.tz)
         available_s = self.btime.between(first, end) if end > first else 0.0
         for role, use in self.uses.items():
@@ -666,44 +672,63 @@ class Simulation:
 
     def _feed(self, case_id: str, event: Event, now: datetime) -> None:
         """Apply one event and everything it sets off (auto steps, children, parents) at this instant."""
-        queue: deque[tuple[str, Command | Transition]] = deque()
-        transition = self._apply(case_id, event, now)
-        queue.append((case_id, transition))
-        self._drain(queue, now)
+        self.driver.act(case_id, event)
 
-    def _drain(self, queue: deque[tuple[str, Command | Transition]], now: datetime) -> None:
-        touched: list[str] = []
-        while queue:
-            case_id, item = queue.popleft()
-            if type(item) is Transition:
-                touched.append(case_id)
-                self._after(case_id, item, now)
-                queue.extend((case_id, command) for command in item.commands)
-                continue
-            command = item
-            kind = type(command)
-            if kind is TaskOpened:
-                self._task_opened(case_id, command, now)  # type: ignore[arg-type]
-            elif kind is TaskClosed:
-                self._task_closed(case_id, command, now)  # type: ignore[arg-type]
-            elif isinstance(command, RunAutoStep):
-                duration = self._duration_of(case_id, command.node, default=False)
-                if duration is None:
-                    self._run_auto(case_id, command, now, queue)
-                else:
-                    self._push(self.calendar.add(now, int(round(duration))), _AUTO_DONE, (case_id, command))
-            elif isinstance(command, StartChild):
-                self._start_child(case_id, command, now, queue)
-            elif isinstance(command, CaseEnded):
-                if command.parent_case and command.parent_token and command.parent_case in self.states:
-                    child = self.states[case_id]
-                    event = ChildFinished(command.parent_token, case_id, child.data, command.outcome)
-                    queue.append((command.parent_case, self._apply(command.parent_case, event, now)))
-            elif isinstance(command, Notify):
-                for role in command.roles:
-                    self.notifications[role] = self.notifications.get(role, 0) + 1
+    # -- the driver's host: cases in memory, on the virtual clock -----------------------------------------
+    def load(self, case_id: str) -> InstanceState:
+        return self.states[case_id]
+
+    def graph_for(self, state: InstanceState) -> ProcessGraph:
+        return self.graphs[state.case_id]
+
+    def exists(self, case_id: str) -> bool:
+        return case_id in self.states
+
+    def commit(self, case_id: str, event: Event) -> Transition:
+        return self._apply(case_id, event, self.now)
+
+    def begin(self, graph: ProcessGraph, event: StartCase) -> Transition:
+        case_id = event.case_id
+        self.graphs[case_id] = graph
+        if event.parent_case is not None:
+            self.profiles[case_id] = self.profiles.get(event.parent_case, {})
+            self.children += 1
+        return self._apply(case_id, event, self.now)
+
+    def after(self, case_id: str, transition: Transition) -> None:
+        self._after(case_id, transition, self.now)
+
+    def settled(self, touched: list[str]) -> None:
         for case_id in touched:
             self._schedule_tick(case_id)
+
+    def task_opened(self, case_id: str, command: TaskOpened) -> None:
+        self._task_opened(case_id, command, self.now)
+
+    def task_closed(self, case_id: str, command: TaskClosed) -> None:
+        self._task_closed(case_id, command, self.now)
+
+    def notify(self, case_id: str, command: Notify) -> None:
+        for role in command.roles:
+            self.notifications[role] = self.notifications.get(role, 0) + 1
+
+    def defer_step(self, case_id: str, command: RunAutoStep) -> bool:
+        """A step with a duration in the scenario finishes that much business time later."""
+        duration = self._duration_of(case_id, command.node, default=False)
+        if duration is None:
+            return False
+        self._push(self.calendar.add(self.now, int(round(duration))), _AUTO_DONE, (case_id, command))
+        return True
+
+    def replace_child(self, parent_id: str, token: Token, command: StartChild) -> bool:
+        """A sub-process the scenario replaces by a duration and an outcome: no child case at all."""
+        key = self._key(self.graphs[parent_id].process_id, token.node, self.child_specs)
+        if key is None:
+            return False
+        duration, spec = self.child_specs[key]
+        self._push(self.calendar.add(self.now, int(round(duration.sample(self._streams(parent_id)[0])))), _CHILD_DONE,
+                   (parent_id, command.token_id, token.child_case, dict(spec.data), spec.outcome))
+        return True
 
     def _after(self, case_id: str, transition: Transition, now: datetime) -> None:
         """React to what the log says happened: customers to answer, tasks to re-queue after escalation."""
@@ -722,7 +747,7 @@ class Simulation:
     def _schedule_tick(self, case_id: str, due: datetime | None = None) -> None:
         """Keep one tick queued per case, at its next due instant (`tick_at` holds that instant).
 
-        Every change of a case's state goes through `_drain`, which calls this, so a queued tick
+        Every change of a case's state goes through the driver, which calls this, so a queued tick
         whose instant is no longer the case's `tick_at` is stale and `_run` drops it unopened.
         """
         if due is None:
@@ -753,48 +778,9 @@ class Simulation:
         self.graphs[case_id] = self.graph
         data = {name: profile[name] for name in self.start_fields}
         try:
-            transition = self._apply(case_id, StartCase(case_id, data, actor="simulator"), now)
+            self.driver.start(self.graph, StartCase(case_id, data, actor="simulator"))
         except InputError as exc:
             raise SimulationError(f"case_data does not fit process '{self.graph.process_id}': {exc}") from None
-        self._drain(deque([(case_id, transition)]), now)
-
-    def _start_child(self, parent_id: str, command: StartChild, now: datetime,
-                     queue: deque[tuple[str, Command | Transition]]) -> None:
-        parent = self.states[parent_id]
-        token = parent.tokens.get(command.token_id)
-        if token is None or token.child_case is None:
-            return
-        child_id = token.child_case
-        parent_graph = self.graphs[parent_id]
-        key = self._key(parent_graph.process_id, token.node, self.child_specs)
-        if key is not None:
-            duration, spec = self.child_specs[key]
-            self._push(self.calendar.add(now, int(round(duration.sample(self._streams(parent_id)[0])))), _CHILD_DONE,
-                       (parent_id, command.token_id, child_id, dict(spec.data), spec.outcome))
-            return
-        graph = self.library.get(command.process)
-        self.graphs[child_id] = graph
-        self.profiles[child_id] = self.profiles.get(parent_id, {})
-        self.children += 1
-        event = StartCase(child_id, dict(command.data), parent_id, command.token_id)
-        queue.append((child_id, self._apply(child_id, event, now)))
-
-    def _run_auto(self, case_id: str, command: RunAutoStep, now: datetime,
-                  queue: deque[tuple[str, Command | Transition]]) -> None:
-        state = self.states[case_id]
-        token = state.tokens.get(command.token_id)
-        if token is None or token.attempt != command.attempt or token.node != command.node:
-            return
-        graph = self.graphs[case_id]
-        context = HandlerContext(case_id, state.process_id, command.node, 1, command.idempotency_key,
-                                 dict(state.data), graph.definition.parameters)
-        event: Event
-        try:
-            output = self.handlers.get(command.handler)(context)
-            event = AutoStepDone(command.token_id, command.attempt, dict(output or {}))
-        except Exception as exc:  # the case's incident, as in the engine
-            event = AutoStepFailed(command.token_id, command.attempt, f"{type(exc).__name__}: {exc}")
-        queue.append((case_id, self._apply(case_id, event, now)))
 
     # -- people --------------------------------------------------------------------------------------------
     def _pool(self, role: str) -> _Pool:
