@@ -38,6 +38,7 @@ from engine.store.sql import StoredEvent, Store
 
 log = logging.getLogger("svcflow")
 MAX_RETRIES_ON_CONFLICT = 5
+_CHANGES_THE_CASE_AGAIN = (RunAutoStep, StartChild)
 
 
 class Notifier(Protocol):
@@ -225,6 +226,8 @@ class Engine(CaseHost):
             self.store.record_refusal(case_id, state.process_id, self.clock.now(), "refused", node, details)
             raise
         self.driver.drive(case_id, transition)
+        if any(type(command) in _CHANGES_THE_CASE_AGAIN for command in transition.commands):
+            return self.load(case_id)  # a step or a child moved it on (or parked it as an incident)
         return transition.state
 
     def _commit(self, case_id: str, event: Event, loaded: tuple[InstanceState, int] | None = None) -> Transition:
