@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import replace
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -167,7 +167,7 @@ def run_step_as_task(command: RunAutoStep, context: HandlerContext, handler: Han
         # No tags on step task runs: Prefect checks tag concurrency limits with an API call per tagged
         # task run (~8 ms, more than the rest of a step). The case's tags are on its flow run.
         with TagsContext(current_tags=set()):
-            return step(command.idempotency_key, call)  # type: ignore[no-any-return]
+            return cast("dict[str, Any]", step(command.idempotency_key, call))
     finally:
         _CALLS.pop(call, None)
 
@@ -182,8 +182,8 @@ def _call_handler(idempotency_key: str, call: str) -> dict[str, Any]:
     return dict(output or {})
 
 
-_STEP: Task[..., dict[str, Any]] = task(_call_handler, name="svcflow-step", persist_result=False,
-                                        cache_policy=NO_CACHE, log_prints=False)
+_STEP: Task[..., dict[str, Any]] = task(name="svcflow-step", persist_result=False, cache_policy=NO_CACHE,
+                                        log_prints=False)(_call_handler)
 
 
 @lru_cache(maxsize=1024)

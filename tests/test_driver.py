@@ -16,7 +16,8 @@ import pytest
 from engine.run.runtime import Engine, LogNotifier
 from engine.store.sql import StoredEvent
 from engine.time.clock import FakeClock
-from simulation.simulator import SimulationResult, load_scenario, scenario_for, simulate
+from simulation.scenario import load_scenario, scenario_for
+from simulation.simulator import SimulationResult, simulate
 from tests.test_simulate import AS_IS
 
 Row = tuple[int | None, str, str | None, dict[str, Any], Any]
