@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from visualize.review import build_review, review_html  # noqa: E402
-from simulation.simulator import SimEvent, load_scenario, simulate  # noqa: E402
+from simulation.scenario import load_scenario  # noqa: E402
+from simulation.simulator import SimEvent, simulate  # noqa: E402
 
 TARGET_SECONDS = 10.0
 

@@ -1,7 +1,8 @@
 """Where the engine meets Prefect: which engine a flow run uses, and how its steps become tasks.
 
-The engine still decides and records everything; this module only changes *where* an
-automatic step runs. Inside the flow run of case X, X's steps run as Prefect tasks named
+The engine still decides and records everything, through the same command driver as the
+CLI and the simulator (engine/run/driver.py); this module only changes *where* an automatic
+step runs: the Prefect executor, and `defer_step`. Inside the flow run of case X, X's steps run as Prefect tasks named
 after the step (with the definition's retries and timeout). Steps of any other case that the
 engine reaches meanwhile (a child started by X, a parent woken by X's end, a case moved by
 the sweep) are left outstanding in the store — exactly the state a crashed runner leaves —
@@ -19,7 +20,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import replace
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -64,11 +65,10 @@ class FlowEngine(Engine):
         wrapped.listeners.extend(listener for listener in engine.listeners if listener not in wrapped.listeners)
         return wrapped
 
-    def _run_step(self, case_id: str, command: RunAutoStep, queue: Any) -> None:
+    def defer_step(self, case_id: str, command: RunAutoStep) -> bool:
+        """Another case's step stays outstanding in the store: that case's own flow run recovers it."""
         owner = _SEGMENT.get()
-        if owner is not None and owner != case_id:
-            return  # outstanding in the store: the case's own flow run recovers it
-        super()._run_step(case_id, command, queue)
+        return owner is not None and owner != case_id
 
 
 def _observe(case_id: str, command: Command) -> None:
@@ -167,7 +167,7 @@ def run_step_as_task(command: RunAutoStep, context: HandlerContext, handler: Han
         # No tags on step task runs: Prefect checks tag concurrency limits with an API call per tagged
         # task run (~8 ms, more than the rest of a step). The case's tags are on its flow run.
         with TagsContext(current_tags=set()):
-            return step(command.idempotency_key, call)  # type: ignore[no-any-return]
+            return cast("dict[str, Any]", step(command.idempotency_key, call))
     finally:
         _CALLS.pop(call, None)
 
@@ -182,8 +182,8 @@ def _call_handler(idempotency_key: str, call: str) -> dict[str, Any]:
     return dict(output or {})
 
 
-_STEP: Task[..., dict[str, Any]] = task(_call_handler, name="svcflow-step", persist_result=False,
-                                        cache_policy=NO_CACHE, log_prints=False)
+_STEP: Task[..., dict[str, Any]] = task(name="svcflow-step", persist_result=False, cache_policy=NO_CACHE,
+                                        log_prints=False)(_call_handler)
 
 
 @lru_cache(maxsize=1024)

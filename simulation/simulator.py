@@ -1,15 +1,14 @@
 """What-if simulation: run many virtual cases through the REAL interpreter on a virtual clock.
 
-The simulator drives `engine.interpreter.apply` directly with the states kept in memory and the
-log kept as records shaped like the store's events, so a run of a year of complaints takes
-seconds, and the same review report reads it. Everything the engine would do is done the same
-way: automatic steps run the registered handlers, sub-processes run as real child cases,
+The simulator is a host of the engine's own command driver (engine/run/driver.py), with the
+states kept in memory and the log kept as records shaped like the store's events, so a run of a
+year of complaints takes seconds, and the same review report reads it. Everything the engine
+would do is done by the same code: automatic steps run the registered handlers, sub-processes
+run as real child cases,
 timers and SLA thresholds fire through `Tick` at the instants `state.next_due_at()` names, so
 warnings, breaches, escalations and reassignments happen as they would in production.
 
-What the engine does not know comes from a scenario file: when cases arrive, what their data
-looks like, how long each step takes a person (business time), what people answer in forms,
-how long customers take to reply, and how many people each role has. People work only in
+What the engine does not know comes from a scenario (simulation/scenario.py). People work only in
 business hours (the process calendar): a task's work time is laid onto working time with
 `calendar.add`, and a role's queue is served by priority, then first come first served.
 
@@ -22,359 +21,34 @@ from __future__ import annotations
 
 import gc
 import heapq
-import html
-import math
 import random
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
-from engine.store.sql import StoredEvent
-from engine.definition.model import PRIORITIES, FieldSpec, HumanTask, MessageWait, ProcessDefinition
-from engine.time.durations import parse_duration
-from engine.errors import InputError, SvcflowError, TaskRefused
-from engine.run.events import (
-    AutoStepDone, AutoStepFailed, CaseEnded, ChildFinished, Command, CompleteTask, Event, MessageArrived, Notify,
-    RunAutoStep, StartCase, StartChild, TaskClosed, TaskOpened, Tick,
-)
-from engine.definition.graph import ProcessGraph
-from engine.run.handlers import HandlerContext, HandlerRegistry, default_registry
-from engine.run.interpreter import Transition, apply
-from engine.definition.library import ProcessLibrary
-from engine.definition.loader import load_file
-from engine.run.state import InstanceState
-from visualize.review import Review, heatmap_dot, html_table, inline_svg, page, review_body, write_review
 from analytics.stats import BusinessTime, ProcessStats, compute_stats, quantile
+from engine.definition.graph import ProcessGraph
+from engine.definition.library import ProcessLibrary
+from engine.definition.model import PRIORITIES, FieldSpec, HumanTask, MessageWait, ProcessDefinition, SubProcess
+from engine.errors import InputError, TaskRefused
+from engine.run.driver import CaseHost, CommandDriver, run_directly
+from engine.run.events import (
+    ChildFinished, CompleteTask, Event, MessageArrived, Notify, RunAutoStep, StartCase, StartChild, TaskClosed,
+    TaskOpened, Tick,
+)
+from engine.run.handlers import HandlerRegistry, default_registry
+from engine.run.interpreter import Transition, apply
+from engine.run.state import InstanceState, Token
+from engine.store.sql import StoredEvent
+from simulation.scenario import (
+    DEFAULT_MESSAGE_DELAY, ArrivalSpec, ChildSpec, Distribution, Scenario, SimulationError, ValueGenerator,
+    _library_for, _variant_id,
+)
 
-DEFAULT_START = "2025-01-06T09:00:00+08:00"  # a working Monday
-DEFAULT_TASK_DURATION = "30m"
-DEFAULT_MESSAGE_DELAY = "4h"
 _PRIORITY_RANK = {name: rank for rank, name in enumerate(PRIORITIES)}
 
-
-class SimulationError(SvcflowError):
-    """A scenario that cannot run: unknown nodes or fields, bad distributions, refused form values."""
-
-
-# -- distributions ------------------------------------------------------------------------------------
-def _seconds(value: Any, day_seconds: int) -> float:
-    """A business duration: "2h", "30m", "1d" (a working day) or a bare number of minutes."""
-    if isinstance(value, bool):
-        raise SimulationError(f"expected a duration, got {value!r}")
-    if isinstance(value, (int, float)):
-        return float(value) * 60.0
-    try:
-        return float(parse_duration(str(value)).total_seconds(day_seconds))
-    except ValueError as exc:
-        raise SimulationError(str(exc), hint='write durations like "30m", "2h", "1d" or a number of minutes') \
-            from None
-
-
-def _number(value: Any, _day_seconds: int) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SimulationError(f"expected a number, got {value!r}")
-    return float(value)
-
-
-_Z90 = 1.2815515655446004  # standard normal quantile at 0.9
-
-
-class Distribution:
-    """A sampler built from a scenario mapping such as {dist: lognormal, median: 1h, p90: 4h}.
-
-    Supported: fixed (value), exponential (mean), lognormal (median or mean, with sigma or
-    p90), triangular (min, mode, max), uniform (min, max), normal (mean, sd; cut at 0).
-    """
-
-    KINDS = ("fixed", "exponential", "lognormal", "triangular", "uniform", "normal")
-
-    def __init__(self, spec: Mapping[str, Any], *, unit: Any = _seconds, day_seconds: int = 27000,
-                 where: str = "") -> None:
-        self.where = where
-        kind = spec.get("dist", "fixed")
-        if kind not in self.KINDS:
-            raise SimulationError(f"{where}: unknown distribution {kind!r}", hint=f"use one of {', '.join(self.KINDS)}")
-        self.kind = str(kind)
-        allowed = {"fixed": {"value"}, "exponential": {"mean"}, "lognormal": {"median", "mean", "sigma", "p90"},
-                   "triangular": {"min", "mode", "max"}, "uniform": {"min", "max"}, "normal": {"mean", "sd"}}
-        unknown = sorted(set(spec) - {"dist"} - allowed[self.kind])
-        if unknown:
-            raise SimulationError(f"{where}: {self.kind} does not take {', '.join(unknown)}",
-                                  hint=f"it takes {', '.join(sorted(allowed[self.kind]))}")
-
-        def get(name: str) -> float:
-            if name not in spec:
-                raise SimulationError(f"{where}: a {self.kind} distribution needs '{name}'")
-            try:
-                return float(unit(spec[name], day_seconds))
-            except SimulationError as exc:
-                raise SimulationError(f"{where}: {name}: {exc.message}", hint=exc.hint) from None
-
-        self.a = self.b = self.c = 0.0
-        if self.kind == "fixed":
-            self.a = get("value")
-        elif self.kind == "exponential":
-            self.a = get("mean")
-            if self.a <= 0:
-                raise SimulationError(f"{where}: the mean must be positive")
-        elif self.kind == "lognormal":
-            if "sigma" in spec:
-                sigma = float(spec["sigma"])
-            elif "p90" in spec and "median" in spec:
-                median, p90 = get("median"), get("p90")
-                if not p90 > median > 0:
-                    raise SimulationError(f"{where}: a lognormal needs 0 < median < p90")
-                sigma = math.log(p90 / median) / _Z90
-            else:
-                raise SimulationError(f"{where}: a lognormal needs sigma, or median and p90")
-            if "median" in spec:
-                mu = math.log(get("median"))
-            elif "mean" in spec:
-                mu = math.log(get("mean")) - sigma * sigma / 2
-            else:
-                raise SimulationError(f"{where}: a lognormal needs median or mean")
-            self.a, self.b = mu, sigma
-        elif self.kind == "triangular":
-            self.a, self.b, self.c = get("min"), get("mode"), get("max")
-            if not self.a <= self.b <= self.c:
-                raise SimulationError(f"{where}: a triangular needs min <= mode <= max")
-        elif self.kind == "uniform":
-            self.a, self.b = get("min"), get("max")
-        elif self.kind == "normal":
-            self.a, self.b = get("mean"), get("sd")
-
-    def sample(self, rng: random.Random) -> float:
-        kind = self.kind
-        if kind == "fixed":
-            return self.a
-        if kind == "exponential":
-            return rng.expovariate(1.0 / self.a)
-        if kind == "lognormal":
-            return rng.lognormvariate(self.a, self.b)
-        if kind == "triangular":
-            return rng.triangular(self.a, self.c, self.b)
-        if kind == "uniform":
-            return rng.uniform(self.a, self.b)
-        return max(0.0, rng.gauss(self.a, self.b))
-
-
-class ValueGenerator:
-    """A case-data or form value: a constant, weighted choices {value: weight}, a list (uniform) or a distribution.
-
-    Distributions of numbers ({dist: ...}) give floats; `integer: true` or an integer field rounds them.
-    """
-
-    def __init__(self, spec: Any, where: str, spec_type: str | None = None) -> None:
-        self.where = where
-        self.constant: Any = None
-        self.values: list[Any] = []
-        self.cumulative: list[float] = []
-        self.dist: Distribution | None = None
-        self.integer = spec_type == "integer"
-        if isinstance(spec, Mapping) and "dist" in spec:
-            self.integer = bool(spec.get("integer", self.integer))
-            self.dist = Distribution({k: v for k, v in spec.items() if k != "integer"}, unit=_number, where=where)
-        elif isinstance(spec, Mapping):
-            total = 0.0
-            for value, weight in spec.items():
-                if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
-                    raise SimulationError(f"{where}: the weight of {value!r} must be a number >= 0, got {weight!r}")
-                total += float(weight)
-                self.values.append(value)
-                self.cumulative.append(total)
-            if total <= 0:
-                raise SimulationError(f"{where}: the weights add up to 0")
-        elif isinstance(spec, list):
-            if not spec:
-                raise SimulationError(f"{where}: an empty list of choices")
-            self.values = list(spec)
-            self.cumulative = [float(i + 1) for i in range(len(spec))]
-        else:
-            self.constant = spec
-
-    def sample(self, rng: random.Random) -> Any:
-        if self.dist is not None:
-            value = self.dist.sample(rng)
-            return int(round(value)) if self.integer else round(value, 2)
-        if self.cumulative:
-            if len(self.values) == 1:
-                return self.values[0]
-            x = rng.random() * self.cumulative[-1]
-            for value, edge in zip(self.values, self.cumulative):
-                if x < edge:
-                    return value
-            return self.values[-1]
-        return self.constant
-
-
-# -- the scenario file ------------------------------------------------------------------------------------
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ArrivalSpec(_Strict):
-    """Poisson arrivals at `rate` per `per`, or any inter-arrival distribution.
-
-    business_hour / working_day count working time only (nobody complains to a closed desk in
-    this model); hour / day are around the clock.
-    """
-
-    rate: float | None = Field(default=None, gt=0)
-    per: Literal["business_hour", "working_day", "hour", "day"] = "business_hour"
-    interarrival: dict[str, Any] | None = None
-    business: bool = True
-
-    @field_validator("interarrival")
-    @classmethod
-    def _dist(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and "dist" not in value:
-            raise ValueError("interarrival needs a 'dist' (e.g. {dist: exponential, mean: 15m})")
-        return value
-
-
-class MessageSpec(_Strict):
-    """How long until a message (e.g. the customer's reply) arrives."""
-
-    delay: dict[str, Any] = Field(default_factory=lambda: {"dist": "exponential", "mean": DEFAULT_MESSAGE_DELAY})
-    business: bool = True
-
-
-class ChildSpec(_Strict):
-    """A sub-process replaced by a duration and an outcome instead of a simulated child case."""
-
-    duration: dict[str, Any]
-    outcome: str | None = "closed"
-    data: dict[str, Any] = Field(default_factory=dict, description="child data the parent's outputs read")
-
-
-class Scenario(_Strict):
-    """A what-if scenario: see scenarios/complaint_as_is.yaml for a commented example."""
-
-    name: str = "scenario"
-    description: str = ""
-    definition: str = Field(description="a process id of the library, or a path to a (variant) definition YAML")
-    start: datetime = Field(default_factory=lambda: datetime.fromisoformat(DEFAULT_START))
-    cases: int = Field(default=500, ge=1)
-    seed: int = 1
-    max_days: int = Field(default=730, ge=1, description="calendar days after the last arrival before giving up")
-    arrivals: ArrivalSpec = Field(default_factory=lambda: ArrivalSpec(rate=4))
-    case_data: dict[str, Any] = Field(default_factory=dict)
-    durations: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    default_duration: dict[str, Any] = Field(default_factory=lambda: {"dist": "fixed", "value": DEFAULT_TASK_DURATION})
-    outputs: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    messages: dict[str, MessageSpec] = Field(default_factory=dict)
-    staff: dict[str, int | None] = Field(default_factory=dict)
-    subprocesses: dict[str, ChildSpec] = Field(default_factory=dict)
-    source: str | None = Field(default=None, exclude=True)
-
-    @field_validator("start")
-    @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("start needs a time zone, e.g. 2025-01-06T09:00:00+08:00")
-        return value
-
-    @field_validator("staff")
-    @classmethod
-    def _staff(cls, value: dict[str, int | None]) -> dict[str, int | None]:
-        for role, count in value.items():
-            if count is not None and count < 1:
-                raise ValueError(f"staff of '{role}' must be at least 1 (leave it out for unlimited)")
-        return value
-
-
-def _read_yaml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SimulationError(f"no such file: {path}") from None
-    except yaml.YAMLError as exc:
-        raise SimulationError(f"{path}: not valid YAML: {exc}") from None
-
-
-_MERGED_SECTIONS = ("case_data", "durations", "outputs", "messages", "staff", "subprocesses")
-
-
-def _read_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """A scenario mapping with its `extends:` base merged in (sections merge by key, the rest is replaced).
-
-    A to-be scenario then says only what differs from the as-is one, so the comparison cannot
-    drift apart by accident. A relative `definition` stays relative to the file that names it.
-    """
-    if path.resolve() in seen:
-        raise SimulationError(f"{path}: `extends` goes round in a circle")
-    raw = _read_yaml(path)
-    if not isinstance(raw, dict):
-        raise SimulationError(f"{path}: a scenario is a mapping (name, definition, arrivals, ...)")
-    if isinstance(raw.get("definition"), str) and _looks_like_path(raw["definition"]):
-        definition = Path(raw["definition"])
-        raw["definition"] = str(definition if definition.is_absolute() else path.parent / definition)
-    base_name = raw.pop("extends", None)
-    if base_name is None:
-        return raw
-    base = _read_raw(path.parent / str(base_name), (*seen, path.resolve()))
-    for key, value in raw.items():
-        if key in _MERGED_SECTIONS and isinstance(value, dict) and isinstance(base.get(key), dict):
-            base[key] = {**base[key], **value}
-        else:
-            base[key] = value
-    return base
-
-
-def _looks_like_path(text: str) -> bool:
-    return text.endswith((".yaml", ".yml")) or "/" in text
-
-
-def load_scenario(path: Path, *, durations: Path | None = None, staff: Path | None = None) -> Scenario:
-    """Read a scenario; `durations`/`staff` files (a mapping, or one with that key) replace entries by name."""
-    return _validated(_read_raw(path), str(path), durations, staff)
-
-
-def scenario_for(target: str, *, durations: Path | None = None, staff: Path | None = None) -> Scenario:
-    """A scenario file, or for a bare process id a default scenario (as many people as needed, 20-minute steps)."""
-    if target.endswith((".yaml", ".yml")) or Path(target).is_file():
-        return load_scenario(Path(target), durations=durations, staff=staff)
-    return _validated({"definition": target, "name": target}, target, durations, staff)
-
-
-def _validated(raw: dict[str, Any], where: str, durations: Path | None, staff: Path | None) -> Scenario:
-    for section, override in (("durations", durations), ("staff", staff)):
-        if override is None:
-            continue
-        extra = _read_yaml(override)
-        if isinstance(extra, dict) and section in extra and isinstance(extra[section], dict):
-            extra = extra[section]
-        if not isinstance(extra, dict):
-            raise SimulationError(f"{override}: expected a mapping of {section}")
-        raw[section] = {**(raw.get(section) or {}), **extra}
-    try:
-        scenario = Scenario.model_validate(raw)
-    except ValidationError as exc:
-        lines = [f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()]
-        raise SimulationError(f"{where}: " + "; ".join(lines)) from None
-    scenario.source = where
-    return scenario
-
-
-def parse_arrivals(text: str) -> ArrivalSpec:
-    """`--arrivals 5/bh` (per business hour), `40/wd` (per working day), `2/hour`, `50/day` (around the clock)."""
-    units = {"h": "business_hour", "bh": "business_hour", "business_hour": "business_hour",
-             "d": "working_day", "wd": "working_day", "working_day": "working_day", "hour": "hour", "day": "day"}
-    rate, _, unit = text.strip().partition("/")
-    try:
-        value = float(rate)
-    except ValueError:
-        value = -1.0
-    if value <= 0 or unit.strip() not in units:
-        raise SimulationError(f"cannot read --arrivals {text!r}",
-                              hint="write RATE/UNIT with UNIT one of bh (business hour), wd (working day), hour, day")
-    return ArrivalSpec(rate=value, per=units[unit.strip()])  # type: ignore[arg-type]
 
 
 # -- results ----------------------------------------------------------------------------------------
@@ -459,8 +133,12 @@ class _Pool:
         self.spawned = 0
 
 
-class Simulation:
-    """One run of a scenario. Use `run()`; construct with the library the definitions come from."""
+class Simulation(CaseHost):
+    """One run of a scenario. Use `run()`; construct with the library the definitions come from.
+
+    It is a host of the engine's own command driver: the same code that runs the engine's
+    steps, children and notifications runs them here, on memory and a virtual clock.
+    """
 
     def __init__(self, scenario: Scenario, *, seed: int | None = None, cases: int | None = None,
                  arrivals: ArrivalSpec | None = None, library: ProcessLibrary | None = None,
@@ -472,6 +150,8 @@ class Simulation:
         self.library = _library_for(scenario, library)
         self.graph = self._root_graph()
         self.handlers = handlers or default_registry()
+        self.executor = run_directly
+        self.driver = CommandDriver(self)
         self.calendar = self.graph.calendar
         self.day_seconds = self.calendar.day_seconds
         self.tz = self.calendar.tz
@@ -491,6 +171,7 @@ class Simulation:
         self.counter = 0
         self.tick_at: dict[str, float] = {}
         self.applies = 0
+        self.now = scenario.start
         self.children = 0
         self.notifications: dict[str, int] = {}
         self.duration_plans: dict[tuple[str, str], Distribution | None] = {}
@@ -567,10 +248,9 @@ class Simulation:
         i = 0
         while i < len(graphs):
             for node in graphs[i].definition.nodes:
-                process = getattr(node, "process", None)
-                if node.kind == "subprocess" and process not in seen:  # type: ignore[attr-defined]
-                    seen.add(process)
-                    graphs.append(self.library.get(process))
+                if isinstance(node, SubProcess) and node.process not in seen:
+                    seen.add(node.process)
+                    graphs.append(self.library.get(node.process))
             i += 1
         return graphs
 
@@ -603,7 +283,7 @@ class Simulation:
             if kind == _TICK and tick_at.get(payload) != ts:
                 continue  # superseded: the case's due instant moved and a tick for it is queued
             now_ts = ts
-            now = datetime.fromtimestamp(ts, self.tz)
+            now = self.now = datetime.fromtimestamp(ts, self.tz)
             if kind == _ARRIVAL:
                 self._arrive(payload, now)
             elif kind == _TICK:
@@ -614,12 +294,10 @@ class Simulation:
                 self._message(payload, now)
             elif kind == _AUTO_DONE:
                 case_id, command = payload
-                queue: deque[tuple[str, Command | Transition]] = deque()
-                self._run_auto(case_id, command, now, queue)
-                self._drain(queue, now)
+                self.driver.run_step(case_id, command)
             elif kind == _CHILD_DONE:
                 parent, token_id, child_id, data, outcome = payload
-                self._feed(parent, ChildFinished(token_id, child_id, data, outcome), now)
+                self.driver.system(parent, ChildFinished(token_id, child_id, data, outcome), None, token_id)
         end = datetime.fromtimestamp(now_ts, self.tz)
         available_s = self.btime.between(first, end) if end > first else 0.0
         for role, use in self.uses.items():
@@ -666,44 +344,63 @@ class Simulation:
 
     def _feed(self, case_id: str, event: Event, now: datetime) -> None:
         """Apply one event and everything it sets off (auto steps, children, parents) at this instant."""
-        queue: deque[tuple[str, Command | Transition]] = deque()
-        transition = self._apply(case_id, event, now)
-        queue.append((case_id, transition))
-        self._drain(queue, now)
+        self.driver.act(case_id, event)
 
-    def _drain(self, queue: deque[tuple[str, Command | Transition]], now: datetime) -> None:
-        touched: list[str] = []
-        while queue:
-            case_id, item = queue.popleft()
-            if type(item) is Transition:
-                touched.append(case_id)
-                self._after(case_id, item, now)
-                queue.extend((case_id, command) for command in item.commands)
-                continue
-            command = item
-            kind = type(command)
-            if kind is TaskOpened:
-                self._task_opened(case_id, command, now)  # type: ignore[arg-type]
-            elif kind is TaskClosed:
-                self._task_closed(case_id, command, now)  # type: ignore[arg-type]
-            elif isinstance(command, RunAutoStep):
-                duration = self._duration_of(case_id, command.node, default=False)
-                if duration is None:
-                    self._run_auto(case_id, command, now, queue)
-                else:
-                    self._push(self.calendar.add(now, int(round(duration))), _AUTO_DONE, (case_id, command))
-            elif isinstance(command, StartChild):
-                self._start_child(case_id, command, now, queue)
-            elif isinstance(command, CaseEnded):
-                if command.parent_case and command.parent_token and command.parent_case in self.states:
-                    child = self.states[case_id]
-                    event = ChildFinished(command.parent_token, case_id, child.data, command.outcome)
-                    queue.append((command.parent_case, self._apply(command.parent_case, event, now)))
-            elif isinstance(command, Notify):
-                for role in command.roles:
-                    self.notifications[role] = self.notifications.get(role, 0) + 1
+    # -- the driver's host: cases in memory, on the virtual clock -----------------------------------------
+    def load(self, case_id: str) -> InstanceState:
+        return self.states[case_id]
+
+    def graph_for(self, state: InstanceState) -> ProcessGraph:
+        return self.graphs[state.case_id]
+
+    def exists(self, case_id: str) -> bool:
+        return case_id in self.states
+
+    def commit(self, case_id: str, event: Event) -> Transition:
+        return self._apply(case_id, event, self.now)
+
+    def begin(self, graph: ProcessGraph, event: StartCase) -> Transition:
+        case_id = event.case_id
+        self.graphs[case_id] = graph
+        if event.parent_case is not None:
+            self.profiles[case_id] = self.profiles.get(event.parent_case, {})
+            self.children += 1
+        return self._apply(case_id, event, self.now)
+
+    def after(self, case_id: str, transition: Transition) -> None:
+        self._after(case_id, transition, self.now)
+
+    def settled(self, touched: list[str]) -> None:
         for case_id in touched:
             self._schedule_tick(case_id)
+
+    def task_opened(self, case_id: str, command: TaskOpened) -> None:
+        self._task_opened(case_id, command, self.now)
+
+    def task_closed(self, case_id: str, command: TaskClosed) -> None:
+        self._task_closed(case_id, command, self.now)
+
+    def notify(self, case_id: str, command: Notify) -> None:
+        for role in command.roles:
+            self.notifications[role] = self.notifications.get(role, 0) + 1
+
+    def defer_step(self, case_id: str, command: RunAutoStep) -> bool:
+        """A step with a duration in the scenario finishes that much business time later."""
+        duration = self._duration_of(case_id, command.node, default=False)
+        if duration is None:
+            return False
+        self._push(self.calendar.add(self.now, int(round(duration))), _AUTO_DONE, (case_id, command))
+        return True
+
+    def replace_child(self, parent_id: str, token: Token, command: StartChild) -> bool:
+        """A sub-process the scenario replaces by a duration and an outcome: no child case at all."""
+        key = self._key(self.graphs[parent_id].process_id, token.node, self.child_specs)
+        if key is None:
+            return False
+        duration, spec = self.child_specs[key]
+        self._push(self.calendar.add(self.now, int(round(duration.sample(self._streams(parent_id)[0])))), _CHILD_DONE,
+                   (parent_id, command.token_id, token.child_case, dict(spec.data), spec.outcome))
+        return True
 
     def _after(self, case_id: str, transition: Transition, now: datetime) -> None:
         """React to what the log says happened: customers to answer, tasks to re-queue after escalation."""
@@ -722,7 +419,7 @@ class Simulation:
     def _schedule_tick(self, case_id: str, due: datetime | None = None) -> None:
         """Keep one tick queued per case, at its next due instant (`tick_at` holds that instant).
 
-        Every change of a case's state goes through `_drain`, which calls this, so a queued tick
+        Every change of a case's state goes through the driver, which calls this, so a queued tick
         whose instant is no longer the case's `tick_at` is stale and `_run` drops it unopened.
         """
         if due is None:
@@ -753,48 +450,9 @@ class Simulation:
         self.graphs[case_id] = self.graph
         data = {name: profile[name] for name in self.start_fields}
         try:
-            transition = self._apply(case_id, StartCase(case_id, data, actor="simulator"), now)
+            self.driver.start(self.graph, StartCase(case_id, data, actor="simulator"))
         except InputError as exc:
             raise SimulationError(f"case_data does not fit process '{self.graph.process_id}': {exc}") from None
-        self._drain(deque([(case_id, transition)]), now)
-
-    def _start_child(self, parent_id: str, command: StartChild, now: datetime,
-                     queue: deque[tuple[str, Command | Transition]]) -> None:
-        parent = self.states[parent_id]
-        token = parent.tokens.get(command.token_id)
-        if token is None or token.child_case is None:
-            return
-        child_id = token.child_case
-        parent_graph = self.graphs[parent_id]
-        key = self._key(parent_graph.process_id, token.node, self.child_specs)
-        if key is not None:
-            duration, spec = self.child_specs[key]
-            self._push(self.calendar.add(now, int(round(duration.sample(self._streams(parent_id)[0])))), _CHILD_DONE,
-                       (parent_id, command.token_id, child_id, dict(spec.data), spec.outcome))
-            return
-        graph = self.library.get(command.process)
-        self.graphs[child_id] = graph
-        self.profiles[child_id] = self.profiles.get(parent_id, {})
-        self.children += 1
-        event = StartCase(child_id, dict(command.data), parent_id, command.token_id)
-        queue.append((child_id, self._apply(child_id, event, now)))
-
-    def _run_auto(self, case_id: str, command: RunAutoStep, now: datetime,
-                  queue: deque[tuple[str, Command | Transition]]) -> None:
-        state = self.states[case_id]
-        token = state.tokens.get(command.token_id)
-        if token is None or token.attempt != command.attempt or token.node != command.node:
-            return
-        graph = self.graphs[case_id]
-        context = HandlerContext(case_id, state.process_id, command.node, 1, command.idempotency_key,
-                                 dict(state.data), graph.definition.parameters)
-        event: Event
-        try:
-            output = self.handlers.get(command.handler)(context)
-            event = AutoStepDone(command.token_id, command.attempt, dict(output or {}))
-        except Exception as exc:  # the case's incident, as in the engine
-            event = AutoStepFailed(command.token_id, command.attempt, f"{type(exc).__name__}: {exc}")
-        queue.append((case_id, self._apply(case_id, event, now)))
 
     # -- people --------------------------------------------------------------------------------------------
     def _pool(self, role: str) -> _Pool:
@@ -964,11 +622,12 @@ class Simulation:
 
     def _duration_of(self, case_id: str, node: str, *, default: bool) -> float | None:
         process_id = self.graphs[case_id].process_id
-        distribution = self.duration_plans.get((process_id, node), False)
-        if distribution is False:
+        plan = (process_id, node)
+        if plan in self.duration_plans:
+            distribution = self.duration_plans[plan]
+        else:
             key = self._key(process_id, node, self.durations)
-            distribution = self.duration_plans[(process_id, node)] = (
-                self.durations[key] if key is not None else None)
+            distribution = self.duration_plans[plan] = self.durations[key] if key is not None else None
         if distribution is None:
             return self.default_duration.sample(self._streams(case_id)[0]) if default else None
         return distribution.sample(self._streams(case_id)[0])
@@ -1036,245 +695,7 @@ def _filler(name: str, spec: FieldSpec, now: datetime) -> Any:
     return f"sim {name}"
 
 
-def _variant_id(scenario: Scenario) -> str | None:
-    """The process id of a variant definition file named by the scenario (None for a library id)."""
-    path = _definition_path(scenario)
-    if path is None:
-        return None
-    return load_file(path).definition.id
-
-
-def _definition_path(scenario: Scenario) -> Path | None:
-    text = scenario.definition
-    if not _looks_like_path(text):
-        return None
-    path = Path(text)
-    if not path.exists():
-        raise SimulationError(f"the scenario's definition file {path} does not exist")
-    return path
-
-
-def _library_for(scenario: Scenario, library: ProcessLibrary | None) -> ProcessLibrary:
-    """The library with the scenario's variant definition (validated) in place of the process it varies."""
-    base = library or ProcessLibrary.from_dir()
-    path = _definition_path(scenario)
-    own = ProcessLibrary(latest=dict(base.latest))
-    if path is not None:
-        own.add(load_file(path))
-    own.require_valid(default_registry())  # the validator's errors refuse it, as in the engine
-    return own
-
-
 def simulate(scenario: Scenario, *, cases: int | None = None, seed: int | None = None,
              arrivals: ArrivalSpec | None = None, library: ProcessLibrary | None = None) -> SimulationResult:
     """Run a scenario once; same scenario and seed, same result."""
     return Simulation(scenario, seed=seed, cases=cases, arrivals=arrivals, library=library).run()
-
-
-# -- comparison ------------------------------------------------------------------------------------------
-@dataclass
-class VariantSummary:
-    """The numbers the side-by-side shows for one variant."""
-
-    name: str
-    definition: str
-    cases: int
-    completed: int
-    cycle_median_business_h: float | None
-    cycle_p90_business_h: float | None
-    cycle_median_wall_d: float | None
-    case_clock_breach_rate: float | None
-    task_breach_rate: float | None
-    escalations: int
-    warnings: int
-    clock_rates: dict[str, float | None]
-    roles: dict[str, RoleUse]
-    workload: dict[str, tuple[int, float]]  # role -> (tasks completed, open business hours)
-
-
-def summarise(result: SimulationResult, stats: ProcessStats | None = None) -> VariantSummary:
-    stats = stats or result.stats()
-    return VariantSummary(
-        name=result.scenario.name,
-        definition=result.scenario.definition,
-        cases=stats.cases,
-        completed=stats.completed,
-        cycle_median_business_h=stats.cycle_median_business_h,
-        cycle_p90_business_h=stats.cycle_p90_business_h,
-        cycle_median_wall_d=(stats.cycle_median_wall_h / 24.0) if stats.cycle_median_wall_h is not None else None,
-        case_clock_breach_rate=stats.case_clock_breach_rate,
-        task_breach_rate=stats.task_breach_rate,
-        escalations=stats.escalation_total,
-        warnings=stats.escalations_by_kind.get("warned", 0),
-        clock_rates={c.clock: c.breach_rate for c in stats.clocks.values()},
-        roles=result.roles,
-        workload={r.role: (r.completed, r.open_business_h) for r in stats.roles.values()},
-    )
-
-
-# -- reports ---------------------------------------------------------------------------------------------
-def _scenario_section(result: SimulationResult) -> str:
-    s = result.scenario
-    arrivals = s.arrivals
-    rate = (f"{arrivals.rate:g} per {arrivals.per.replace('_', ' ')}" if arrivals.interarrival is None
-            else f"inter-arrival {arrivals.interarrival}")
-    rows = [
-        ["scenario", s.name], ["description", s.description.strip()], ["definition", s.definition],
-        ["seed", result.seed], ["cases", result.cases], ["arrivals", rate],
-        ["simulated period", f"{result.started_at:%Y-%m-%d %H:%M} – {result.ended_at:%Y-%m-%d %H:%M}"],
-        ["child cases (sub-processes)", result.child_cases], ["interpreter transitions", result.applies],
-    ]
-    note = ('<p class="note">Simulated with the real interpreter on a virtual clock. Work times are business time '
-            "(the process calendar); a role's people serve its queue by priority, then first come first served, "
-            "only in working hours. Roles without a staff number have as many people as needed.</p>")
-    return note + html_table(["", ""], rows)
-
-
-def utilisation_table(result: SimulationResult) -> str:
-    rows = []
-    for use in result.roles.values():
-        rows.append([use.role, use.staff if use.staff is not None else "unlimited", use.tasks, f"{use.busy_h:.1f}",
-                     f"{use.available_h:.1f}" if use.available_h is not None else "–",
-                     f"{100 * use.utilisation:.1f} %" if use.utilisation is not None else "–",
-                     f"{use.median_wait_h:.2f} h" if use.median_wait_h is not None else "–",
-                     f"{use.p90_wait_h:.2f} h" if use.p90_wait_h is not None else "–", use.max_queue])
-    return html_table(["role", "staff", "tasks worked", "busy hours (business)", "available hours (business)",
-                       "utilisation", "median wait for a person", "p90 wait", "longest queue"], rows,
-                      numeric=(2, 3, 4, 5, 6, 7, 8), table_id="utilisation-table")
-
-
-def simulation_review(result: SimulationResult, stats: ProcessStats | None = None) -> Review:
-    """The review report of a simulated run, with the scenario and the people's utilisation added."""
-    stats = stats or result.stats()
-    name = result.graph.definition.name
-    review = Review(result.graph, stats, None, None,
-                    f"模拟评审 Simulated review — {name.zh} / {name.en} ({result.scenario.name})",
-                    f"模拟 simulation: {result.scenario.name}, seed {result.seed}")
-    review.sections.append(("utilisation", "人员利用率 Staff utilisation (simulated)", utilisation_table(result)))
-    review.sections.append(("scenario", "情景 Scenario", _scenario_section(result)))
-    return review
-
-
-def write_simulation(result: SimulationResult, out: Path) -> tuple[Path, Path]:
-    return write_review(simulation_review(result), out)
-
-
-def comparison_rows(a: VariantSummary, b: VariantSummary) -> list[tuple[str, str, str, str, str | None]]:
-    """(metric, A, B, change, better|worse|None) rows of the side-by-side."""
-    from visualize.review import fmt_h, fmt_pct
-
-    rows: list[tuple[str, str, str, str, str | None]] = []
-
-    def add(label: str, va: float | None, vb: float | None, shown: Any, kind: str = "number") -> None:
-        change, verdict = _delta(va, vb, kind)
-        rows.append((label, shown(va), shown(vb), change, verdict))
-
-    def days(v: float | None) -> str:
-        return "–" if v is None else f"{v:.2f} d"
-
-    add("cases simulated", a.cases, b.cases, str, "count-neutral")
-    add("completed", a.completed, b.completed, str, "count-neutral")
-    add("cycle time median (business hours)", a.cycle_median_business_h, b.cycle_median_business_h, fmt_h)
-    add("cycle time p90 (business hours)", a.cycle_p90_business_h, b.cycle_p90_business_h, fmt_h)
-    add("cycle time median (wall days)", a.cycle_median_wall_d, b.cycle_median_wall_d, days)
-    add("SLA breach rate, all case clocks", a.case_clock_breach_rate, b.case_clock_breach_rate, fmt_pct, "rate")
-    for clock in sorted(set(a.clock_rates) | set(b.clock_rates)):
-        add(f"SLA breach rate, {clock}", a.clock_rates.get(clock), b.clock_rates.get(clock), fmt_pct, "rate")
-    add("SLA breach rate, step clocks", a.task_breach_rate, b.task_breach_rate, fmt_pct, "rate")
-    add("escalations (breach and above)", a.escalations, b.escalations, str, "count")
-    add("warnings (below 100 %)", a.warnings, b.warnings, str, "count")
-    return rows
-
-
-def _delta(a: float | None, b: float | None, kind: str = "number") -> tuple[str, str | None]:
-    """The change from A to B, and whether it is better (lower is better, except neutral counts)."""
-    if a is None or b is None:
-        return "–", None
-    diff = b - a
-    if abs(diff) < 1e-12:
-        return "±0", None
-    if kind == "rate":
-        text = f"{100 * diff:+.1f} pp"
-    elif kind.startswith("count"):
-        text = f"{diff:+.0f}" + (f" ({100 * diff / a:+.0f} %)" if a else "")
-    else:
-        text = f"{diff:+.2f}" + (f" ({100 * diff / a:+.0f} %)" if a else "")
-    if kind.endswith("neutral"):
-        return text, None
-    return text, "better" if diff < 0 else "worse"
-
-
-def role_rows(a: SimulationResult, b: SimulationResult) -> list[list[Any]]:
-    """Workload and utilisation per role, both variants in one row."""
-    def pct(value: float | None) -> str:
-        return "–" if value is None else f"{100 * value:.1f} %"
-
-    def wait(value: float | None) -> str:
-        return "–" if value is None else f"{value:.2f} h"
-
-    rows: list[list[Any]] = []
-    for role in sorted(set(a.roles) | set(b.roles)):
-        ua, ub = a.roles.get(role), b.roles.get(role)
-        staff = ua.staff if ua is not None else (ub.staff if ub is not None else None)
-        staff_b = ub.staff if ub is not None else staff
-        rows.append([
-            role, "unlimited" if staff is None else staff, "unlimited" if staff_b is None else staff_b,
-            ua.tasks if ua else 0, ub.tasks if ub else 0,
-            f"{ua.busy_h:.1f}" if ua else "0.0", f"{ub.busy_h:.1f}" if ub else "0.0",
-            pct(ua.utilisation if ua else None), pct(ub.utilisation if ub else None),
-            wait(ua.p90_wait_h if ua else None), wait(ub.p90_wait_h if ub else None),
-        ])
-    return rows
-
-
-def comparison_html(a: SimulationResult, b: SimulationResult, *, svg_a: str | None = None,
-                    svg_b: str | None = None) -> str:
-    """Side-by-side of two variants, then each variant's full review."""
-    _e = html.escape
-    stats_a, stats_b = a.stats(), b.stats()
-    sa, sb = summarise(a, stats_a), summarise(b, stats_b)
-    ra, rb = simulation_review(a, stats_a), simulation_review(b, stats_b)
-    rows = comparison_rows(sa, sb)
-    head = f"<tr><th>metric</th><th>{_e(sa.name)}</th><th>{_e(sb.name)}</th><th>change</th></tr>"
-    body = "".join(
-        f"<tr><td>{_e(m)}</td><td class=\"num\">{_e(x)}</td><td class=\"num\">{_e(y)}</td>"
-        f"<td class=\"num{' ' + v if v else ''}\">{_e(d)}</td></tr>" for m, x, y, d, v in rows)
-    na, nb = sa.name, sb.name
-    parts = [
-        f'<p class="note">Same seed ({a.seed}), arrivals and customers for both variants, and per-case random '
-        f"streams, so differences come from the variants. Durations are business hours of the process calendar. "
-        f"Definitions: {_e(sa.definition)} vs {_e(sb.definition)}.</p>",
-        '<h2 id="comparison">对比 Side by side</h2>',
-        f'<table id="comparison-table"><thead>{head}</thead><tbody>{body}</tbody></table>',
-        '<h2 id="comparison-roles">工作量与利用率 Workload and utilisation per role</h2>',
-        '<p class="note">Busy hours: business hours people worked on tasks; utilisation: busy ÷ available '
-        "working hours of the role's staff over the simulated period; p90 wait: how long tasks waited for a "
-        "person (business hours).</p>",
-        html_table(["role", f"staff {na}", f"staff {nb}", f"tasks {na}", f"tasks {nb}", f"busy h {na}",
-                    f"busy h {nb}", f"utilisation {na}", f"utilisation {nb}", f"p90 wait {na}", f"p90 wait {nb}"],
-                   role_rows(a, b), numeric=tuple(range(1, 11)), table_id="comparison-roles-table"),
-        f'<h2 id="variant-a">方案 A · {_e(na)}</h2>',
-        review_body(ra, svg_a),
-        f'<h2 id="variant-b">方案 B · {_e(nb)}</h2>',
-        review_body(rb, svg_b),
-    ]
-    title = f"方案对比 What-if comparison — {na} vs {nb}"
-    return page(title, [f"{a.graph.process_id} vs {b.graph.process_id}"], "\n".join(parts))
-
-
-def write_comparison(a: SimulationResult, b: SimulationResult, out: Path) -> tuple[Path, Path, Path]:
-    """report.html with both variants, and a heatmap PNG of each next to it."""
-    from visualize.flowchart import render
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    dots = [heatmap_dot(simulation_review(r)) for r in (a, b)]
-    svgs = [inline_svg(render(dot, "svg")) for dot in dots]
-    out.write_text(comparison_html(a, b, svg_a=svgs[0], svg_b=svgs[1]), encoding="utf-8")
-    pngs = [out.with_name(f"{out.stem}-{_slug(r.scenario.name)}.png") for r in (a, b)]
-    for path, dot in zip(pngs, dots):
-        path.write_bytes(render(dot, "png"))
-    return out, pngs[0], pngs[1]
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-") or "variant"

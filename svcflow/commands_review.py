@@ -116,7 +116,9 @@ def register(app: typer.Typer) -> None:
         output: Path = typer.Option(Path("simulation.html"), "--out", help="HTML report (PNG heatmaps next to it)"),
     ) -> None:
         """What-if simulation with the real interpreter on a virtual clock; same seed, same numbers."""
-        from simulation.simulator import Simulation, parse_arrivals, scenario_for, write_comparison, write_simulation
+        from simulation.report import write_comparison, write_simulation
+        from simulation.scenario import parse_arrivals, scenario_for
+        from simulation.simulator import Simulation
 
         started = time.perf_counter()
         spec = parse_arrivals(arrivals) if arrivals else None
@@ -125,7 +127,7 @@ def register(app: typer.Typer) -> None:
         if compare is not None:
             other = scenario_for(str(compare), durations=durations, staff=staff)
             second = Simulation(other, seed=first.seed, cases=first.cases, arrivals=spec).run()
-            paths = write_comparison(first, second, output)
+            paths: tuple[Path, ...] = write_comparison(first, second, output)
         else:
             paths = write_simulation(first, output)
         elapsed = time.perf_counter() - started

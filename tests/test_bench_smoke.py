@@ -8,9 +8,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import os
+
 import pytest
 
-pytest.importorskip("SpiffWorkflow")  # a dev dependency: the benchmark's peer
+try:
+    import SpiffWorkflow  # noqa: F401  (a dev dependency: the benchmark's peer)
+except ModuleNotFoundError:
+    if os.environ.get("CI") == "true":
+        raise  # CI installs the dev dependencies: a missing peer is a failure, never a silent skip
+    pytest.skip("SpiffWorkflow (dev dependency) is not installed: pip install -e '.[dev]'", allow_module_level=True)
 
 from bench import bench_engine
 

@@ -749,12 +749,7 @@ def test_svcflow_run_continues_a_case_through_its_flow(prefect_api: str, tmp_pat
     from engine.run.handlers import default_registry
     from flows.runtime import configure
 
-    try:
-        from svcflow.cli import app
-    except ModuleNotFoundError as exc:  # another subsystem's commands are not there yet
-        if exc.name and exc.name.startswith("svcflow.commands_") and exc.name != "svcflow.commands_prefect":
-            pytest.skip(f"svcflow.cli cannot be imported yet: {exc}")
-        raise
+    from svcflow.cli import app
     defs = tmp_path / "defs"
     defs.mkdir()
     (defs / "child.yaml").write_text(CHILD, encoding="utf-8")

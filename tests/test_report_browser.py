@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from visualize.review import STATUS_FILL
-from simulation.simulator import load_scenario, simulate, write_simulation
+from simulation.report import write_simulation
+from simulation.scenario import load_scenario
+from simulation.simulator import simulate
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parent.parent

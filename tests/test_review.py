@@ -23,7 +23,8 @@ from analytics import stats as stats_module
 from visualize.review import (
     Review, build_review, publish_review_artifact, review_html, review_markdown, write_review,
 )
-from simulation.simulator import SimulationResult, load_scenario, simulate
+from simulation.scenario import load_scenario
+from simulation.simulator import SimulationResult, simulate
 from analytics.stats import (
     WORKERS_ENV, BusinessTime, ProcessStats, compress_loops, compute_stats, quantile, quantile_of_runs,
     review_workers, status_of,

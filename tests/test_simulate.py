@@ -10,10 +10,11 @@ import pytest
 
 from engine.run.handlers import default_registry
 from engine.definition.validation import validate_paths
-from simulation.simulator import (
-    Distribution, Scenario, SimulationError, SimulationResult, ValueGenerator, comparison_html, load_scenario,
-    parse_arrivals, scenario_for, simulate, summarise, write_simulation,
+from simulation.report import comparison_html, summarise, write_simulation
+from simulation.scenario import (
+    Distribution, Scenario, SimulationError, ValueGenerator, load_scenario, parse_arrivals, scenario_for,
 )
+from simulation.simulator import SimulationResult, simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 AS_IS = ROOT / "scenarios" / "complaint_as_is.yaml"

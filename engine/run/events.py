@@ -87,8 +87,17 @@ class CancelCase:
     actor: str | None = None
 
 
+@dataclass(frozen=True)
+class RecordIncident:
+    """Something failed while the system acted for the case (not a person's input): park it for an operator."""
+
+    message: str
+    node: str | None = None
+    token_id: str | None = None
+
+
 Event = Union[StartCase, CompleteTask, AssignTask, AutoStepDone, AutoStepFailed, MessageArrived, ChildFinished, Tick,
-              UpdateData, CancelCase]
+              UpdateData, CancelCase, RecordIncident]
 
 
 # -- commands (output) -----------------------------------------------------------------------

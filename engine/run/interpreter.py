@@ -18,7 +18,7 @@ from engine.definition.model import (
 from engine.errors import InputError, SvcflowError, TaskRefused
 from engine.run.events import (
     AssignTask, AutoStepDone, AutoStepFailed, CancelCase, CaseEnded, ChildFinished, Command, CompleteTask, Event, LogEntry,
-    MessageArrived, Notify, RunAutoStep, StartCase, StartChild, TaskClosed, TaskOpened, Tick, UpdateData,
+    MessageArrived, Notify, RecordIncident, RunAutoStep, StartCase, StartChild, TaskClosed, TaskOpened, Tick, UpdateData,
 )
 from engine.expressions.cel import ExpressionError, compile_expression
 from engine.run.forms import check_fields
@@ -107,6 +107,7 @@ class _Run:
         self.commands: list[Command] = []
         self.log: list[LogEntry] = []
         self.steps_taken = 0
+        self.at_node: str | None = None  # the node entered last: where an unforeseen failure is reported
         self._scope: dict[str, Any] = {}
         self._scope_key: tuple[Any, ...] | None = None
 
@@ -154,14 +155,18 @@ class _Run:
     def start(self, event: StartCase) -> None:
         self.emit("case_started", None, data=dict(self.state.data), parent_case=event.parent_case, actor=event.actor)
         self.update_priority()
-        for clock in self.definition.clocks:
-            if clock.start_on is None:
-                self.start_case_clock(clock)
         if self.graph.start_id is None:
             raise SvcflowError(f"process '{self.definition.id}' has no start node")
         token = Token(self.next_id("t"), self.graph.start_id, self.now)
         self.state.tokens[token.id] = token
-        self.guarded(lambda: self.enter(token))
+
+        def begin() -> None:
+            for clock in self.definition.clocks:
+                if clock.start_on is None:
+                    self.start_case_clock(clock)
+            self.enter(token)
+
+        self.guarded(begin)
 
     def dispatch(self, event: Event) -> None:
         closed = self.state.status in ("completed", "cancelled")
@@ -185,16 +190,32 @@ class _Run:
             self.update_data(event)
         elif isinstance(event, CancelCase):
             self.cancel(event)
+        elif isinstance(event, RecordIncident):
+            self.record_incident(event.message, event.node, event.token_id)
         else:  # pragma: no cover - the Event union is closed
             raise SvcflowError(f"unknown event {event!r}")
 
-    def guarded(self, action: Any) -> None:
-        """Run an advance; an expression failure or a missing branch parks the case as an incident."""
+    def guarded(self, action: Any, node: str | None = None) -> None:
+        """Run an advance; whatever fails in it parks the case as an incident.
+
+        An expression failure or a missing branch is foreseen (`_Incident`); anything else (a date
+        past the calendar's range, a definition referring to something that is not there) is
+        not, but it must end the same way: the work done so far - the person's completion, the
+        handler's output - is kept with the incident, never lost with a raw exception.
+        """
         try:
             action()
         except _Incident as incident:
-            self.state.status = "incident"
-            self.emit("incident", incident.node, message=str(incident))
+            self.record_incident(str(incident), incident.node)
+        except Exception as exc:  # deliberately everything: see the docstring
+            self.record_incident(f"{type(exc).__name__}: {exc}", node or self.at_node)
+
+    def record_incident(self, message: str, node: str | None = None, token_id: str | None = None) -> None:
+        token = self.state.tokens.get(token_id) if token_id else None
+        if token is not None:
+            token.incident = message
+        self.state.status = "incident"
+        self.emit("incident", node, message=message)
 
     def open_task_for(self, task_id: str, actor: str, role: str) -> Task:
         """The open task, if this person in this role may act on it; refusals say why."""
@@ -255,8 +276,15 @@ class _Run:
             return
         node = self.graph.nodes[token.node]
         assert isinstance(node, AutoTask)
-        output = check_fields(node.outputs, event.output, what=f"handler '{node.handler}' output",
-                              allow_unknown=True) if node.outputs else dict(event.output)
+        try:
+            output = check_fields(node.outputs, event.output, what=f"handler '{node.handler}' output",
+                                  allow_unknown=True) if node.outputs else dict(event.output)
+        except InputError as exc:  # the handler's fault, not a person's: the step failed
+            error = f"output does not fit the declared outputs: {exc.message}"
+            token.incident = error
+            self.state.status = "incident"
+            self.emit("step_failed", token.node, attempt=event.attempt, error=error, output=dict(event.output))
+            return
         token.incident = None
         if self.state.status == "incident" and not any(t.incident for t in self.state.tokens.values()):
             self.state.status = "running"
@@ -314,7 +342,10 @@ class _Run:
         self.state.data.update(changes)
         self.emit("data_updated", None, changes=changes, actor=event.actor)
         self.update_priority()
-        # retroactive: targets are re-chosen, the original start time (and banked time) stays
+        self.guarded(self.retarget_all)
+
+    def retarget_all(self) -> None:
+        """Retroactive reclassification: targets are re-chosen, the original start time (and banked time) stays."""
         for clock_def in self.definition.clocks:
             clock = self.state.clocks.get(f"case:{clock_def.id}")
             if clock is not None and clock.status in ("running", "paused"):
@@ -342,7 +373,7 @@ class _Run:
         self.steps_taken += 1
         if self.steps_taken > MAX_STEPS_PER_EVENT:
             raise _Incident(f"more than {MAX_STEPS_PER_EVENT} steps without waiting: an endless loop?", token.node)
-        node_id = token.node
+        node_id = self.at_node = token.node
         node = self.graph.nodes[node_id]
         kind = node.kind  # type: ignore[attr-defined]
         token.since = self.now
@@ -640,10 +671,16 @@ class _Run:
                 self.guarded(lambda token=token: self.leave(token, {}))
         for clock_id in sorted(self.state.clocks):
             clock = self.state.clocks.get(clock_id)
-            while (clock is not None and clock.status == "running" and clock.next_at is not None
-                   and clock.next_at <= self.now and clock.next_pct is not None):
-                self.fire(clock, clock.next_pct)
-                clock = self.state.clocks.get(clock_id)
+            try:
+                while (clock is not None and clock.status == "running" and clock.next_at is not None
+                       and clock.next_at <= self.now and clock.next_pct is not None):
+                    self.fire(clock, clock.next_pct)
+                    clock = self.state.clocks.get(clock_id)
+            except Exception as exc:  # an escalation that cannot be applied parks the case
+                if clock is not None:  # never due again: one incident, not one per sweep
+                    clock.next_at = None
+                    clock.next_pct = None
+                self.record_incident(f"SLA clock {clock_id}: {type(exc).__name__}: {exc}")
 
     def fire(self, clock: SlaClock, pct: int) -> None:
         clock.fired.append(pct)
@@ -707,7 +744,7 @@ class _Run:
         """Interrupting escalation: withdraw the waiting token(s) and move along the escalation edge."""
         edge = self.graph.escalation_edges.get(edge_id)
         if edge is None:
-            self.emit("incident", None, message=f"escalation edge '{edge_id}' does not exist")
+            self.record_incident(f"escalation edge '{edge_id}' does not exist")
             return
         if clock.task_id:
             task = self.state.tasks.get(clock.task_id)

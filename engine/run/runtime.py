@@ -1,8 +1,10 @@
 """The engine service: interpreter + store + handlers + notifier, driven by a clock.
 
-This is the one place that turns commands into actions (run an automatic step, start a child
-case, notify roles) and feeds the results back as events. The CLI, the Prefect flows, the
-simulator and the tests all go through it, so they refuse and record the same things.
+The engine is the `CaseHost` of the command driver (engine/run/driver.py) on the SQL store:
+the driver turns commands into actions (run an automatic step, start a child case, notify
+roles) and feeds the results back as events; the engine says how a case is loaded, stored
+and timed. The CLI, the Prefect flows and the tests all go through it, so they refuse and
+record the same things; the simulator runs the same driver on memory and a virtual clock.
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,9 +22,10 @@ from typing import Any, Protocol
 
 from engine.time.clock import Clock, SystemClock
 from engine.errors import ConcurrentModification, InputError, NotFound, SvcflowError, TaskRefused
+from engine.run.driver import CaseHost, CommandDriver, StepExecutor, WorkItem
 from engine.run.events import (
-    AssignTask, AutoStepDone, AutoStepFailed, CancelCase, CaseEnded, ChildFinished, Command, CompleteTask, Event, MessageArrived,
-    Notify, RunAutoStep, StartCase, StartChild, Tick, UpdateData,
+    AssignTask, CancelCase, CaseEnded, Command, CompleteTask, Event, MessageArrived, Notify, RecordIncident,
+    RunAutoStep, StartCase, StartChild, Tick, UpdateData,
 )
 from engine.definition.graph import ProcessGraph
 from engine.run.handlers import HandlerContext, HandlerRegistry, default_registry
@@ -37,6 +38,7 @@ from engine.store.sql import StoredEvent, Store
 
 log = logging.getLogger("svcflow")
 MAX_RETRIES_ON_CONFLICT = 5
+_CHANGES_THE_CASE_AGAIN = (RunAutoStep, StartChild)
 
 
 class Notifier(Protocol):
@@ -55,13 +57,16 @@ class LogNotifier:
                     ", ".join(command.roles), command.message)
 
 
-StepExecutor = Callable[[RunAutoStep, HandlerContext, Callable[[HandlerContext], Mapping[str, Any] | None]],
-                        Mapping[str, Any] | None]
-
-
 def run_in_process(command: RunAutoStep, context: HandlerContext,
                    handler: Callable[[HandlerContext], Mapping[str, Any] | None]) -> Mapping[str, Any] | None:
-    """Run a handler here, with the definition's retries and timeout."""
+    """Run a handler here, with the definition's retries and timeout.
+
+    A timeout ends the wait at the timeout, not when the handler returns: a hanging handler
+    must not hang the engine. Python cannot kill a thread, so an attempt that times out is left
+    running in a daemon thread (it does not keep the process alive) and whatever it returns or
+    raises later is discarded. The next attempt, or a later `recover`, calls the handler again
+    with the same `idempotency_key`, which is what makes a side effect done twice safe.
+    """
     attempts = command.retries + 1
     last: Exception | None = None
     for attempt in range(1, attempts + 1):
@@ -69,10 +74,9 @@ def run_in_process(command: RunAutoStep, context: HandlerContext,
                              context.idempotency_key, context.data, context.params)
         try:
             if command.timeout_seconds:
-                with ThreadPoolExecutor(max_workers=1) as pool:
-                    return pool.submit(handler, ctx).result(timeout=command.timeout_seconds)
+                return _call_with_timeout(handler, ctx, command.timeout_seconds)
             return handler(ctx)
-        except FutureTimeout:
+        except TimeoutError:
             last = TimeoutError(f"handler '{command.handler}' took longer than {command.timeout_seconds:g} s")
         except Exception as exc:  # a handler's failure is the case's incident, not our crash
             last = exc
@@ -80,6 +84,29 @@ def run_in_process(command: RunAutoStep, context: HandlerContext,
             time.sleep(command.retry_delay_seconds)
     assert last is not None
     raise last
+
+
+def _call_with_timeout(handler: Callable[[HandlerContext], Mapping[str, Any] | None], context: HandlerContext,
+                       timeout: float) -> Mapping[str, Any] | None:
+    """The handler's result if it comes within `timeout` seconds, else TimeoutError (the thread runs on)."""
+    outcome: list[Any] = []
+    finished = threading.Event()
+
+    def attempt() -> None:
+        try:
+            outcome.append((True, handler(context)))
+        except BaseException as exc:  # handed to the waiting caller, not lost in the thread
+            outcome.append((False, exc))
+        finally:
+            finished.set()
+
+    threading.Thread(target=attempt, name=f"svcflow-step-{context.node_id}", daemon=True).start()
+    if not finished.wait(timeout):
+        raise TimeoutError
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
 
 
 @dataclass
@@ -112,7 +139,7 @@ class CaseView:
         return [e.node for e in self.events if e.type == "node_entered" and e.node]
 
 
-class Engine:
+class Engine(CaseHost):
     """Everything that acts on cases. Thread-safe per call; cross-process safety comes from the store."""
 
     def __init__(self, store: Store, library: ProcessLibrary, *, clock: Clock | None = None,
@@ -127,6 +154,7 @@ class Engine:
         self.executor = executor or run_in_process
         self.id_factory = id_factory or _new_case_id
         self.listeners: list[Callable[[str, Command], None]] = []
+        self.driver = CommandDriver(self)
         self._lock = threading.RLock()
 
     @classmethod
@@ -156,16 +184,8 @@ class Engine:
         """Start a case of the latest version; returns its id. Bad data stores nothing."""
         graph = self.library.get(process_id)
         case_id = case_id or self.id_factory(process_id)
-        self._start(graph, case_id, dict(data or {}), None, None, actor)
+        self.driver.start(graph, StartCase(case_id, dict(data or {}), None, None, actor))
         return case_id
-
-    def _start(self, graph: ProcessGraph, case_id: str, data: dict[str, Any], parent_case: str | None,
-               parent_token: str | None, actor: str | None) -> None:
-        now = self.clock.now()
-        transition = apply(graph, None, StartCase(case_id, data, parent_case, parent_token, actor), now)
-        self.store.save_definition(graph.loaded, now)
-        self.store.write(None, transition.state, transition.log, None, now)
-        self._drive(case_id, transition)
 
     def complete(self, task_id: str, *, actor: str, role: str, data: Mapping[str, Any] | None = None) -> InstanceState:
         """Complete a human task: role/assignee check and form validation; refusals are recorded."""
@@ -191,9 +211,14 @@ class Engine:
 
     def act(self, case_id: str, event: Event, *, node: str | None = None,
             loaded: tuple[InstanceState, int] | None = None) -> InstanceState:
-        """Apply a user's event; a refusal is recorded in the log and re-raised, the state untouched."""
+        """Apply a user's event; a refusal is recorded in the log and re-raised, the state untouched.
+
+        Only the user's own event can be refused. Once it is stored, whatever fails in what it
+        sets off (a step, a child case) is recorded on the case as an incident by the driver and
+        never reported to the user as a refusal of what was in fact stored.
+        """
         try:
-            return self._apply(case_id, event, loaded)
+            transition = self._commit(case_id, event, loaded)
         except (TaskRefused, InputError) as exc:
             state, _ = loaded or self.store.load_case(case_id)
             details: dict[str, Any] = {"reason": str(exc), "event": type(event).__name__}
@@ -201,10 +226,9 @@ class Engine:
                 details.update(task_id=event.task_id, actor=event.actor, role=event.role)
             self.store.record_refusal(case_id, state.process_id, self.clock.now(), "refused", node, details)
             raise
-
-    def _apply(self, case_id: str, event: Event, loaded: tuple[InstanceState, int] | None = None) -> InstanceState:
-        transition = self._commit(case_id, event, loaded)
-        self._drive(case_id, transition)
+        self.driver.drive(case_id, transition)
+        if any(type(command) in _CHANGES_THE_CASE_AGAIN for command in transition.commands):
+            return self.load(case_id)  # a step or a child moved it on (or parked it as an incident)
         return transition.state
 
     def _commit(self, case_id: str, event: Event, loaded: tuple[InstanceState, int] | None = None) -> Transition:
@@ -231,6 +255,7 @@ class Engine:
         now = now or self.clock.now()
         results: list[tuple[str, list[StoredEvent]]] = []
         for case_id in self.store.due_cases(now, limit):
+            state: InstanceState | None = None
             try:
                 state, version = self.store.load_case(case_id)
                 due = state.next_due_at()
@@ -240,8 +265,13 @@ class Engine:
                 self.store.write(state, transition.state, transition.log, version, now)
             except ConcurrentModification:
                 continue
+            except Exception as exc:  # one broken case must not stop the sweep for all the others
+                log.error("case %s: the sweep could not apply what is due: %s", case_id, exc)
+                if state is not None and state.status != "incident":
+                    self.driver.system(case_id, RecordIncident(f"sweep: {type(exc).__name__}: {exc}"))
+                continue
             results.append((case_id, transition.log))
-            self._drive(case_id, transition)
+            self.driver.drive(case_id, transition)
         return results
 
     def recover(self, case_id: str) -> InstanceState:
@@ -252,7 +282,7 @@ class Engine:
         """
         state, _ = self.store.load_case(case_id)
         graph = self.graph_for(state)
-        queue: deque[tuple[str, Command]] = deque()
+        queue: deque[WorkItem] = deque()
         for token in state.tokens.values():
             node = graph.nodes[token.node]
             if node.kind == "auto" and token.attempt and not token.incident:  # type: ignore[attr-defined]
@@ -272,58 +302,32 @@ class Engine:
                         queue.append((token.child_case, CaseEnded(child.status, child.outcome, case_id, token.id)))
                     else:
                         self.recover(token.child_case)
-        self._run_queue(queue)
+        self.driver.drain(queue)
         return self.store.load_case(case_id)[0]
 
-    # -- commands -----------------------------------------------------------------------------
-    def _drive(self, case_id: str, transition: Transition) -> None:
-        queue: deque[tuple[str, Command]] = deque((case_id, c) for c in transition.commands)
-        self._run_queue(queue)
+    # -- the driver's host: where cases live ------------------------------------------------------
+    def load(self, case_id: str) -> InstanceState:
+        return self.store.load_case(case_id)[0]
 
-    def _run_queue(self, queue: deque[tuple[str, Command]]) -> None:
-        while queue:
-            case_id, command = queue.popleft()
-            for listener in self.listeners:
-                listener(case_id, command)
-            if isinstance(command, RunAutoStep):
-                self._run_step(case_id, command, queue)
-            elif isinstance(command, StartChild):
-                self._start_child(case_id, command)
-            elif isinstance(command, CaseEnded) and command.parent_case and command.parent_token:
-                child, _ = self.store.load_case(case_id)
-                event = ChildFinished(command.parent_token, case_id, child.data, command.outcome)
-                self._apply_system(command.parent_case, event, queue)
-            elif isinstance(command, Notify):
-                state, _ = self.store.load_case(case_id)
-                self.notifier.notify(case_id, state.process_id, command)
+    def exists(self, case_id: str) -> bool:
+        return self.store.case_exists(case_id)
 
-    def _apply_system(self, case_id: str, event: Event, queue: deque[tuple[str, Command]]) -> None:
-        queue.extend((case_id, c) for c in self._commit(case_id, event).commands)
+    def commit(self, case_id: str, event: Event) -> Transition:
+        return self._commit(case_id, event)
 
-    def _run_step(self, case_id: str, command: RunAutoStep, queue: deque[tuple[str, Command]]) -> None:
-        state, _ = self.store.load_case(case_id)
-        token = state.tokens.get(command.token_id)
-        if token is None or token.attempt != command.attempt or token.node != command.node:
-            return  # already applied by an earlier run
-        context = HandlerContext(case_id, state.process_id, command.node, 1, command.idempotency_key,
-                                 dict(state.data), self.graph_for(state).definition.parameters)
-        event: Event
-        try:
-            handler = self.handlers.get(command.handler)
-            output = self.executor(command, context, handler)
-            event = AutoStepDone(command.token_id, command.attempt, dict(output or {}))
-        except Exception as exc:
-            log.error("case %s: step %s failed: %s", case_id, command.node, exc)
-            event = AutoStepFailed(command.token_id, command.attempt, f"{type(exc).__name__}: {exc}")
-        self._apply_system(case_id, event, queue)
+    def begin(self, graph: ProcessGraph, event: StartCase) -> Transition:
+        now = self.clock.now()
+        transition = apply(graph, None, event, now)
+        self.store.save_definition(graph.loaded, now)
+        self.store.write(None, transition.state, transition.log, None, now)
+        return transition
 
-    def _start_child(self, parent_id: str, command: StartChild) -> None:
-        parent, _ = self.store.load_case(parent_id)
-        token = parent.tokens.get(command.token_id)
-        if token is None or token.child_case is None or self.store.case_exists(token.child_case):
-            return
-        graph = self.library.get(command.process)
-        self._start(graph, token.child_case, command.data, parent_id, command.token_id, None)
+    def observe(self, case_id: str, command: Command) -> None:
+        for listener in self.listeners:
+            listener(case_id, command)
+
+    def notify(self, case_id: str, command: Notify) -> None:
+        self.notifier.notify(case_id, self.load(case_id).process_id, command)
 
     # -- reading --------------------------------------------------------------------------------
     def case(self, case_id: str) -> CaseView:
