@@ -22,34 +22,18 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, tzinfo, UTC
 from itertools import chain, islice
 from operator import itemgetter
-from typing import Any, Protocol
+from typing import Any
 
 from engine.time.calendar import BusinessCalendar
 from engine.time.durations import parse_duration
 from engine.definition.graph import ProcessGraph
+from engine.run.log import LogEntry, first_problem, known_type
 
 GATEWAY_KINDS = frozenset({"exclusive", "parallel", "inclusive"})
 # kinds whose entry and completion are the same instant: volume is meaningful, duration is not
 INSTANT_KINDS = frozenset({"start", "end", "exclusive", "parallel", "inclusive"})
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _HOUR = 3600.0
-
-
-class LogEvent(Protocol):
-    """What the statistics read of an event: StoredEvent from the store, or the simulator's records."""
-
-    @property
-    def case_id(self) -> str: ...
-    @property
-    def process_id(self) -> str: ...
-    @property
-    def at(self) -> datetime: ...
-    @property
-    def type(self) -> str: ...
-    @property
-    def node(self) -> str | None: ...
-    @property
-    def data(self) -> dict[str, Any]: ...
 
 
 # -- business time, fast ------------------------------------------------------------------------
@@ -462,10 +446,10 @@ _CODES: dict[str, int] = {
 }
 
 
-def _rows(events: Iterable[LogEvent]) -> Iterable[tuple[Any, ...]]:
+def _rows(events: Iterable[LogEntry]) -> Iterable[tuple[Any, ...]]:
     """Events as plain tuples: a tuple's fields are several times cheaper to read than attributes."""
     if isinstance(events, list) and events and isinstance(events[0], tuple):
-        return events  # the simulator's records are NamedTuples in StoredEvent's field order
+        return events  # log entries are NamedTuples: already tuples in this field order
     return ((e.case_id, e.process_id, None, e.at, e.type, e.node, e.data) for e in events)
 
 
@@ -756,7 +740,8 @@ def _scan(ctx: _Context, source: Iterable[tuple[Any, ...]], cases: dict[str, _Ca
     for row in source:  # fields are read only where needed: each read touches an object in memory
         try:
             code = codes[row[4]]
-        except KeyError:
+        except KeyError:  # a type met for the first time: one the log's contract does not know is refused
+            known_type(row)
             code = codes[row[4]] = -1
         if code < 3:  # types read for nothing, and events whose node shows they need no reading
             if code < 0:
@@ -1121,7 +1106,7 @@ def review_workers(events: int, workers: int | None = None, *, min_events: int =
     return min(count, events)
 
 
-def compute_stats(graph: ProcessGraph, events: Iterable[LogEvent], *, since: datetime | None = None,
+def compute_stats(graph: ProcessGraph, events: Iterable[LogEntry], *, since: datetime | None = None,
                   until: datetime | None = None, slowest: int = 10, variants: int = 15, workers: int | None = None,
                   min_parallel_events: int = PARALLEL_MIN_EVENTS) -> ProcessStats:
     """Statistics of the cases of `graph`'s process that started in [since, until).
@@ -1141,6 +1126,21 @@ def compute_stats(graph: ProcessGraph, events: Iterable[LogEvent], *, since: dat
     enabled = gc.isenabled()
     gc.disable()
     try:
+        return _compute(graph, events, since, until, slowest, variants, workers, min_parallel_events)
+    except (KeyError, TypeError, AttributeError, IndexError):
+        # the fast pass reads payload fields by subscript; when one is missing, say which event lacks it
+        found = first_problem(events) if isinstance(events, Sequence) else None
+        if found is None:
+            raise
+        raise found from None
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _compute(graph: ProcessGraph, events: Iterable[LogEntry], since: datetime | None, until: datetime | None,
+             slowest: int, variants: int, workers: int | None, min_parallel_events: int) -> ProcessStats:
+    if True:
         ctx = _Context(graph, since, until)
         rows = _rows(events)
         first: tuple[Any, ...] | None
@@ -1169,9 +1169,6 @@ def compute_stats(graph: ProcessGraph, events: Iterable[LogEvent], *, since: dat
         stats = _assemble(graph, ctx, part, summary, since, until, slowest, variants, n_events)
         stats.workers = count
         return stats
-    finally:
-        if enabled:
-            gc.enable()
 
 
 class _Plan:

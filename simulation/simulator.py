@@ -35,7 +35,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from engine.store.sql import StoredEvent
+from engine.run.log import LogEntry
 from engine.definition.model import PRIORITIES, FieldSpec, HumanTask, MessageWait, ProcessDefinition
 from engine.time.durations import parse_duration
 from engine.errors import DefinitionError, InputError, SvcflowError, TaskRefused
@@ -378,7 +378,6 @@ def parse_arrivals(text: str) -> ArrivalSpec:
 
 
 # -- results ----------------------------------------------------------------------------------------
-SimEvent = StoredEvent  # the simulator's log has the store's record shape, so reports read both
 
 
 @dataclass
@@ -412,7 +411,7 @@ class SimulationResult:
     graph: ProcessGraph
     seed: int
     cases: int
-    events: list[SimEvent]
+    events: list[LogEntry]
     roles: dict[str, RoleUse]
     started_at: datetime
     ended_at: datetime
@@ -486,7 +485,7 @@ class Simulation:
         self.tasks: dict[tuple[str, str], _Task] = {}
         self.pools: dict[str, _Pool] = {}
         self.uses: dict[str, RoleUse] = {}
-        self.events: list[SimEvent] = []
+        self.events: list[LogEntry] = []
         self.heap: list[tuple[float, int, int, Any]] = []
         self.counter = 0
         self.tick_at: dict[str, float] = {}

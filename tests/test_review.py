@@ -18,7 +18,7 @@ import pytest
 
 from engine.definition.graph import ProcessGraph
 from engine.definition.library import ProcessLibrary
-from engine.store.sql import StoredEvent
+from engine.run.log import LogEntry
 from analytics import stats as stats_module
 from visualize.review import (
     Review, build_review, publish_review_artifact, review_html, review_markdown, write_review,
@@ -67,11 +67,11 @@ class LogWriter:
     """Writes the events the interpreter would write for a case walking the given steps."""
 
     def __init__(self) -> None:
-        self.events: list[StoredEvent] = []
+        self.events: list[LogEntry] = []
 
     def emit(self, case_id: str, seq: list[int], at: datetime, type_: str, node: str | None, **data: Any) -> None:
         seq[0] += 1
-        self.events.append(StoredEvent(case_id, "mini_review", seq[0], at, type_, node, data))
+        self.events.append(LogEntry(case_id, "mini_review", seq[0], at, type_, node, data))
 
     def case(self, case_id: str, start: datetime, steps: list[tuple[str, int]]) -> None:
         """steps: (human node, wall minutes), in order; gateways and edges are added as the engine would."""
@@ -115,7 +115,7 @@ def day(n: int) -> datetime:
 
 
 @pytest.fixture(scope="module")
-def events() -> list[StoredEvent]:
+def events() -> list[LogEntry]:
     log = LogWriter()
     log.case("c1", day(0), [("check", 30), ("approve", 60)])
     log.case("c2", day(1), [("check", 30), ("check", 30), ("approve", 180)])  # approve runs over lunch
@@ -125,7 +125,7 @@ def events() -> list[StoredEvent]:
 
 
 @pytest.fixture(scope="module")
-def stats(events: list[StoredEvent]) -> Any:
+def stats(events: list[LogEntry]) -> Any:
     return compute_stats(mini_graph(), events)
 
 
@@ -214,7 +214,7 @@ def test_slowest_case_is_ranked_by_business_cycle_time(stats: Any) -> None:
     assert slowest.reentries == 1
 
 
-def test_cases_outside_the_period_are_left_out(events: list[StoredEvent]) -> None:
+def test_cases_outside_the_period_are_left_out(events: list[LogEntry]) -> None:
     stats = compute_stats(mini_graph(), events, since=day(1), until=day(3))
     assert stats.cases == 2
     assert stats.steps["check"].entered == 3
@@ -354,7 +354,7 @@ def test_fast_timestamps_equal_datetime_timestamp_also_across_dst_changes() -> N
 
 # -- the report -----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def page(events: list[StoredEvent]) -> str:
+def page(events: list[LogEntry]) -> str:
     return review_html(build_review(mini_graph(), events))
 
 
@@ -375,19 +375,19 @@ def test_review_html_has_the_key_sections(page: str) -> None:
     assert "start → (check)↻ → approve → end" in page
 
 
-def test_write_review_writes_html_and_png_next_to_it(events: list[StoredEvent], tmp_path: Path) -> None:
+def test_write_review_writes_html_and_png_next_to_it(events: list[LogEntry], tmp_path: Path) -> None:
     html_path, png_path = write_review(build_review(mini_graph(), events), tmp_path / "out" / "report.html")
     assert html_path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert png_path == tmp_path / "out" / "report.png"
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_markdown_summary_lists_steps_with_status(events: list[StoredEvent]) -> None:
+def test_markdown_summary_lists_steps_with_status(events: list[LogEntry]) -> None:
     text = review_markdown(build_review(mini_graph(), events))
     assert "| approve | 4 |" in text and "red" in text
 
 
-def test_publishing_outside_a_prefect_run_does_nothing(events: list[StoredEvent]) -> None:
+def test_publishing_outside_a_prefect_run_does_nothing(events: list[LogEntry]) -> None:
     assert publish_review_artifact(build_review(mini_graph(), events)) is False
 
 
@@ -416,7 +416,7 @@ def test_review_command_reads_the_store_and_writes_the_report(tmp_path: Path,
 
 
 @pytest.mark.prefect
-def test_review_is_published_as_artifacts_inside_a_flow_run(prefect_api: str, events: list[StoredEvent]) -> None:
+def test_review_is_published_as_artifacts_inside_a_flow_run(prefect_api: str, events: list[LogEntry]) -> None:
     from prefect import flow
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey

@@ -22,7 +22,8 @@ from zoneinfo import ZoneInfo
 
 from engine.errors import InputError
 from visualize.review import html_table, page
-from analytics.stats import LogEvent
+from engine.run import log
+from engine.run.log import LogEntry
 
 PROCESSES: tuple[str, ...] = ("complaint_handling", "major_complaint")
 #: the task whose performer owns the complaint, per process (专人负责)
@@ -162,7 +163,7 @@ def _track(case: _Case, values: Any) -> None:
                 case.data[key] = value
 
 
-def build_weekly(events: Iterable[LogEvent], week: str, tz: tzinfo | str = "Asia/Shanghai",
+def build_weekly(events: Iterable[LogEntry], week: str, tz: tzinfo | str = "Asia/Shanghai",
                  processes: Sequence[str] = PROCESSES) -> WeeklyReport:
     """Replay the complaint events up to the end of `week` and count per owner, department, category, cause."""
     zone = ZoneInfo(tz) if isinstance(tz, str) else tz
@@ -171,7 +172,7 @@ def build_weekly(events: Iterable[LogEvent], week: str, tz: tzinfo | str = "Asia
     report = WeeklyReport(f"{year}-W{number:02d}", start, end)
     wanted = set(processes)
     cases: dict[str, _Case] = {}
-    for e in events:
+    for e in log.checked(events):  # an event the contract does not describe is an error, not a miscount
         if e.process_id not in wanted or e.at >= end:
             continue
         typ = e.type
