@@ -19,7 +19,8 @@ import pytest
 from engine.definition.graph import ProcessGraph
 from engine.definition.library import ProcessLibrary
 from engine.run.log import LogEntry
-from analytics import stats as stats_module
+from analytics import parallel as parallel_module
+from analytics.business_time import Stamps
 from visualize.review import (
     Review, build_review, publish_review_artifact, review_html, review_markdown, write_review,
 )
@@ -266,7 +267,7 @@ def test_parallel_reading_of_a_period_matches_one_process(simulated: SimulationR
 def test_reading_in_many_small_chunks_matches_one_process(simulated: SimulationResult,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Readers going backwards hold events back at every chunk boundary: many boundaries, many replays."""
-    monkeypatch.setattr(stats_module, "_CHUNKS_PER_READER", 1000)
+    monkeypatch.setattr(parallel_module, "_CHUNKS_PER_READER", 1000)
     one = compute_stats(simulated.graph, simulated.events, workers=1)
     for workers in (2, 4):
         same_statistics(one, compute_stats(simulated.graph, simulated.events, workers=workers, min_parallel_events=0))
@@ -275,7 +276,7 @@ def test_reading_in_many_small_chunks_matches_one_process(simulated: SimulationR
 def test_a_worker_that_fails_leaves_its_stretch_to_the_parent(simulated: SimulationResult,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     one = compute_stats(simulated.graph, simulated.events, workers=1)
-    monkeypatch.setattr(stats_module, "_child", lambda conn, *args: conn.close())  # sends nothing
+    monkeypatch.setattr(parallel_module, "_child", lambda conn, *args: conn.close())  # sends nothing
     two = compute_stats(simulated.graph, simulated.events, workers=2, min_parallel_events=0)
     same_statistics(one, two)
 
@@ -288,7 +289,7 @@ def test_workers_that_die_after_taking_chunks_leave_them_to_the_parent(simulated
         os._exit(1)
 
     one = compute_stats(simulated.graph, simulated.events, workers=1)
-    monkeypatch.setattr(stats_module, "_child", take_some_and_die)
+    monkeypatch.setattr(parallel_module, "_child", take_some_and_die)
     for workers in (2, 4):  # with 4, both readers of the second segment die
         same_statistics(one, compute_stats(simulated.graph, simulated.events, workers=workers, min_parallel_events=0))
 
@@ -305,21 +306,21 @@ def test_quantile_of_sorted_runs_is_the_quantile_of_their_merge() -> None:
 
 def test_long_logs_are_read_by_as_many_processes_as_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(WORKERS_ENV, raising=False)
-    monkeypatch.setattr(stats_module, "_cpus", lambda: 4)
+    monkeypatch.setattr(parallel_module, "_cpus", lambda: 4)
     assert review_workers(2_000_000) == 4
-    monkeypatch.setattr(stats_module, "_cpus", lambda: 1)
+    monkeypatch.setattr(parallel_module, "_cpus", lambda: 1)
     assert review_workers(2_000_000) == 1
 
 
 def test_short_logs_are_read_in_one_process_whatever_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(WORKERS_ENV, "4")
-    assert review_workers(stats_module.PARALLEL_MIN_EVENTS - 1) == 1
+    assert review_workers(parallel_module.PARALLEL_MIN_EVENTS - 1) == 1
     assert review_workers(10_000, workers=4) == 1
     assert review_workers(10_000, workers=4, min_events=10_000) == 4
 
 
 def test_the_environment_sets_the_worker_count_and_the_keyword_overrides_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stats_module, "_cpus", lambda: 8)
+    monkeypatch.setattr(parallel_module, "_cpus", lambda: 8)
     monkeypatch.setenv(WORKERS_ENV, "3")
     assert review_workers(2_000_000) == 3
     assert review_workers(2_000_000, workers=2) == 2
@@ -336,12 +337,12 @@ def test_a_bad_worker_count_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_without_fork_a_log_is_read_in_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stats_module, "_can_fork", lambda: False)
+    monkeypatch.setattr(parallel_module, "_can_fork", lambda: False)
     assert review_workers(2_000_000, workers=2) == 1
 
 
 def test_fast_timestamps_equal_datetime_timestamp_also_across_dst_changes() -> None:
-    stamps = stats_module._Stamps()
+    stamps = Stamps()
     berlin = ZoneInfo("Europe/Berlin")
     instants = [datetime(2025, 3, 30, 1, 59, 59, tzinfo=berlin), datetime(2025, 3, 30, 3, 0, 1, tzinfo=berlin),
                 datetime(2025, 10, 26, 2, 30, tzinfo=berlin), datetime(2025, 10, 26, 2, 30, fold=1, tzinfo=berlin),
