@@ -116,6 +116,11 @@ class ReadContext:
         self.btime = BusinessTime(graph.calendar)
         self.stamps = Stamps()
 
+    def instant(self, at: datetime) -> tuple[float, float]:
+        """(POSIX seconds, business seconds) of an instant: what a visit or a case keeps of its start and end."""
+        ts = self.stamps.stamp(at)
+        return ts, self.btime.at_ts(ts)
+
 
 def scan(ctx: ReadContext, source: Iterable[tuple[Any, ...]], cases: dict[str, CaseReading], tally: Tally, *,
           create: bool = True, orphans: list[int] | None = None, position: Callable[[], int] | None = None) -> None:
@@ -139,6 +144,7 @@ def scan(ctx: ReadContext, source: Iterable[tuple[Any, ...]], cases: dict[str, C
     bat = btime.at_ts
     stamps = ctx.stamps
     stamp = stamps.stamp
+    instant = ctx.instant
     day_seconds = ctx.day_seconds
     since_ts = ctx.since_ts
     until_ts = ctx.until_ts
@@ -252,12 +258,9 @@ def scan(ctx: ReadContext, source: Iterable[tuple[Any, ...]], cases: dict[str, C
                 if node in instant_nodes:
                     continue
                 at = row[3]
-                if at is not bts_at:
-                    if at is not ts_at:
-                        ts_at = at
-                        ts = stamp(at)
-                    bts_at = at
-                    bts = bat(ts)
+                if at is not bts_at:  # once per instant: a transition's events share it
+                    ts_at = bts_at = at
+                    ts, bts = instant(at)
                 visit = [node, ts, fixed_get(node, 0), False, bts]
                 acc.pending[node] = visit  # by node: one node is never waited at twice at once
                 acc.last = visit
@@ -302,12 +305,9 @@ def scan(ctx: ReadContext, source: Iterable[tuple[Any, ...]], cases: dict[str, C
                     unmatched_roles[role] = unmatched_roles.get(role, 0) + 1
                 continue
             at = row[3]
-            if at is not bts_at:
-                if at is not ts_at:
-                    ts_at = at
-                    ts = stamp(at)
-                bts_at = at
-                bts = bat(ts)
+            if at is not bts_at:  # once per instant: a transition's events share it
+                ts_at = bts_at = at
+                ts, bts = instant(at)
             lists = durations.get(node)
             if lists is None:
                 lists = durations[node] = ([], [], [])
@@ -382,12 +382,9 @@ def scan(ctx: ReadContext, source: Iterable[tuple[Any, ...]], cases: dict[str, C
             interrupted[key_node] = interrupted.get(key_node, 0) + 1
         elif code == 9:  # case_completed / case_cancelled
             at = row[3]
-            if at is not bts_at:
-                if at is not ts_at:
-                    ts_at = at
-                    ts = stamp(at)
-                bts_at = at
-                bts = bat(ts)
+            if at is not bts_at:  # once per instant: a transition's events share it
+                ts_at = bts_at = at
+                ts, bts = instant(at)
             acc.end = ts
             acc.business_end = bts
             if ts > last_end:

@@ -11,14 +11,7 @@ HOUR = 3600.0
 
 def quantile(sorted_values: Sequence[float], q: float) -> float | None:
     """Linear interpolation between closest ranks (numpy's default), so small samples read naturally."""
-    n = len(sorted_values)
-    if n == 0:
-        return None
-    position = (n - 1) * q
-    low = int(math.floor(position))
-    high = min(low + 1, n - 1)
-    fraction = position - low
-    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * fraction
+    return quantile_of_runs([sorted_values], q)
 
 
 def _kth(runs: Sequence[Sequence[float]], k: int) -> float:
