@@ -31,7 +31,7 @@ from engine.time.clock import FakeClock
 from flows.artifacts import path_rows
 from simulation.simulator import load_scenario, simulate
 from visualize.overlay import case_overlay
-from visualize.weekly import build_weekly
+from analytics.weekly import build_weekly
 
 V1 = Path(__file__).resolve().parent / "fixtures" / "v1"
 ROOT = V1.parents[2]
