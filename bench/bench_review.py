@@ -30,16 +30,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from visualize.review import build_review, review_html  # noqa: E402
+from engine.run.log import LogEntry  # noqa: E402
 from simulation.scenario import load_scenario  # noqa: E402
-from simulation.simulator import SimEvent, simulate  # noqa: E402
+from simulation.simulator import simulate  # noqa: E402
 
 TARGET_SECONDS = 10.0
 
 
-def replicate(events: list[SimEvent], copies: int) -> list[SimEvent]:
+def replicate(events: list[LogEntry], copies: int) -> list[LogEntry]:
     """The same cases again under new ids (`SIM-000001~7`), payloads shared, order kept per copy."""
     gc.disable()  # millions of new tuples: the collector would only rescan them
-    out: list[SimEvent] = []
+    out: list[LogEntry] = []
     for copy in range(copies):
         if copy == 0:
             out.extend(events)
@@ -50,12 +51,12 @@ def replicate(events: list[SimEvent], copies: int) -> list[SimEvent]:
             name = names.get(e.case_id)
             if name is None:
                 name = names[e.case_id] = e.case_id + suffix
-            out.append(SimEvent(name, e.process_id, e.seq, e.at, e.type, e.node, e.data))
+            out.append(LogEntry(name, e.process_id, e.seq, e.at, e.type, e.node, e.data))
     gc.enable()
     return out
 
 
-def timed_review(graph: object, events: list[SimEvent]) -> tuple[float, float, float, int, int]:
+def timed_review(graph: object, events: list[LogEntry]) -> tuple[float, float, float, int, int]:
     """(statistics s, whole report s, whole report CPU s, cases, processes that read the log): wall time,
     and this process's CPU time (on a shared machine the CPU figure shows the cost without the
     neighbours' load; it leaves out the workers', so with workers it is not the whole cost)."""

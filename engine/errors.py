@@ -81,3 +81,12 @@ class TaskRefused(SvcflowError):
 
 class ConcurrentModification(SvcflowError):
     """Another process changed the case between our read and our write; nothing was stored."""
+
+
+class LogError(SvcflowError):
+    """An event the log's contract (engine/run/log.py) does not describe: an unknown type, a missing or
+    unknown field, a payload version newer than this code."""
+
+
+class StoredStateError(SvcflowError):
+    """A case's stored state this code cannot read: an unknown key, a newer schema version, broken JSON."""

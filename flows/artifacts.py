@@ -20,7 +20,7 @@ from prefect.artifacts import create_markdown_artifact
 from engine.time import sla
 from engine.definition.graph import ProcessGraph
 from engine.run.runtime import CaseView, Engine
-from engine.store.sql import StoredEvent
+from engine.run.log import LogEntry, checked
 from flows.human import bilingual, business_span, case_summary_rows
 
 log = logging.getLogger("svcflow.flows")
@@ -54,8 +54,9 @@ _LEFT_BY = ("task_completed", "step_completed", "subprocess_completed", "timer_f
             "task_cancelled", "step_failed", "node_completed")
 
 
-def path_rows(graph: ProcessGraph, events: list[StoredEvent], when: Any) -> list[list[Any]]:
+def path_rows(graph: ProcessGraph, events: list[LogEntry], when: Any) -> list[list[Any]]:
     """The path taken, from the log: every node entered, in order, and how it was left."""
+    events = checked(events)
     left: dict[str, tuple[int, str]] = {}
     for e in events:
         if e.node and e.type in _LEFT_BY:

@@ -18,7 +18,7 @@ from prefect.events import emit_event
 
 from engine.run.events import Notify
 from engine.run.runtime import LogNotifier, Notifier
-from engine.store.sql import StoredEvent
+from engine.run.log import LogEntry
 
 log = logging.getLogger("svcflow.flows")
 
@@ -129,7 +129,7 @@ def notifier_from_settings(settings: Any) -> Notifier:
     return notifiers[0] if len(notifiers) == 1 else CompositeNotifier(notifiers)
 
 
-def sla_rows(results: Iterable[tuple[str, list[StoredEvent]]]) -> list[dict[str, Any]]:
+def sla_rows(results: Iterable[tuple[str, list[LogEntry]]]) -> list[dict[str, Any]]:
     """One row per warning, breach and escalation of a sweep, with the roles told at that level."""
     rows: list[dict[str, Any]] = []
     for case_id, events in results:

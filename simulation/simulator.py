@@ -41,7 +41,7 @@ from engine.run.events import (
 from engine.run.handlers import HandlerRegistry, default_registry
 from engine.run.interpreter import Transition, apply
 from engine.run.state import InstanceState, Token
-from engine.store.sql import StoredEvent
+from engine.run.log import LogEntry
 from simulation.scenario import (
     DEFAULT_MESSAGE_DELAY, ArrivalSpec, ChildSpec, Distribution, Scenario, SimulationError, ValueGenerator,
     _library_for, _variant_id,
@@ -52,7 +52,6 @@ _PRIORITY_RANK = {name: rank for rank, name in enumerate(PRIORITIES)}
 
 
 # -- results ----------------------------------------------------------------------------------------
-SimEvent = StoredEvent  # the simulator's log has the store's record shape, so reports read both
 
 
 @dataclass
@@ -86,7 +85,7 @@ class SimulationResult:
     graph: ProcessGraph
     seed: int
     cases: int
-    events: list[SimEvent]
+    events: list[LogEntry]
     roles: dict[str, RoleUse]
     started_at: datetime
     ended_at: datetime
@@ -166,7 +165,7 @@ class Simulation(CaseHost):
         self.tasks: dict[tuple[str, str], _Task] = {}
         self.pools: dict[str, _Pool] = {}
         self.uses: dict[str, RoleUse] = {}
-        self.events: list[SimEvent] = []
+        self.events: list[LogEntry] = []
         self.heap: list[tuple[float, int, int, Any]] = []
         self.counter = 0
         self.tick_at: dict[str, float] = {}

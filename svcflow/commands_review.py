@@ -80,7 +80,8 @@ def register(app: typer.Typer) -> None:
         out_dir: Path = typer.Option(Path("."), "--out-dir", help="directory for the .md and .html files"),
     ) -> None:
         """Weekly complaint report: open, closed, overdue, escalated by owner, department, category, cause."""
-        from visualize.weekly import PROCESSES, build_weekly, parse_week, previous_week, week_bounds, write_weekly
+        from analytics.weekly import PROCESSES, build_weekly, parse_week, previous_week, week_bounds
+        from visualize.weekly import write_weekly
 
         zone = display_zone()
         engine = _engine()

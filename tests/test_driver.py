@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from engine.run.runtime import Engine, LogNotifier
-from engine.store.sql import StoredEvent
+from engine.run.log import LogEntry
 from engine.time.clock import FakeClock
 from simulation.scenario import load_scenario, scenario_for
 from simulation.simulator import SimulationResult, simulate
@@ -32,7 +32,7 @@ def replay_in_engine(result: SimulationResult) -> Engine:
     def refresh(case_id: str) -> None:
         produced[case_id] = len(engine.store.events(case_id))
 
-    following: dict[tuple[str, int | None], StoredEvent] = {}
+    following: dict[tuple[str, int | None], LogEntry] = {}
     for earlier, later in zip(result.events, result.events[1:]):
         if earlier.case_id == later.case_id:
             following[(earlier.case_id, earlier.seq)] = later
@@ -59,12 +59,12 @@ def replay_in_engine(result: SimulationResult) -> Engine:
     return engine
 
 
-def rows(events: list[StoredEvent]) -> list[Row]:
+def rows(events: list[LogEntry]) -> list[Row]:
     return [(e.seq, e.type, e.node, e.data, e.at.timestamp()) for e in events]
 
 
-def by_case(events: list[StoredEvent]) -> dict[str, list[Row]]:
-    grouped: dict[str, list[StoredEvent]] = defaultdict(list)
+def by_case(events: list[LogEntry]) -> dict[str, list[Row]]:
+    grouped: dict[str, list[LogEntry]] = defaultdict(list)
     for event in events:
         grouped[event.case_id].append(event)
     return {case_id: rows(sorted(found, key=lambda e: e.seq or 0)) for case_id, found in grouped.items()}

@@ -18,8 +18,9 @@ import pytest
 
 from engine.definition.graph import ProcessGraph
 from engine.definition.library import ProcessLibrary
-from engine.store.sql import StoredEvent
-from analytics import stats as stats_module
+from engine.run.log import LogEntry
+from analytics import parallel as parallel_module
+from analytics.business_time import Stamps
 from visualize.review import (
     Review, build_review, publish_review_artifact, review_html, review_markdown, write_review,
 )
@@ -68,11 +69,11 @@ class LogWriter:
     """Writes the events the interpreter would write for a case walking the given steps."""
 
     def __init__(self) -> None:
-        self.events: list[StoredEvent] = []
+        self.events: list[LogEntry] = []
 
     def emit(self, case_id: str, seq: list[int], at: datetime, type_: str, node: str | None, **data: Any) -> None:
         seq[0] += 1
-        self.events.append(StoredEvent(case_id, "mini_review", seq[0], at, type_, node, data))
+        self.events.append(LogEntry(case_id, "mini_review", seq[0], at, type_, node, data))
 
     def case(self, case_id: str, start: datetime, steps: list[tuple[str, int]]) -> None:
         """steps: (human node, wall minutes), in order; gateways and edges are added as the engine would."""
@@ -116,7 +117,7 @@ def day(n: int) -> datetime:
 
 
 @pytest.fixture(scope="module")
-def events() -> list[StoredEvent]:
+def events() -> list[LogEntry]:
     log = LogWriter()
     log.case("c1", day(0), [("check", 30), ("approve", 60)])
     log.case("c2", day(1), [("check", 30), ("check", 30), ("approve", 180)])  # approve runs over lunch
@@ -126,7 +127,7 @@ def events() -> list[StoredEvent]:
 
 
 @pytest.fixture(scope="module")
-def stats(events: list[StoredEvent]) -> Any:
+def stats(events: list[LogEntry]) -> Any:
     return compute_stats(mini_graph(), events)
 
 
@@ -215,7 +216,7 @@ def test_slowest_case_is_ranked_by_business_cycle_time(stats: Any) -> None:
     assert slowest.reentries == 1
 
 
-def test_cases_outside_the_period_are_left_out(events: list[StoredEvent]) -> None:
+def test_cases_outside_the_period_are_left_out(events: list[LogEntry]) -> None:
     stats = compute_stats(mini_graph(), events, since=day(1), until=day(3))
     assert stats.cases == 2
     assert stats.steps["check"].entered == 3
@@ -267,7 +268,7 @@ def test_parallel_reading_of_a_period_matches_one_process(simulated: SimulationR
 def test_reading_in_many_small_chunks_matches_one_process(simulated: SimulationResult,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Readers going backwards hold events back at every chunk boundary: many boundaries, many replays."""
-    monkeypatch.setattr(stats_module, "_CHUNKS_PER_READER", 1000)
+    monkeypatch.setattr(parallel_module, "_CHUNKS_PER_READER", 1000)
     one = compute_stats(simulated.graph, simulated.events, workers=1)
     for workers in (2, 4):
         same_statistics(one, compute_stats(simulated.graph, simulated.events, workers=workers, min_parallel_events=0))
@@ -276,7 +277,7 @@ def test_reading_in_many_small_chunks_matches_one_process(simulated: SimulationR
 def test_a_worker_that_fails_leaves_its_stretch_to_the_parent(simulated: SimulationResult,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     one = compute_stats(simulated.graph, simulated.events, workers=1)
-    monkeypatch.setattr(stats_module, "_child", lambda conn, *args: conn.close())  # sends nothing
+    monkeypatch.setattr(parallel_module, "_child", lambda conn, *args: conn.close())  # sends nothing
     two = compute_stats(simulated.graph, simulated.events, workers=2, min_parallel_events=0)
     same_statistics(one, two)
 
@@ -289,7 +290,7 @@ def test_workers_that_die_after_taking_chunks_leave_them_to_the_parent(simulated
         os._exit(1)
 
     one = compute_stats(simulated.graph, simulated.events, workers=1)
-    monkeypatch.setattr(stats_module, "_child", take_some_and_die)
+    monkeypatch.setattr(parallel_module, "_child", take_some_and_die)
     for workers in (2, 4):  # with 4, both readers of the second segment die
         same_statistics(one, compute_stats(simulated.graph, simulated.events, workers=workers, min_parallel_events=0))
 
@@ -306,21 +307,21 @@ def test_quantile_of_sorted_runs_is_the_quantile_of_their_merge() -> None:
 
 def test_long_logs_are_read_by_as_many_processes_as_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(WORKERS_ENV, raising=False)
-    monkeypatch.setattr(stats_module, "_cpus", lambda: 4)
+    monkeypatch.setattr(parallel_module, "_cpus", lambda: 4)
     assert review_workers(2_000_000) == 4
-    monkeypatch.setattr(stats_module, "_cpus", lambda: 1)
+    monkeypatch.setattr(parallel_module, "_cpus", lambda: 1)
     assert review_workers(2_000_000) == 1
 
 
 def test_short_logs_are_read_in_one_process_whatever_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(WORKERS_ENV, "4")
-    assert review_workers(stats_module.PARALLEL_MIN_EVENTS - 1) == 1
+    assert review_workers(parallel_module.PARALLEL_MIN_EVENTS - 1) == 1
     assert review_workers(10_000, workers=4) == 1
     assert review_workers(10_000, workers=4, min_events=10_000) == 4
 
 
 def test_the_environment_sets_the_worker_count_and_the_keyword_overrides_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stats_module, "_cpus", lambda: 8)
+    monkeypatch.setattr(parallel_module, "_cpus", lambda: 8)
     monkeypatch.setenv(WORKERS_ENV, "3")
     assert review_workers(2_000_000) == 3
     assert review_workers(2_000_000, workers=2) == 2
@@ -337,12 +338,12 @@ def test_a_bad_worker_count_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_without_fork_a_log_is_read_in_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stats_module, "_can_fork", lambda: False)
+    monkeypatch.setattr(parallel_module, "_can_fork", lambda: False)
     assert review_workers(2_000_000, workers=2) == 1
 
 
 def test_fast_timestamps_equal_datetime_timestamp_also_across_dst_changes() -> None:
-    stamps = stats_module._Stamps()
+    stamps = Stamps()
     berlin = ZoneInfo("Europe/Berlin")
     instants = [datetime(2025, 3, 30, 1, 59, 59, tzinfo=berlin), datetime(2025, 3, 30, 3, 0, 1, tzinfo=berlin),
                 datetime(2025, 10, 26, 2, 30, tzinfo=berlin), datetime(2025, 10, 26, 2, 30, fold=1, tzinfo=berlin),
@@ -355,7 +356,7 @@ def test_fast_timestamps_equal_datetime_timestamp_also_across_dst_changes() -> N
 
 # -- the report -----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def page(events: list[StoredEvent]) -> str:
+def page(events: list[LogEntry]) -> str:
     return review_html(build_review(mini_graph(), events))
 
 
@@ -376,19 +377,19 @@ def test_review_html_has_the_key_sections(page: str) -> None:
     assert "start → (check)↻ → approve → end" in page
 
 
-def test_write_review_writes_html_and_png_next_to_it(events: list[StoredEvent], tmp_path: Path) -> None:
+def test_write_review_writes_html_and_png_next_to_it(events: list[LogEntry], tmp_path: Path) -> None:
     html_path, png_path = write_review(build_review(mini_graph(), events), tmp_path / "out" / "report.html")
     assert html_path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert png_path == tmp_path / "out" / "report.png"
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_markdown_summary_lists_steps_with_status(events: list[StoredEvent]) -> None:
+def test_markdown_summary_lists_steps_with_status(events: list[LogEntry]) -> None:
     text = review_markdown(build_review(mini_graph(), events))
     assert "| approve | 4 |" in text and "red" in text
 
 
-def test_publishing_outside_a_prefect_run_does_nothing(events: list[StoredEvent]) -> None:
+def test_publishing_outside_a_prefect_run_does_nothing(events: list[LogEntry]) -> None:
     assert publish_review_artifact(build_review(mini_graph(), events)) is False
 
 
@@ -417,7 +418,7 @@ def test_review_command_reads_the_store_and_writes_the_report(tmp_path: Path,
 
 
 @pytest.mark.prefect
-def test_review_is_published_as_artifacts_inside_a_flow_run(prefect_api: str, events: list[StoredEvent]) -> None:
+def test_review_is_published_as_artifacts_inside_a_flow_run(prefect_api: str, events: list[LogEntry]) -> None:
     from prefect import flow
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey

@@ -11,6 +11,7 @@ from engine.run.events import CompleteTask, StartCase
 from engine.run.handlers import HandlerRegistry
 from engine.run.interpreter import apply
 from engine.definition.library import ProcessLibrary
+from engine.store.serializer import state_json
 from tests.conftest import MONDAY_9AM, SHANGHAI
 
 HEAD = """
@@ -560,11 +561,11 @@ def _linear_start():
 
 def test_apply_leaves_the_given_state_untouched_by_default():
     graph, state, now = _linear_start()
-    before = state.to_json()
+    before = state_json(state)
     task_id = next(iter(state.tasks))
     after = apply(graph, state, CompleteTask(task_id, "li", "agent", {"result": "ok"}), now).state
     assert after is not state and after.status == "completed"
-    assert state.to_json() == before
+    assert state_json(state) == before
 
 
 def test_apply_with_reuse_state_advances_the_given_state_itself():
@@ -580,8 +581,8 @@ def test_apply_with_reuse_state_advances_the_given_state_itself():
 ])
 def test_a_refusal_with_reuse_state_leaves_the_given_state_unchanged(actor, role, output):
     graph, state, now = _linear_start()
-    before = state.to_json()
+    before = state_json(state)
     task_id = next(iter(state.tasks))
     with pytest.raises((TaskRefused, InputError)):
         apply(graph, state, CompleteTask(task_id, actor, role, output), now, reuse_state=True)
-    assert state.to_json() == before
+    assert state_json(state) == before

@@ -8,6 +8,7 @@ from datetime import datetime, UTC
 import pytest
 
 from engine.run.state import InstanceState, SlaClock, Task, Token
+from engine.store.serializer import state_from_json, state_json
 
 NOW = datetime(2025, 9, 22, 1, 0, tzinfo=UTC)
 
@@ -44,4 +45,4 @@ def test_clone_is_independent_of_the_original():
 
 def test_json_round_trip_is_exact():
     state = _state()
-    assert InstanceState.from_json(state.to_json()) == state
+    assert state_from_json(state_json(state), state.case_id) == state

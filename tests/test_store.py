@@ -18,6 +18,7 @@ from engine.run.interpreter import apply
 from engine.definition.library import ProcessLibrary
 from engine.run.runtime import Engine, LogNotifier
 from engine.store.sql import Store
+from engine.store.tables import SCHEMA_VERSION
 from tests.conftest import MONDAY_9AM
 from tests.test_semantics import ESCALATION, LINEAR
 
@@ -142,7 +143,7 @@ def test_opening_the_store_twice_keeps_data_and_schema_version(store: Store):
     store.migrate()
     assert store.load_case(case_id)[0].case_id == case_id
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version FROM svcflow_schema")).scalar() == 1
+        assert conn.execute(text("SELECT version FROM svcflow_schema")).scalar() == SCHEMA_VERSION
 
 
 def test_old_definition_versions_are_loaded_from_the_store(store: Store):
@@ -161,13 +162,13 @@ def test_pending_migrations_are_applied_once_in_order(tmp_path: Path, monkeypatc
     import engine.store.sql as store_module
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    Store(url).dispose()  # a database at schema version 1
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 2)
-    monkeypatch.setattr(store_module, "MIGRATIONS", {2: ["ALTER TABLE cases ADD COLUMN note VARCHAR(200)"]})
+    Store(url).dispose()  # a database at today's schema version
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    monkeypatch.setattr(store_module, "MIGRATIONS", {SCHEMA_VERSION + 1: ["ALTER TABLE cases ADD COLUMN note VARCHAR(200)"]})
     upgraded = Store(url)
     upgraded.migrate()  # running again must not re-apply
     with upgraded.engine.connect() as conn:
-        assert conn.execute(text("SELECT version FROM svcflow_schema")).scalar() == 2
+        assert conn.execute(text("SELECT version FROM svcflow_schema")).scalar() == SCHEMA_VERSION + 1
         assert "note" in [row[1] for row in conn.execute(text("PRAGMA table_info(cases)")).all()]
     upgraded.dispose()
 

@@ -16,7 +16,8 @@ import pytest
 
 from engine.time.clock import FakeClock
 from engine.run.runtime import Engine, LogNotifier
-from visualize.weekly import UNASSIGNED, UNKNOWN, WeeklyReport, build_weekly, parse_week, week_bounds, write_weekly
+from analytics.weekly import UNASSIGNED, UNKNOWN, WeeklyReport, build_weekly, parse_week, week_bounds
+from visualize.weekly import write_weekly
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 MONDAY = datetime(2025, 9, 15, 9, 0, tzinfo=SHANGHAI)  # an ordinary week: no holidays, no make-up days

@@ -13,6 +13,8 @@ from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from engine.definition.graph import ProcessGraph
+from engine.run import log
+from engine.run.log import LogEntry
 
 if TYPE_CHECKING:  # the runtime pulls in the store; drawing a definition must not need it
     from engine.run.runtime import CaseView
@@ -106,7 +108,7 @@ def _stamp(instant: datetime, zone: tzinfo, ref: datetime | None = None) -> str:
     return local.strftime("%m-%d %H:%M")
 
 
-def _visits(view: CaseView) -> dict[str, list[_Visit]]:
+def _visits(events: list[LogEntry]) -> dict[str, list[_Visit]]:
     """Per node, its visits in order.
 
     A token enters a node and later completes it, so entries and completions pair by (token, node).
@@ -115,7 +117,7 @@ def _visits(view: CaseView) -> dict[str, list[_Visit]]:
     """
     visits: dict[str, list[_Visit]] = {}
     open_visit: dict[tuple[str, str], _Visit] = {}
-    for event in view.events:
+    for event in events:
         if event.node is None:
             continue
         token = str(event.data.get("token", ""))
@@ -144,17 +146,18 @@ def case_overlay(graph: ProcessGraph, view: CaseView, now: datetime, *, zone: tz
     zone = zone or graph.calendar.tz
     state = view.state
     overlay = Overlay(dim_unmarked=True)
-    visits = _visits(view)
+    events = log.checked(view.events)
+    visits = _visits(events)
     taken: Counter[str] = Counter()
     escalations: dict[str, int] = {}
-    for event in view.events:
+    for event in events:
         if event.type == "edge_taken" and event.data.get("edge"):
             taken[str(event.data["edge"])] += 1
         elif event.type == "escalated" and event.node:
             escalations[event.node] = max(escalations.get(event.node, 0), int(event.data.get("level", 0)))
 
     # from the log rather than the state: a finished case no longer keeps its closed tasks' clocks
-    breached_nodes = {e.node for e in view.events if e.type == "sla_breached" and e.node}
+    breached_nodes = {e.node for e in events if e.type == "sla_breached" and e.node}
 
     for node_id in graph.nodes:  # definition order keeps the DOT text stable
         node_visits = visits.get(node_id)

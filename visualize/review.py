@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.definition.graph import ProcessGraph
-from analytics.stats import LogEvent, ProcessStats, StepStats, compute_stats
+from analytics.stats import ProcessStats, StepStats, compute_stats
+from engine.run.log import LogEntry
 
 if TYPE_CHECKING:
     from visualize.overlay import Overlay
@@ -55,7 +56,7 @@ class Review:
         return self.graph.process_id
 
 
-def build_review(graph: ProcessGraph, events: Iterable[LogEvent], since: datetime | None = None,
+def build_review(graph: ProcessGraph, events: Iterable[LogEntry], since: datetime | None = None,
                  until: datetime | None = None, *, title: str | None = None, source: str | None = None,
                  slowest: int = 10) -> Review:
     """Compute a review of the cases of `graph`'s process started in [since, until)."""

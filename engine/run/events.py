@@ -1,14 +1,17 @@
 """What goes into the interpreter (events), and what comes out (commands and log entries).
 
 Events are facts that happened to a case; commands are what the adapters (local runner,
-Prefect flows) must do next; log entries are the append-only history the store keeps.
+Prefect flows) must do next; log entries are the append-only history the store keeps (their
+record and payloads are declared in engine/run/log.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple, Union
+from typing import Any, Union
+
+from engine.run.log import LogEntry as LogEntry  # the log's record lives with its contract
 
 
 # -- events (input) ------------------------------------------------------------------------
@@ -155,20 +158,3 @@ class CaseEnded:
 
 
 Command = Union[RunAutoStep, TaskOpened, TaskClosed, StartChild, Notify, CaseEnded]
-
-
-class LogEntry(NamedTuple):
-    """One line of the event log, as the interpreter records it and as every reader sees it.
-
-    The same record throughout (the store returns it as `StoredEvent`, the simulator keeps it
-    as it comes): a NamedTuple because a transition makes several and reports read millions.
-    `at` is the time it was recorded: never back-dated.
-    """
-
-    case_id: str
-    process_id: str
-    seq: int | None
-    at: datetime
-    type: str
-    node: str | None = None
-    data: dict[str, Any] = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from collections.abc import Mapping
 from typing import Any
 
 from engine.time import sla
@@ -23,6 +24,7 @@ from engine.run.events import (
 from engine.expressions.cel import ExpressionError, compile_expression
 from engine.run.forms import check_fields
 from engine.definition.graph import ProcessGraph
+from engine.run import log
 from engine.run.state import InstanceState, SlaClock, Task, Token
 
 MAX_STEPS_PER_EVENT = 10_000
@@ -115,7 +117,8 @@ class _Run:
     def result(self) -> Transition:
         return Transition(self.state, self.commands, self.log)
 
-    def emit(self, type_: str, node: str | None = None, **data: Any) -> None:
+    def emit(self, type_: log.EventType, node: str | None, data: Mapping[str, Any]) -> None:
+        """Log an event: `data` is built with the payload type engine/run/log.py declares for `type_`."""
         state = self.state
         state.seq += 1
         # tuple.__new__ skips the NamedTuple's Python-level __new__: a transition logs about six of these
@@ -153,7 +156,8 @@ class _Run:
 
     # -- events -----------------------------------------------------------------------------
     def start(self, event: StartCase) -> None:
-        self.emit("case_started", None, data=dict(self.state.data), parent_case=event.parent_case, actor=event.actor)
+        self.emit("case_started", None, log.CaseStarted(data=dict(self.state.data), parent_case=event.parent_case,
+                                                       actor=event.actor))
         self.update_priority()
         if self.graph.start_id is None:
             raise SvcflowError(f"process '{self.definition.id}' has no start node")
@@ -215,7 +219,7 @@ class _Run:
         if token is not None:
             token.incident = message
         self.state.status = "incident"
-        self.emit("incident", node, message=message)
+        self.emit("incident", node, log.Incident(message=message))
 
     def open_task_for(self, task_id: str, actor: str, role: str) -> Task:
         """The open task, if this person in this role may act on it; refusals say why."""
@@ -241,8 +245,8 @@ class _Run:
         task = self.open_task_for(event.task_id, event.actor, event.role)
         old = task.assignee
         task.assignee = event.assignee
-        self.emit("task_assigned", task.node, task_id=task.id, assignee=event.assignee, previous=old,
-                  actor=event.actor, role=event.role)
+        self.emit("task_assigned", task.node, log.TaskAssigned(task_id=task.id, assignee=event.assignee, previous=old,
+                                                         actor=event.actor, role=event.role))
 
     def complete_task(self, event: CompleteTask) -> None:
         task = self.open_task_for(event.task_id, event.actor, event.role)
@@ -265,7 +269,8 @@ class _Run:
         task.completed_by = event.actor
         self.stop_task_clock(task)
         self.commands.append(TaskClosed(task.id, "completed"))
-        self.emit("task_completed", task.node, task_id=task.id, actor=event.actor, role=event.role, output=output)
+        self.emit("task_completed", task.node, log.TaskCompleted(task_id=task.id, actor=event.actor, role=event.role,
+                                                           output=output))
         token.task_id = None
         self.guarded(lambda: self.leave(token, output))
 
@@ -283,12 +288,12 @@ class _Run:
             error = f"output does not fit the declared outputs: {exc.message}"
             token.incident = error
             self.state.status = "incident"
-            self.emit("step_failed", token.node, attempt=event.attempt, error=error, output=dict(event.output))
+            self.emit("step_failed", token.node, log.StepFailed(attempt=event.attempt, error=error, output=dict(event.output)))
             return
         token.incident = None
         if self.state.status == "incident" and not any(t.incident for t in self.state.tokens.values()):
             self.state.status = "running"
-        self.emit("step_completed", token.node, handler=node.handler, attempt=event.attempt, output=output)
+        self.emit("step_completed", token.node, log.StepCompleted(handler=node.handler, attempt=event.attempt, output=output))
         self.guarded(lambda: self.leave(token, output))
 
     def auto_failed(self, event: AutoStepFailed) -> None:
@@ -297,7 +302,7 @@ class _Run:
             return
         token.incident = event.error
         self.state.status = "incident"
-        self.emit("step_failed", token.node, attempt=event.attempt, error=event.error)
+        self.emit("step_failed", token.node, log.StepFailed(attempt=event.attempt, error=event.error))
 
     def message(self, event: MessageArrived) -> None:
         waiting = [t for t in self.state.tokens.values() if t.message == event.message]
@@ -312,7 +317,8 @@ class _Run:
         assert isinstance(node, MessageWait)
         payload = check_fields(node.fields, event.payload, what=f"message '{event.message}'")
         token.message = None
-        self.emit("message_received", token.node, message=event.message, payload=payload, actor=event.actor)
+        self.emit("message_received", token.node, log.MessageReceived(message=event.message, payload=payload,
+                                                                 actor=event.actor))
         self.update_pauses()
         self.guarded(lambda: self.leave(token, payload))
 
@@ -329,18 +335,18 @@ class _Run:
                 output[name] = compile_expression(text).evaluate(child_scope)
         except ExpressionError as exc:
             self.state.status = "incident"
-            self.emit("incident", token.node, message=f"sub-process output: {exc}")
+            self.emit("incident", token.node, log.Incident(message=f"sub-process output: {exc}"))
             return
         token.child_case = None
-        self.emit("subprocess_completed", token.node, child_case=event.child_case, outcome=event.outcome,
-                  output=output)
+        self.emit("subprocess_completed", token.node, log.SubprocessCompleted(child_case=event.child_case,
+                                                                        outcome=event.outcome, output=output))
         self.guarded(lambda: self.leave(token, output))
 
     def update_data(self, event: UpdateData) -> None:
         changes = check_fields(self.definition.data, event.data, what=f"process '{self.definition.id}'",
                                apply_defaults=False)
         self.state.data.update(changes)
-        self.emit("data_updated", None, changes=changes, actor=event.actor)
+        self.emit("data_updated", None, log.DataUpdated(changes=changes, actor=event.actor))
         self.update_priority()
         self.guarded(self.retarget_all)
 
@@ -364,7 +370,7 @@ class _Run:
         for clock in self.state.clocks.values():
             if clock.status in ("running", "paused"):
                 sla.stop(clock, self.now, self.calendar, "stopped")
-                self.emit("sla_stopped", None, clock=clock.id)
+                self.emit("sla_stopped", None, log.SlaEnded(clock=clock.id))
         self.finish("cancelled", event.reason)
 
     # -- moving tokens ----------------------------------------------------------------------------
@@ -378,7 +384,7 @@ class _Run:
         kind = node.kind  # type: ignore[attr-defined]
         token.since = self.now
         self.state.visits[node_id] = self.state.visits.get(node_id, 0) + 1
-        self.emit("node_entered", node_id, token=token.id, kind=kind)
+        self.emit("node_entered", node_id, log.NodeEntered(token=token.id, kind=kind))
         for clock_def in self.graph.clocks_started_at.get(node_id, ()):
             if f"case:{clock_def.id}" not in self.state.clocks:
                 self.start_case_clock(clock_def)
@@ -388,7 +394,7 @@ class _Run:
             assert isinstance(node, EndNode)
             self.apply_compute(node_id)
             del self.state.tokens[token.id]
-            self.emit("node_completed", node_id, token=token.id)
+            self.emit("node_completed", node_id, log.NodeCompleted(token=token.id))
             if not self.state.tokens:
                 self.finish("completed", node.outcome or node_id)
         elif kind == "human":
@@ -401,7 +407,7 @@ class _Run:
                 token.id, node_id, node.handler, token.attempt, node.retries, node.retry_delay_seconds,
                 node.timeout_seconds, f"{self.state.case_id}:{token.id}:{node_id}:{self.state.visits[node_id]}",
             ))
-            self.emit("step_started", node_id, handler=node.handler, attempt=token.attempt)
+            self.emit("step_started", node_id, log.StepStarted(handler=node.handler, attempt=token.attempt))
         elif kind == "timer":
             assert isinstance(node, TimerWait)
             if node.duration is not None:
@@ -413,18 +419,18 @@ class _Run:
                 except ValueError:
                     raise _Incident(f"timer '{node_id}': 'until' gave {value!r}, not a date-time", node_id) from None
                 token.timer_due = due if due.tzinfo else due.replace(tzinfo=self.now.tzinfo)
-            self.emit("timer_started", node_id, due=token.timer_due.isoformat())
+            self.emit("timer_started", node_id, log.TimerStarted(due=token.timer_due.isoformat()))
         elif kind == "message":
             assert isinstance(node, MessageWait)
             token.message = node.message
-            self.emit("message_awaited", node_id, message=node.message)
+            self.emit("message_awaited", node_id, log.MessageAwaited(message=node.message))
             self.update_pauses()
         elif kind == "subprocess":
             assert isinstance(node, SubProcess)
             data = {name: self.evaluate(text, f"input '{name}' of '{node_id}'") for name, text in node.inputs.items()}
             token.child_case = f"{self.state.case_id}.{token.id}.{self.state.visits[node_id]}"
             self.commands.append(StartChild(token.id, node.process, data))
-            self.emit("subprocess_started", node_id, process=node.process, child_case=token.child_case)
+            self.emit("subprocess_started", node_id, log.SubprocessStarted(process=node.process, child_case=token.child_case))
         elif kind in ("exclusive", "inclusive", "parallel"):
             self.gateway(token, kind)
         else:  # pragma: no cover
@@ -444,20 +450,20 @@ class _Run:
                 self.update_priority()
         token.timer_due = None
         token.incident = None
-        self.emit("node_completed", node_id, token=token.id)
+        self.emit("node_completed", node_id, log.NodeCompleted(token=token.id))
         for clock_def in self.graph.clocks_stopped_at.get(node_id, ()):
             clock = self.state.clocks.get(f"case:{clock_def.id}")
             if clock is not None and clock.status in ("running", "paused"):
                 in_time = sla.stop(clock, self.now, self.calendar, "met")
-                self.emit("sla_met", node_id, clock=clock.id, in_time=in_time, consumed=clock.consumed,
-                          target=clock.target)
+                self.emit("sla_met", node_id, log.SlaEnded(clock=clock.id, in_time=in_time, consumed=clock.consumed,
+                                                         target=clock.target))
         edges = self.graph.outgoing.get(node_id, [])
         if not edges:
             raise _Incident(f"node '{node_id}' has no outgoing edge", node_id)
         self.move(token, edges[0].target, edges[0].key)
 
     def move(self, token: Token, target: str, edge_key: str) -> None:
-        self.emit("edge_taken", token.node, edge=edge_key, to=target)
+        self.emit("edge_taken", token.node, log.EdgeTaken(edge=edge_key, to=target))
         token.node = target
         self.enter(token)
 
@@ -475,10 +481,10 @@ class _Run:
             join["arrived"] += 1
             if join["arrived"] < join["expected"]:
                 del self.state.tokens[token.id]
-                self.emit("join_waiting", node_id, arrived=join["arrived"], expected=join["expected"])
+                self.emit("join_waiting", node_id, log.JoinWaiting(arrived=join["arrived"], expected=join["expected"]))
                 return
             del self.state.joins[node_id]
-            self.emit("join_completed", node_id, arrived=join["arrived"])
+            self.emit("join_completed", node_id, log.JoinCompleted(arrived=join["arrived"]))
             if not self.graph.is_split(node_id):
                 self.leave(token, {})
                 return
@@ -501,7 +507,7 @@ class _Run:
                 chosen = [default]
             if not chosen:
                 raise _Incident(f"no condition of gateway '{node_id}' holds and it has no default edge", node_id)
-        self.emit("node_completed", node_id, token=token.id, branches=[e.key for e in chosen])
+        self.emit("node_completed", node_id, log.NodeCompleted(token=token.id, branches=[e.key for e in chosen]))
         if len(chosen) > 1 or (kind != "exclusive" and self.graph.is_split(node_id)):
             join_id = self.graph.split_joins.get(node_id)
             if join_id is not None:
@@ -523,7 +529,7 @@ class _Run:
             task.status = status
             self.stop_task_clock(task, "stopped")
             self.commands.append(TaskClosed(task.id, status))
-            self.emit("task_cancelled", task.node, task_id=task.id, reason=status)
+            self.emit("task_cancelled", task.node, log.TaskCancelled(task_id=task.id, reason=status))
         self.state.tokens.pop(token.id, None)
         if token.message:
             token.message = None
@@ -534,12 +540,13 @@ class _Run:
         for clock in s.clocks.values():
             if clock.status in ("running", "paused"):
                 in_time = sla.stop(clock, self.now, self.calendar, "met" if status == "completed" else "stopped")
-                self.emit("sla_met" if status == "completed" else "sla_stopped", None, clock=clock.id,
-                          in_time=in_time, consumed=clock.consumed, target=clock.target)
+                self.emit("sla_met" if status == "completed" else "sla_stopped", None,
+                          log.SlaEnded(clock=clock.id, in_time=in_time, consumed=clock.consumed, target=clock.target))
         s.status = status
         s.outcome = outcome
         s.ended_at = self.now
-        self.emit(f"case_{status}", None, outcome=outcome)
+        self.emit("case_completed" if status == "completed" else "case_cancelled", None,
+                  log.CaseEndedPayload(outcome=outcome))
         self.commands.append(CaseEnded(status, outcome, s.parent_case, s.parent_token))
 
     # -- human tasks ---------------------------------------------------------------------------
@@ -563,16 +570,17 @@ class _Run:
             clock.task_id = task.id
             task.due_at = clock.due_at
         self.commands.append(TaskOpened(task.id, node.id, task.role, task.due_at))
-        self.emit("task_opened", node.id, task_id=task.id, role=task.role,
-                  due_at=task.due_at.isoformat() if task.due_at else None, priority=task.priority)
+        self.emit("task_opened", node.id, log.TaskOpenedPayload(task_id=task.id, role=task.role,
+                                                          due_at=task.due_at.isoformat() if task.due_at else None,
+                                                          priority=task.priority))
 
     def stop_task_clock(self, task: Task, status: str = "met") -> None:
         clock = self.state.clocks.get(f"task:{task.id}")
         if clock is None or clock.status not in ("running", "paused"):
             return
         in_time = sla.stop(clock, self.now, self.calendar, status)
-        self.emit(f"sla_{status}", task.node, clock=clock.id, in_time=in_time, consumed=clock.consumed,
-                  target=clock.target)
+        self.emit("sla_met" if status == "met" else "sla_stopped", task.node,
+                  log.SlaEnded(clock=clock.id, in_time=in_time, consumed=clock.consumed, target=clock.target))
 
     # -- SLA clocks -----------------------------------------------------------------------------
     def schedule(self, clock: SlaClock) -> None:
@@ -593,13 +601,13 @@ class _Run:
         )
         self.state.clocks[clock_id] = clock
         self.schedule(clock)
-        self.emit("sla_started", node, clock=clock_id, target=target_text,
-                  due_at=clock.due_at.isoformat() if clock.due_at else None)
+        self.emit("sla_started", node, log.SlaStarted(clock=clock_id, target=target_text,
+                                                    due_at=clock.due_at.isoformat() if clock.due_at else None))
         if scope == "case" and self.paused_by_wait():
             clock_def = self._clock_def(clock_id)
             if clock_def is not None and clock_def.pause_when_waiting:
                 sla.pause(clock, self.now, self.calendar)
-                self.emit("sla_paused", node, clock=clock_id)
+                self.emit("sla_paused", node, log.SlaPaused(clock=clock_id))
         return clock
 
     def start_case_clock(self, clock_def: CaseClock) -> None:
@@ -620,8 +628,9 @@ class _Run:
         clock.target_text = target_text
         clock.target = sla.target_seconds(target_text, self.calendar)
         self.schedule(clock)
-        self.emit("sla_retargeted", None, clock=clock.id, old=old, new=target_text,
-                  started_at=clock.started_at.isoformat(), due_at=clock.due_at.isoformat() if clock.due_at else None)
+        self.emit("sla_retargeted", None, log.SlaRetargeted(
+            clock=clock.id, old=old, new=target_text, started_at=clock.started_at.isoformat(),
+            due_at=clock.due_at.isoformat() if clock.due_at else None))
 
     def paused_by_wait(self) -> bool:
         for token in self.state.tokens.values():
@@ -641,10 +650,11 @@ class _Run:
                 continue
             if waiting and clock.status == "running":
                 sla.pause(clock, self.now, self.calendar)
-                self.emit("sla_paused", None, clock=clock.id, consumed=clock.consumed)
+                self.emit("sla_paused", None, log.SlaPaused(clock=clock.id, consumed=clock.consumed))
             elif not waiting and clock.status == "paused":
                 sla.resume(clock, self.now, self.graph.thresholds(clock.ladder), self.calendar)
-                self.emit("sla_resumed", None, clock=clock.id, due_at=clock.due_at.isoformat() if clock.due_at else None)
+                self.emit("sla_resumed", None,
+                          log.SlaResumed(clock=clock.id, due_at=clock.due_at.isoformat() if clock.due_at else None))
 
     def update_priority(self) -> None:
         """Re-derive the case priority (callers skip it when no field it reads changed)."""
@@ -654,12 +664,12 @@ class _Run:
         try:
             value = str(compile_expression(expression).evaluate(self.scope()))
         except ExpressionError as exc:
-            self.emit("incident", None, message=f"case_priority: {exc}")
+            self.emit("incident", None, log.Incident(message=f"case_priority: {exc}"))
             return
         if value in PRIORITIES and PRIORITIES.index(value) > PRIORITIES.index(self.state.priority):
             old = self.state.priority
             self.state.priority = value
-            self.emit("priority_raised", None, old=old, new=value)
+            self.emit("priority_raised", None, log.PriorityRaised(old=old, new=value))
 
     # -- the sweep: timers and escalation -----------------------------------------------------------
     def tick(self) -> None:
@@ -667,7 +677,7 @@ class _Run:
             return
         for token in sorted(self.state.tokens.values(), key=lambda t: (t.timer_due or self.now, t.id)):
             if token.timer_due is not None and token.timer_due <= self.now and token.id in self.state.tokens:
-                self.emit("timer_fired", token.node, due=token.timer_due.isoformat())
+                self.emit("timer_fired", token.node, log.TimerFired(due=token.timer_due.isoformat()))
                 self.guarded(lambda token=token: self.leave(token, {}))
         for clock_id in sorted(self.state.clocks):
             clock = self.state.clocks.get(clock_id)
@@ -691,9 +701,9 @@ class _Run:
         due = clock.next_at.isoformat() if clock.next_at else None
         if pct == sla.BREACH_PCT:
             clock.breached = True
-            self.emit("sla_breached", node_id, clock=clock.id, percent=pct, level=level_no, due=due)
+            self.emit("sla_breached", node_id, log.SlaThreshold(clock=clock.id, percent=pct, level=level_no, due=due))
         elif pct < sla.BREACH_PCT:
-            self.emit("sla_warned", node_id, clock=clock.id, percent=pct, level=level_no, due=due)
+            self.emit("sla_warned", node_id, log.SlaThreshold(clock=clock.id, percent=pct, level=level_no, due=due))
         level = next((lv for lv in levels if lv.at == pct), None)
         kind = "warned" if pct < 100 else "breached" if pct == 100 else "escalated"
         if level is not None:
@@ -705,20 +715,20 @@ class _Run:
         tasks = [s.tasks[clock.task_id]] if clock.task_id else s.open_tasks()
         tasks = [t for t in tasks if t.status == "open"]
         s.escalation_level = max(s.escalation_level, level_no)
-        actions: dict[str, Any] = {}
+        entry = log.Escalated(clock=clock.id, level=level_no, percent=level.at, kind=kind)  # actions added below
         for task in tasks:
             task.escalation_level = max(task.escalation_level, level_no)
             for role in level.notify:
                 if role not in task.escalation_roles and role != task.role:
                     task.escalation_roles.append(role)
         if level.notify:
-            actions["notify"] = list(level.notify)
+            entry["notify"] = list(level.notify)
             status = ", ".join(f"{t.node} ({t.role}{', ' + t.assignee if t.assignee else ''})" for t in tasks)
             message = (level.message.both() + " — " if level.message else "") + (
                 f"{clock.name}: {level.at}% of {clock.target_text} used; open: {status or 'none'}")
             self.commands.append(Notify(kind, tuple(level.notify), clock.id, level_no, level.at, message))
         if level.reassign:
-            actions["reassign"] = level.reassign
+            entry["reassign"] = level.reassign
             for task in tasks:
                 if task.role != level.reassign:
                     if task.role not in task.escalation_roles:
@@ -726,17 +736,17 @@ class _Run:
                     task.role = level.reassign
                     task.assignee = None
         if level.raise_priority:
-            actions["raise_priority"] = level.raise_priority
+            entry["raise_priority"] = level.raise_priority
             if PRIORITIES.index(level.raise_priority) > PRIORITIES.index(s.priority):
                 old = s.priority
                 s.priority = level.raise_priority
-                self.emit("priority_raised", None, old=old, new=s.priority)
+                self.emit("priority_raised", None, log.PriorityRaised(old=old, new=s.priority))
             for task in tasks:
                 task.priority = _max_priority(task.priority, level.raise_priority)
         node_id = tasks[0].node if clock.task_id and tasks else None
         if level.route:
-            actions["route"] = level.route
-        self.emit("escalated", node_id, clock=clock.id, level=level_no, percent=level.at, kind=kind, **actions)
+            entry["route"] = level.route
+        self.emit("escalated", node_id, entry)
         if level.route:
             self.route(clock, level.route)
 

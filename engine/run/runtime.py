@@ -34,7 +34,8 @@ from engine.run.interpreter import Transition, apply, case_scope
 from engine.definition.library import ProcessLibrary
 from engine.definition.loader import load_text
 from engine.run.state import InstanceState
-from engine.store.sql import StoredEvent, Store
+from engine.run.log import LogEntry
+from engine.store.sql import Store
 
 log = logging.getLogger("svcflow")
 MAX_RETRIES_ON_CONFLICT = 5
@@ -115,7 +116,7 @@ class CaseView:
 
     state: InstanceState
     version: int
-    events: list[StoredEvent]
+    events: list[LogEntry]
     children: list[str] = field(default_factory=list)
 
     @property
@@ -246,14 +247,14 @@ class Engine(CaseHost):
         raise ConcurrentModification(f"case {case_id} kept changing under us; nothing was stored",
                                      hint="try again")
 
-    def sweep(self, now: datetime | None = None, limit: int = 500) -> list[tuple[str, list[StoredEvent]]]:
+    def sweep(self, now: datetime | None = None, limit: int = 500) -> list[tuple[str, list[LogEntry]]]:
         """Apply due timers, SLA warnings, breaches and escalations once. Returns what happened per case.
 
         Safe to run in several processes at once: the optimistic version lets one apply each due
         item; the loser re-reads and finds nothing due any more.
         """
         now = now or self.clock.now()
-        results: list[tuple[str, list[StoredEvent]]] = []
+        results: list[tuple[str, list[LogEntry]]] = []
         for case_id in self.store.due_cases(now, limit):
             state: InstanceState | None = None
             try:

@@ -1,12 +1,12 @@
 """The state of one running case: everything the interpreter needs, and nothing else.
 
 Plain dataclasses (not pydantic) because the interpreter copies and serialises the state on
-every transition; it is stored as JSON in the case row and is the source of truth.
+every transition; it is stored as JSON in the case row and is the source of truth. A field
+renamed or removed here needs a step in engine/store/migrations.py, or stored cases break.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
@@ -197,7 +197,7 @@ class InstanceState:
         new.visits = dict(self.visits)
         return new
 
-    # -- serialisation -------------------------------------------------------------------
+    # -- serialisation (the stored form, with its version, is engine/store/serializer.py) --------
     def to_dict(self) -> dict[str, Any]:
         """Hand-written (not dataclasses.asdict): this runs on every stored transition."""
         out: dict[str, Any] = {}
@@ -210,11 +210,10 @@ class InstanceState:
             out[name] = value
         return out
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
-
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> InstanceState:
+        """The inverse of to_dict. Stored states are read through engine/store/serializer.py, which
+        checks their keys and schema version first."""
         raw = dict(raw)
         raw["tokens"] = {k: Token(**_decode(v, _TOKEN_DT)) for k, v in raw.get("tokens", {}).items()}
         raw["tasks"] = {k: Task(**_decode(v, _TASK_DT)) for k, v in raw.get("tasks", {}).items()}
@@ -222,10 +221,6 @@ class InstanceState:
         for name in ("started_at", "ended_at"):
             raw[name] = _dt(raw.get(name))
         return cls(**raw)
-
-    @classmethod
-    def from_json(cls, text: str) -> InstanceState:
-        return cls.from_dict(json.loads(text))
 
     def copy(self) -> InstanceState:
         """A shallow copy without __init__: explicit assignments, the cheapest copy in CPython."""

@@ -19,10 +19,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import SQLModel, create_engine
 
-from engine.errors import ConcurrentModification, NotFound
-from engine.run.events import LogEntry
+from engine.errors import ConcurrentModification, LogError, NotFound
+from engine.run.log import ESCALATION_ACTIONS, LOG_SCHEMA_VERSION, LogEntry, check, upgrade
 from engine.definition.loader import LoadedDefinition
 from engine.run.state import InstanceState, SlaClock, Task
+from engine.store.serializer import state_from_json, state_json
 from engine.store.tables import (
     SCHEMA_VERSION, CaseRow, DefinitionRow, EscalationRow, EventRow, SchemaMeta, SlaClockRow, TaskRow,
 )
@@ -55,12 +56,10 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
 
 
-StoredEvent = LogEntry
-"""One row of the event log as readers see it (reports, `show`, the simulator's own log)."""
-
-
 # Each migration takes the schema from version N-1 to N; create_all makes new tables.
-MIGRATIONS: dict[int, Sequence[str]] = {}
+MIGRATIONS: dict[int, Sequence[str]] = {
+    2: ("ALTER TABLE events ADD COLUMN log_version INTEGER",),  # the payload version of each row (NULL: 1)
+}
 
 
 class Store:
@@ -157,14 +156,14 @@ class Store:
         row = self._fetch_one(self._sql.load_case, {"id": case_id})
         if row is None:
             raise NotFound(f"no case with id '{case_id}'", hint="list cases with `svcflow cases`")
-        return InstanceState.from_json(row[0]), row[1]
+        return state_from_json(row[0], case_id), row[1]
 
     def load_case_of_task(self, task_id: str) -> tuple[InstanceState, int, str]:
         """The case a task belongs to, with the task's node: one query for `svcflow complete`."""
         row = self._fetch_one(self._sql.load_case_of_task, {"id": task_id})
         if row is None:
             raise NotFound(f"no task with id '{task_id}'", hint="list open tasks with `svcflow tasks`")
-        return InstanceState.from_json(row[0]), row[1], row[2]
+        return state_from_json(row[0], row[3]), row[1], row[2]
 
     def case_exists(self, case_id: str) -> bool:
         with self.engine.connect() as conn:
@@ -195,7 +194,7 @@ class Store:
             escalation_level=new.escalation_level,
             current_nodes=",".join(sorted({t.node for t in new.tokens.values()}))[:1000],
             updated_at=sql.dt(now), ended_at=sql.dt(new.ended_at), next_due_at=sql.dt(new.next_due_at()),
-            state=new.to_json(),
+            state=state_json(new),
         )
         if expected_version is None:
             try:
@@ -232,13 +231,13 @@ class Store:
         for entry in log:
             at = sql.dt(entry.at)
             rows.append(dict(case_id=state.case_id, process_id=state.process_id, seq=entry.seq, at=at,
-                             type=entry.type, node=entry.node, payload=_dumps(entry.data)))
-            if entry.type == "escalated":
-                actions = {k: entry.data[k] for k in ("notify", "reassign", "raise_priority", "route")
-                           if k in entry.data}
-                escalations.append(dict(case_id=state.case_id, clock_id=entry.data.get("clock", ""),
-                                        level=entry.data.get("level", 0), percent=entry.data.get("percent", 0),
-                                        kind=entry.data.get("kind", ""), node=entry.node, at=at,
+                             type=entry.type, node=entry.node, payload=_dumps(entry.data),
+                             log_version=LOG_SCHEMA_VERSION))
+            if entry.type == "escalated":  # the projection of log.Escalated
+                data = entry.data
+                actions = {k: data[k] for k in ESCALATION_ACTIONS if k in data}
+                escalations.append(dict(case_id=state.case_id, clock_id=data["clock"], level=data["level"],
+                                        percent=data["percent"], kind=data["kind"], node=entry.node, at=at,
                                         actions=_dumps(actions)))
         try:
             cursor.executemany(sql.insert_event, rows)
@@ -251,9 +250,11 @@ class Store:
     def record_refusal(self, case_id: str, process_id: str, at: datetime, kind: str, node: str | None,
                        data: dict[str, Any]) -> None:
         """A refused action changes nothing but is recorded (who tried what, and why it was refused)."""
+        check(LogEntry(case_id, process_id, None, at, kind, node, data))
         with self.transaction() as conn:
             conn.execute(insert(EVENTS).values(case_id=case_id, process_id=process_id, seq=None, at=utc(at),
-                                               type=kind, node=node, payload=_dumps(data)))
+                                               type=kind, node=node, payload=_dumps(data),
+                                               log_version=LOG_SCHEMA_VERSION))
 
     # -- queries ---------------------------------------------------------------------------------
     def due_cases(self, now: datetime, limit: int = 500) -> list[str]:
@@ -318,9 +319,11 @@ class Store:
         return [_aware_row(r) for r in rows]
 
     def events(self, case_id: str | None = None, *, process_id: str | None = None, since: datetime | None = None,
-               until: datetime | None = None, types: Sequence[str] | None = None) -> list[StoredEvent]:
+               until: datetime | None = None, types: Sequence[str] | None = None) -> list[LogEntry]:
+        """Log entries in the order written, each in the current payload version and checked against
+        the log's contract (engine/run/log.py): a row it does not describe is a LogError naming it."""
         query = select(EVENTS.c.case_id, EVENTS.c.process_id, EVENTS.c.seq, EVENTS.c.at, EVENTS.c.type,
-                       EVENTS.c.node, EVENTS.c.payload)
+                       EVENTS.c.node, EVENTS.c.payload, EVENTS.c.log_version)
         if case_id:
             query = query.where(EVENTS.c.case_id == case_id)
         if process_id:
@@ -334,13 +337,29 @@ class Store:
         query = query.order_by(EVENTS.c.id)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
-        return [StoredEvent(r[0], r[1], r[2], aware(r[3]), r[4], r[5], json.loads(r[6])) for r in rows]  # type: ignore[arg-type]
+        return [_entry(r) for r in rows]
 
     def delete_everything(self) -> None:
         """For tests and the demo's fresh start only."""
         with self.transaction() as conn:
             for table in (EVENTS, ESCALATIONS, CLOCKS, TASKS, CASES, DEFINITIONS):
                 conn.execute(delete(table))
+
+
+def _entry(row: Any) -> LogEntry:
+    """A stored row as a log entry of the current version, or a LogError saying which row is wrong."""
+    case_id, process_id, seq, at, type_, node, payload, version = row
+    where = f"case {case_id} ({process_id}), event #{seq}"
+    try:
+        data = json.loads(payload)
+    except ValueError as exc:
+        raise LogError(f"{where} '{type_}': its payload is not JSON ({exc})",
+                       hint="the row was not written by svcflow: fix or remove it") from None
+    if version != LOG_SCHEMA_VERSION:
+        data = upgrade(type_, data, version, where=where)
+    entry = LogEntry(case_id, process_id, seq, aware(at), type_, node, data)  # type: ignore[arg-type]
+    check(entry)
+    return entry
 
 
 def _sync_rows(cursor: Any, old: dict[str, Any], new: dict[str, Any], update_sql: str, insert_sql: str,
@@ -395,7 +414,7 @@ class _HotSql:
             return f"UPDATE {table.name} SET {sets} WHERE {where}"
 
         self.load_case = f"SELECT state, version FROM cases WHERE id = {mark('id')}"
-        self.load_case_of_task = ("SELECT c.state, c.version, t.node FROM tasks t JOIN cases c ON c.id = t.case_id "
+        self.load_case_of_task = ("SELECT c.state, c.version, t.node, c.id FROM tasks t JOIN cases c ON c.id = t.case_id "
                                   f"WHERE t.id = {mark('id')}")
         self.insert_case = insert_sql(CASES)
         self.update_case = update_sql(CASES, ("status", "outcome", "priority", "tier", "escalation_level",

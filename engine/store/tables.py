@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: events.log_version
 
 
 class SchemaMeta(SQLModel, table=True):
@@ -124,3 +124,4 @@ class EventRow(SQLModel, table=True):
     type: str = Field(max_length=50)
     node: str | None = Field(default=None, max_length=100)
     payload: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    log_version: int | None = None  # the payload's version (engine/run/log.py); NULL: written before versions, 1
