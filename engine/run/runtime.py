@@ -30,6 +30,7 @@ from engine.definition.graph import ProcessGraph
 from engine.run.handlers import HandlerContext, HandlerRegistry, default_registry
 from engine.expressions.cel import compile_expression
 from engine.run.interpreter import Transition, apply, case_scope
+from engine.run.schedules import due_starts
 from engine.definition.library import ProcessLibrary
 from engine.definition.loader import load_text
 from engine.run.state import InstanceState
@@ -159,12 +160,13 @@ class Engine:
         return case_id
 
     def _start(self, graph: ProcessGraph, case_id: str, data: dict[str, Any], parent_case: str | None,
-               parent_token: str | None, actor: str | None) -> None:
-        now = self.clock.now()
+               parent_token: str | None, actor: str | None, now: datetime | None = None) -> Transition:
+        now = now or self.clock.now()
         transition = apply(graph, None, StartCase(case_id, data, parent_case, parent_token, actor), now)
         self.store.save_definition(graph.loaded, now)
         self.store.write(None, transition.state, transition.log, None, now)
         self._drive(case_id, transition)
+        return transition
 
     def complete(self, task_id: str, *, actor: str, role: str, data: Mapping[str, Any] | None = None) -> InstanceState:
         """Complete a human task: role/assignee check and form validation; refusals are recorded."""
@@ -228,7 +230,7 @@ class Engine:
         item; the loser re-reads and finds nothing due any more.
         """
         now = now or self.clock.now()
-        results: list[tuple[str, list[StoredEvent]]] = []
+        results: list[tuple[str, list[StoredEvent]]] = self.start_scheduled(now)
         for case_id in self.store.due_cases(now, limit):
             try:
                 state, version = self.store.load_case(case_id)
@@ -242,6 +244,22 @@ class Engine:
             results.append((case_id, transition.log))
             self._drive(case_id, transition)
         return results
+
+    def start_scheduled(self, now: datetime | None = None) -> list[tuple[str, list[StoredEvent]]]:
+        """Start the current period's case of every schedule of the library, once (see schedules.py)."""
+        now = now or self.clock.now()
+        started: list[tuple[str, list[StoredEvent]]] = []
+        latest = self.library.latest
+        for due in due_starts([latest[pid].definition for pid in sorted(latest)], now):
+            if self.store.case_exists(due.case_id):
+                continue
+            try:
+                transition = self._start(self.library.get(due.process_id), due.case_id, dict(due.data), None, None,
+                                         due.actor, now)
+            except ConcurrentModification:  # another sweep started it a moment ago
+                continue
+            started.append((due.case_id, transition.log))
+        return started
 
     def recover(self, case_id: str) -> InstanceState:
         """Continue a case whose runner died: redo the work its commands asked for, exactly once.
