@@ -17,12 +17,15 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from engine.definition.library import DEFAULT_DIR, ProcessLibrary
 from engine.definition.model import HumanTask, Policy, ProcessDefinition
 from engine.expressions.cel import compile_expression
 from engine.run.handlers import HandlerContext, default_registry
+from engine.run.runtime import Engine
 from engine.run.schedules import due_starts
 from engine.time import sla
 from engine.time.calendar import BusinessCalendar
+from engine.time.clock import FakeClock
 from engine.time.durations import parse_duration
 from tests.test_library_common import PROCESS_IDS, SHANGHAI, START, Driver, driver, library  # noqa: F401
 from tests.test_library_complaint_handling import REGISTRATION, assign, handle, open_complaint, tell_status
@@ -205,7 +208,7 @@ def test_a_minor_fault_breaches_24_hours_after_the_call() -> None:
 
 
 def _scheduled(d: Driver, process_id: str) -> list[dict[str, Any]]:
-    return [c for c in d.engine.store.cases(process_id=process_id) if "-" in c["id"] and "_" in c["id"]]
+    return [c for c in d.engine.store.cases(process_id=process_id) if c["id"].startswith(f"{process_id}-")]
 
 
 def test_the_sweep_starts_each_schedules_visit_once_per_period(driver: Driver) -> None:
@@ -226,6 +229,22 @@ def test_thirty_days_later_platinum_clients_get_their_next_visit_and_gold_ones_d
     driver.advance(timedelta(days=30))
     tiers = sorted(driver.state(c["id"]).data["tier"] for c in _scheduled(driver, "big_client_visit"))
     assert tiers == ["gold", "platinum", "platinum"]
+
+
+def test_a_schedule_the_process_refuses_is_logged_and_the_sweep_goes_on(tmp_path: Path,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    text = (DEFAULT_DIR / "big_client_visit.yaml").read_text(encoding="utf-8")
+    (tmp_path / "big_client_visit.yaml").write_text(text.replace("data: {tier: gold,", "data: {tier: diamond,"),
+                                                    encoding="utf-8")
+    clock = FakeClock(START)
+    engine = Engine.in_memory(clock=clock, library=ProcessLibrary.from_dir(tmp_path))
+    case_id = engine.start("big_client_visit", {"tier": "gold"})
+    clock.advance(timedelta(days=10))
+    swept = dict(engine.sweep())
+    assert "gold_quarterly" in caplog.text and "diamond" in caplog.text
+    assert "big_client_visit-platinum_monthly-" in " ".join(swept)  # the good schedule still started
+    assert case_id in swept  # and the due escalation of the open case was applied
+    assert engine.case(case_id).state.clocks
 
 
 def test_scheduled_starts_fall_in_fixed_periods_so_concurrent_sweeps_agree() -> None:
@@ -330,7 +349,7 @@ def _span(definition: ProcessDefinition, start: str, stops: set[str]) -> set[str
 
 
 def _clock_start(definition: ProcessDefinition, start_on: str | None) -> str:
-    return start_on or next(n.id for n in definition.nodes if n.kind == "start")  # type: ignore[attr-defined]
+    return start_on or next(n.id for n in definition.nodes if n.kind == "start")
 
 
 @pytest.mark.parametrize("process_id", PROCESS_IDS)
@@ -382,7 +401,7 @@ def test_no_step_sla_duplicates_the_case_clock_it_stops(process_id: str) -> None
 @pytest.mark.parametrize("process_id", PROCESS_IDS)
 def test_every_case_clock_stops_before_the_case_can_end(process_id: str) -> None:
     d = definition(process_id)
-    ends = {n.id for n in d.nodes if n.kind == "end"}  # type: ignore[attr-defined]
+    ends = {n.id for n in d.nodes if n.kind == "end"}
     for clock in d.clocks:
         assert clock.stop_on, clock.id
         span = _span(d, _clock_start(d, clock.start_on), set(clock.stop_on))

@@ -258,6 +258,10 @@ class Engine:
                                          due.actor, now)
             except ConcurrentModification:  # another sweep started it a moment ago
                 continue
+            except SvcflowError as exc:  # one bad schedule must not stop the sweep's escalations
+                log.warning("schedule %s of %s did not start case %s: %s", due.schedule_id, due.process_id,
+                            due.case_id, exc)
+                continue
             started.append((due.case_id, transition.log))
         return started
 
