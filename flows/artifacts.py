@@ -143,9 +143,9 @@ def render_case(engine: Engine, case_id: str, *, zone: str = "Asia/Shanghai", no
                     -graph.calendar.between(clock.due_at, now)
                 left = (business_span(seconds, graph.calendar.day_seconds) if seconds >= 0
                         else "-" + business_span(-seconds, graph.calendar.day_seconds))
-            rows.append([clock.name, clock.target_text, clock.status, f"{pct:.0f} %", when(clock.due_at), left,
-                         "yes" if clock.breached else ""])
-        lines += _table(["clock", "target", "status", "used", "due", "business time left", "breached"], rows)
+            rows.append([clock.name, clock.target_text, sla.status_of(clock, now, graph.calendar), f"{pct:.0f} %",
+                         when(clock.due_at), left])
+        lines += _table(["clock", "target", "status", "used", "due", "business time left"], rows)
         lines.append("")
 
     escalations = engine.store.escalations(case_id)

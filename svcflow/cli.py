@@ -287,7 +287,8 @@ def show(case_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
     now = engine.clock.now()
     clocks = []
     for clock in state.clocks.values():
-        clocks.append({"clock": clock.id, "target": clock.target_text, "status": clock.status,
+        clocks.append({"clock": clock.id, "target": clock.target_text,
+                       "status": sla.status_of(clock, now, graph.calendar),
                        "percent": round(sla.percent(clock, now, graph.calendar), 1), "due_at": clock.due_at,
                        "breached": clock.breached})
     open_tasks = [t for t in state.tasks.values() if t.status == "open"]
@@ -306,10 +307,9 @@ def show(case_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
     for t in open_tasks:
         table.add_row(t.id, t.node, t.role, t.assignee or "", _when(t.due_at), t.priority, str(t.escalation_level))
     out.print(table)
-    table = Table("clock", "target", "status", "used %", "due", "breached", title="SLA clocks")
+    table = Table("clock", "target", "status", "used %", "due", title="SLA clocks")
     for c in clocks:
-        table.add_row(c["clock"], c["target"], c["status"], f"{c['percent']:.0f}", _when(c["due_at"]),
-                      "yes" if c["breached"] else "")
+        table.add_row(c["clock"], c["target"], c["status"], f"{c['percent']:.0f}", _when(c["due_at"]))
     out.print(table)
     table = Table("#", "at", "event", "node", "details", title="History")
     for e in view.events:

@@ -224,7 +224,7 @@ def test_the_cjk_font_and_fallbacks_can_draw_every_marker_glyph() -> None:
 
 
 def test_a_human_task_shows_its_sla_targets(complaint_dot: str) -> None:
-    assert "SLA 2h/8h" in node_line(complaint_dot, "first_contact")  # platinum/gold 2h, others 8h
+    assert "SLA 1d/3d" in node_line(complaint_dot, "handle")  # platinum/gold 1d, others 3d
     assert "SLA 1h" in node_line(complaint_dot, "register")
 
 
@@ -235,17 +235,17 @@ def test_case_level_sla_clocks_are_listed_under_the_title(complaint_dot: str) ->
 
 
 def test_an_escalation_ladder_hangs_off_its_task_as_a_dashed_edge_to_its_thresholds(complaint_dot: str) -> None:
-    edge = edge_line(complaint_dot, "first_contact", "ladder:first_contact")
+    edge = edge_line(complaint_dot, "reply_customer", "ladder:reply_customer")
     assert attr(edge, "style") == "dashed"
-    note = node_line(complaint_dot, "ladder:first_contact")
+    note = node_line(complaint_dot, "ladder:reply_customer")
     for rung in ("50% → complaint_handler", "75% → complaint_handler", "100% 超时 breach → team_supervisor",
                  "150% → department_manager ⇢ reassign", "200% → service_director"):
         assert rung in note
-    assert "route → handle_major" in node_line(complaint_dot, "ladder:handle")
+    assert "route → hand_over_major" in node_line(complaint_dot, "ladder:handle")
 
 
 def test_escalation_edges_are_dashed_red_with_their_label(complaint_dot: str) -> None:
-    line = edge_line(complaint_dot, "handle", "handle_major")
+    line = edge_line(complaint_dot, "handle", "hand_over_major")
     assert attr(line, "style") == "dashed"
     assert attr(line, "color") == "#dc2626"
     assert "超时升级为重大投诉" in line and "overdue, escalate to major handling" in line
@@ -300,7 +300,7 @@ def test_case_overlay_highlights_the_visited_steps_and_taken_edges() -> None:
     for node in ("start", "register", "detect_major", "major_check"):
         assert attr(node_line(dot, node), "fillcolor") == VISITED_FILL
     assert attr(edge_line(dot, "register", "detect_major"), "color") == VISITED_LINE
-    assert attr(edge_line(dot, "major_check", "handle_major"), "color") != VISITED_LINE  # not taken
+    assert attr(edge_line(dot, "major_check", "hand_over_major"), "color") != VISITED_LINE  # not taken
     assert attr(node_line(dot, "close"), "fillcolor") != VISITED_FILL
 
 

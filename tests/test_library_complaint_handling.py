@@ -40,6 +40,11 @@ def handle(d: Driver, case_id: str, **handoffs: bool) -> None:
     d.do(case_id, "handle", {"handling_notes": "核查计费记录", **NO_HANDOFF, **handoffs})
 
 
+def tell_status(d: Driver, case_id: str) -> None:
+    """The front desk tells the customer where a handed-off complaint stands (状态跟踪)."""
+    d.do(case_id, "inform_status", {"status_told": "已转相关部门处理,明天回复"})
+
+
 def reply(d: Driver, case_id: str, accepted: bool) -> None:
     d.do(case_id, "reply_customer", {"reply_summary": "退还多扣费用", "resolution_type": "refund"})
     d.reply(case_id, accepted, "" if accepted else "不同意")
@@ -92,6 +97,8 @@ def finish_major_child(d: Driver, child: str, *, at_fault: bool = True, compensa
         d.do(child, node, RESPONSE_FORMS[node])
     d.do(child, "follow_up", {"customer_attitude": "restored"})
     d.do(child, "close_case", {"closure_result": "resolved_with_compensation", "closure_summary": "赔偿并致歉"})
+    if d.open_nodes(child) == ["rebuild_image"]:  # a public crisis: rebuild the public image first
+        d.do(child, "rebuild_image", {"publicity_plan": "正面宣传", "image_outcome": "recovering"})
     d.do(child, "lessons_learned", {"cause_category": "system_fault", "root_cause": "计费规则未测试",
                                     "lessons": "上线前回归测试"})
 
@@ -199,8 +206,9 @@ def test_hand_off_to_several_departments_waits_for_all_of_them(driver: Driver) -
     assign(driver, case_id)
     handle(driver, case_id, handoff_technical=True, handoff_billing=True)
     tasks = {t["node"]: t["role"] for t in driver.engine.open_tasks(case_id)}
-    # the front desk sees every department's progress on the case
-    assert tasks == {"dept_technical": "technical_dept", "dept_billing": "billing_dept"}
+    # the front desk sees every department's progress on the case and tells the customer
+    assert tasks == {"dept_technical": "technical_dept", "dept_billing": "billing_dept", "inform_status": "front_desk"}
+    tell_status(driver, case_id)
     driver.do(case_id, "dept_billing", {"billing_response": "确认多扣", "refund_amount": 58})
     assert driver.open_nodes(case_id) == ["dept_technical"]
     driver.do(case_id, "dept_technical", {"technical_response": "规则已修复", "technical_fixed": True})
@@ -222,7 +230,8 @@ def test_each_department_hand_off_is_a_task_of_that_department(driver: Driver, f
     case_id = open_complaint(driver)
     assign(driver, case_id)
     handle(driver, case_id, **{flag: True})
-    assert driver.open_nodes(case_id) == [node]
+    assert driver.open_nodes(case_id) == sorted([node, "inform_status"])
+    tell_status(driver, case_id)
     driver.do(case_id, node, form)
     assert driver.open_nodes(case_id) == ["reply_customer"]
 
@@ -268,6 +277,7 @@ def test_rejected_reply_goes_back_to_handling(driver: Driver) -> None:
     assert driver.open_nodes(case_id) == ["handle"]
     handle(driver, case_id, handoff_billing=True)
     driver.do(case_id, "dept_billing", {"billing_response": "补退 20 元"})
+    tell_status(driver, case_id)
     reply(driver, case_id, accepted=True)
     close_and_analyse(driver, case_id)
     return_visit(driver, case_id, 4)

@@ -32,9 +32,14 @@ def investigate(d: Driver, case_id: str, at_fault: bool) -> None:
     d.do(case_id, "investigate", {"company_at_fault": at_fault, "findings": "批次质量问题"})
 
 
+REBUILD = {"publicity_plan": "正面宣传与质量开放日", "focus_regions": "华东", "image_outcome": "recovering"}
+
+
 def finish(d: Driver, case_id: str) -> None:
     d.do(case_id, "follow_up", {"customer_attitude": "restored"})
     d.do(case_id, "close_case", {"closure_result": "resolved", "closure_summary": "已处理"})
+    if d.open_nodes(case_id) == ["rebuild_image"]:  # a public crisis: phase three, rebuild the image
+        d.do(case_id, "rebuild_image", REBUILD)
     d.do(case_id, "lessons_learned", {"cause_category": "product_defect", "root_cause": "来料检验缺失",
                                       "lessons": "加强来料检验"})
 
@@ -119,7 +124,13 @@ def test_public_case_gets_a_public_apology_and_one_voice_to_the_media_in_paralle
     assert driver.open_nodes(case_id) == ["apology_public"]  # the join waits for the apology
     driver.do(case_id, "apology_public", {"apology_done": True, "notice_text": "致歉声明"})
     assert driver.open_nodes(case_id) == ["follow_up"]
-    finish(driver, case_id)
+    driver.do(case_id, "follow_up", {"customer_attitude": "restored"})
+    driver.do(case_id, "close_case", {"closure_result": "resolved", "closure_summary": "已处理"})
+    assert driver.open_nodes(case_id) == ["rebuild_image"]
+    assert driver.task(case_id, "rebuild_image")["role"] == "spokesperson"
+    finish_after_rebuild = {"cause_category": "product_defect", "root_cause": "x", "lessons": "y"}
+    driver.do(case_id, "rebuild_image", REBUILD)
+    driver.do(case_id, "lessons_learned", finish_after_rebuild)
     assert driver.case(case_id).outcome == "closed"
 
 

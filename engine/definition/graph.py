@@ -134,6 +134,21 @@ class ProcessGraph:
         return frozenset(path[1] for path in references if len(path) > 1 and path[0] == "data")
 
     @cached_property
+    def clock_policy_inputs(self) -> frozenset[str] | None:
+        """The data fields the case clocks' policies read; None if one does not compile (then every
+        change re-chooses the targets and the incident is reported)."""
+        fields: set[str] = set()
+        for clock in self.definition.clocks:
+            for policy in clock.policies:
+                if policy.when:
+                    try:
+                        references = compile_expression(policy.when).references
+                    except ExpressionError:
+                        return None
+                    fields.update(path[1] for path in references if len(path) > 1 and path[0] == "data")
+        return frozenset(fields)
+
+    @cached_property
     def sla_policies(self) -> dict[str, list[Policy]]:
         """Each SLA'd human step's policies (a fixed target as the one policy); every task opened reads them."""
         return {node_id: node.sla.effective_policies() for node_id, node in self.nodes.items()

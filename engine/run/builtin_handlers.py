@@ -113,6 +113,25 @@ def detect_major(ctx: HandlerContext) -> dict[str, Any]:
     return {"is_major": bool(reasons), "major_reasons": reasons}
 
 
+@registry.register("complaints.hand_over_major")
+def hand_over_major(ctx: HandlerContext) -> dict[str, Any]:
+    """Hand the complaint over to major-complaint handling (一般投诉转为重大投诉, seeds/001).
+
+    Three roads lead here: detection at registration (the reasons are already known), the
+    supervisor referring it after the reply rounds ran out, or the handling limit missed twice
+    over (投诉升级). The road taken is added to the reasons so the crisis team and the weekly
+    report see why an ordinary complaint became a major one. The complaint's own clocks stop
+    when this step completes; the child case's clocks take over.
+    """
+    data = ctx.data
+    reasons = [str(r) for r in data.get("major_reasons") or []]
+    if not _flag(data, "is_major"):
+        road = "supervisor_referral" if _text(data, "supervisor_decision") == "refer_major" else "overdue_escalation"
+        if road not in reasons:
+            reasons.append(road)
+    return {"is_major": True, "major_reasons": reasons, "progress": "major_handling"}
+
+
 # ----------------------------------------------------------------------------------------------
 # big_client_visit
 # ----------------------------------------------------------------------------------------------
@@ -428,6 +447,7 @@ def route_to_crew(ctx: HandlerContext) -> dict[str, Any]:
 
 HANDLER_NAMES: Sequence[str] = (
     "complaints.detect_major",
+    "complaints.hand_over_major",
     "visits.load_archive",
     "visits.update_archive",
     "surveys.evaluate_servqual",

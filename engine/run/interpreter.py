@@ -348,14 +348,7 @@ class _Run:
         self.state.data.update(changes)
         self.emit("data_updated", None, log.DataUpdated(changes=changes, actor=event.actor))
         self.update_priority()
-        self.guarded(self.retarget_all)
-
-    def retarget_all(self) -> None:
-        """Retroactive reclassification: targets are re-chosen, the original start time (and banked time) stays."""
-        for clock_def in self.definition.clocks:
-            clock = self.state.clocks.get(f"case:{clock_def.id}")
-            if clock is not None and clock.status in ("running", "paused"):
-                self.retarget(clock, clock_def.policies, f"clock {clock_def.id}")
+        self.guarded(self.retarget_case_clocks)
         for task in self.state.open_tasks():
             node = self.graph.nodes[task.node]
             clock = self.state.clocks.get(f"task:{task.id}")
@@ -448,6 +441,9 @@ class _Run:
             inputs = self.graph.priority_inputs
             if inputs is None or any(name in inputs for name in output) or any(name in inputs for name in computed):
                 self.update_priority()
+            inputs = self.graph.clock_policy_inputs
+            if inputs is None or any(name in inputs for name in output) or any(name in inputs for name in computed):
+                self.retarget_case_clocks()
         token.timer_due = None
         token.incident = None
         self.emit("node_completed", node_id, log.NodeCompleted(token=token.id))
@@ -631,6 +627,18 @@ class _Run:
         self.emit("sla_retargeted", None, log.SlaRetargeted(
             clock=clock.id, old=old, new=target_text, started_at=clock.started_at.isoformat(),
             due_at=clock.due_at.isoformat() if clock.due_at else None))
+
+    def retarget_case_clocks(self) -> None:
+        """Re-choose the running case clocks' targets after the data they depend on changed.
+
+        Retroactive: the original start time (and banked time) stays. A clock that starts when the
+        case is received runs before the registration records e.g. the tier; this is what gives it
+        the tier's target once known.
+        """
+        for clock_def in self.definition.clocks:
+            clock = self.state.clocks.get(f"case:{clock_def.id}")
+            if clock is not None and clock.status in ("running", "paused"):
+                self.retarget(clock, clock_def.policies, f"clock {clock_def.id}")
 
     def paused_by_wait(self) -> bool:
         for token in self.state.tokens.values():

@@ -31,6 +31,7 @@ from engine.definition.graph import ProcessGraph
 from engine.run.handlers import HandlerContext, HandlerRegistry, default_registry
 from engine.expressions.cel import compile_expression
 from engine.run.interpreter import Transition, apply, case_scope
+from engine.run.schedules import due_starts
 from engine.definition.library import ProcessLibrary
 from engine.definition.loader import load_text
 from engine.run.state import InstanceState
@@ -254,7 +255,7 @@ class Engine(CaseHost):
         item; the loser re-reads and finds nothing due any more.
         """
         now = now or self.clock.now()
-        results: list[tuple[str, list[LogEntry]]] = []
+        results: list[tuple[str, list[LogEntry]]] = self.start_scheduled(now)
         for case_id in self.store.due_cases(now, limit):
             state: InstanceState | None = None
             try:
@@ -274,6 +275,26 @@ class Engine(CaseHost):
             results.append((case_id, transition.log))
             self.driver.drive(case_id, transition)
         return results
+
+    def start_scheduled(self, now: datetime | None = None) -> list[tuple[str, list[LogEntry]]]:
+        """Start the current period's case of every schedule of the library, once (see schedules.py)."""
+        now = now or self.clock.now()
+        started: list[tuple[str, list[LogEntry]]] = []
+        latest = self.library.latest
+        for due in due_starts([latest[pid].definition for pid in sorted(latest)], now):
+            if self.store.case_exists(due.case_id):
+                continue
+            try:
+                transition = self.driver.start(self.library.get(due.process_id),
+                                               StartCase(due.case_id, dict(due.data), None, None, due.actor))
+            except ConcurrentModification:  # another sweep started it a moment ago
+                continue
+            except SvcflowError as exc:  # one bad schedule must not stop the sweep's escalations
+                log.warning("schedule %s of %s did not start case %s: %s", due.schedule_id, due.process_id,
+                            due.case_id, exc)
+                continue
+            started.append((due.case_id, transition.log))
+        return started
 
     def recover(self, case_id: str) -> InstanceState:
         """Continue a case whose runner died: redo the work its commands asked for, exactly once.

@@ -37,6 +37,23 @@ def elapsed(clock: SlaClock, now: datetime, calendar: BusinessCalendar) -> int:
     return clock.consumed + calendar.between(clock.running_since, now)
 
 
+CLOCK_STATUSES = ("running", "paused", "met", "breached", "cancelled")
+
+
+def status_of(clock: SlaClock, now: datetime, calendar: BusinessCalendar) -> str:
+    """The one status a person reads for a clock: running, paused, met, breached or cancelled.
+
+    A breach wins over everything: a clock stopped (`met`) after its target, or one still running
+    past it, is `breached` even before a sweep fired the 100 % level. A clock stopped without
+    being met (case cancelled, task interrupted) is `cancelled`.
+    """
+    if clock.breached or elapsed(clock, now, calendar) > clock.target:
+        return "breached"
+    if clock.status == "stopped":
+        return "cancelled"
+    return clock.status
+
+
 def percent(clock: SlaClock, now: datetime, calendar: BusinessCalendar) -> float:
     if clock.target <= 0:
         return 100.0
