@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     smtp_port: int = 25
     smtp_sender: str = "svcflow@localhost"
     role_emails: dict[str, list[str]] = Field(default_factory=dict, description="role -> e-mail addresses (JSON)")
+    # input limits (engine/run/limits.py): refused with a clear error before anything is stored
+    max_value_chars: int = Field(default=10_000, ge=1, description="one field value: characters of text or JSON")
+    max_data_chars: int = Field(default=200_000, ge=1, description="a case's whole data, as JSON characters")
+    max_name_chars: int = Field(default=100, ge=1, le=100, description="actor, assignee and role names")
+    max_id_chars: int = Field(default=64, ge=1, le=64, description="case ids, message names, field names")
 
 
 def get_settings() -> Settings:

@@ -30,6 +30,7 @@ from engine.definition.graph import ProcessGraph
 from engine.run.handlers import HandlerContext, HandlerRegistry, default_registry
 from engine.expressions.cel import compile_expression
 from engine.run.interpreter import Transition, apply, case_scope
+from engine.run.limits import Limits
 from engine.definition.library import ProcessLibrary
 from engine.definition.loader import load_text
 from engine.run.state import InstanceState
@@ -117,7 +118,8 @@ class Engine:
 
     def __init__(self, store: Store, library: ProcessLibrary, *, clock: Clock | None = None,
                  handlers: HandlerRegistry | None = None, notifier: Notifier | None = None,
-                 executor: StepExecutor | None = None, id_factory: Callable[[str], str] | None = None) -> None:
+                 executor: StepExecutor | None = None, id_factory: Callable[[str], str] | None = None,
+                 limits: Limits | None = None) -> None:
         self.store = store
         self.library = library
         self.clock = clock or SystemClock()
@@ -125,6 +127,7 @@ class Engine:
         self.notifier = notifier or LogNotifier()
         self.executor = executor or run_in_process
         self.id_factory = id_factory or _new_case_id
+        self.limits = limits or Limits.from_settings()
         self.listeners: list[Callable[[str, Command], None]] = []
         self._lock = threading.RLock()
 
@@ -152,16 +155,23 @@ class Engine:
     # -- actions ----------------------------------------------------------------------------
     def start(self, process_id: str, data: Mapping[str, Any] | None = None, *, actor: str | None = None,
               case_id: str | None = None) -> str:
-        """Start a case of the latest version; returns its id. Bad data stores nothing."""
+        """Start a case of the latest version; returns its id. Bad data stores nothing: there is no case yet."""
         graph = self.library.get(process_id)
         case_id = case_id or self.id_factory(process_id)
-        self._start(graph, case_id, dict(data or {}), None, None, actor)
+        try:
+            self.limits.check_start(process_id, case_id, data or {}, actor)
+            self._start(graph, case_id, dict(data or {}), None, None, actor)
+        except (TaskRefused, InputError) as exc:
+            _say_what_was_stored(exc, "nothing was stored")
+            raise
         return case_id
 
     def _start(self, graph: ProcessGraph, case_id: str, data: dict[str, Any], parent_case: str | None,
                parent_token: str | None, actor: str | None) -> None:
         now = self.clock.now()
         transition = apply(graph, None, StartCase(case_id, data, parent_case, parent_token, actor), now)
+        if parent_case is None:
+            self.limits.check_case_data(transition.state)
         self.store.save_definition(graph.loaded, now)
         self.store.write(None, transition.state, transition.log, None, now)
         self._drive(case_id, transition)
@@ -190,21 +200,50 @@ class Engine:
 
     def act(self, case_id: str, event: Event, *, node: str | None = None,
             loaded: tuple[InstanceState, int] | None = None) -> InstanceState:
-        """Apply a user's event; a refusal is recorded in the log and re-raised, the state untouched."""
-        try:
-            return self._apply(case_id, event, loaded)
-        except (TaskRefused, InputError) as exc:
-            state, _ = loaded or self.store.load_case(case_id)
-            details: dict[str, Any] = {"reason": str(exc), "event": type(event).__name__}
-            if isinstance(event, (CompleteTask, AssignTask)):
-                details.update(task_id=event.task_id, actor=event.actor, role=event.role)
-            self.store.record_refusal(case_id, state.process_id, self.clock.now(), "refused", node, details)
-            raise
+        """Apply a user's event. A refusal leaves the case unchanged and one `refused` audit record.
 
-    def _apply(self, case_id: str, event: Event, loaded: tuple[InstanceState, int] | None = None) -> InstanceState:
-        transition = self._commit(case_id, event, loaded)
+        Only the decision is guarded: what runs after the user's change was stored (automatic steps,
+        sub-cases) is not the user's refusal, and must not be recorded or reported as one.
+        """
+        try:
+            self.limits.check_event(event)
+            transition = self._commit(case_id, event, loaded)
+        except (TaskRefused, InputError) as exc:
+            details: dict[str, Any] = {}
+            if isinstance(event, (CompleteTask, AssignTask)):
+                details.update(task_id=event.task_id, role=event.role)
+            self.record_refusal(exc, type(event).__name__, case_id=case_id, node=node,
+                                actor=getattr(event, "actor", None), state=loaded[0] if loaded else None, **details)
+            raise
         self._drive(case_id, transition)
         return transition.state
+
+    def record_refusal(self, exc: SvcflowError, event: str, *, case_id: str | None = None,
+                       task_id: str | None = None, node: str | None = None, actor: str | None = None,
+                       state: InstanceState | None = None, **details: Any) -> bool:
+        """The audit record of a refused action on an existing case: who tried what, and why.
+
+        Adapters that refuse before the engine (unreadable --data, a bad --set) call this too, so
+        every refusal of an action on a case is recorded the same way. Returns False when there is
+        no case to record it on (unknown case or task): then nothing is stored at all.
+        """
+        try:
+            if state is None and case_id is None and task_id is not None:
+                state, _, node = self.store.load_case_of_task(task_id)
+            elif state is None and case_id is not None:
+                state, _ = self.store.load_case(case_id)
+        except NotFound:
+            return False
+        if state is None:
+            return False
+        if task_id is not None:
+            details["task_id"] = task_id
+        record = {"reason": str(exc), "event": event, "actor": actor,
+                  **{k: v for k, v in details.items() if v is not None}}
+        record = {k: self.limits.clip(v) for k, v in record.items()}
+        self.store.record_refusal(state.case_id, state.process_id, self.clock.now(), "refused", node, record)
+        _say_what_was_stored(exc, f"case {state.case_id} is unchanged; the refusal is recorded in its history")
+        return True
 
     def _commit(self, case_id: str, event: Event, loaded: tuple[InstanceState, int] | None = None) -> Transition:
         """Apply and store one event; on a concurrent change, re-read and re-decide."""
@@ -213,6 +252,7 @@ class Engine:
             loaded = None  # a retry must re-read
             now = self.clock.now()
             transition = apply(self.graph_for(state), state, event, now)
+            self.limits.check_case_data(transition.state, event)
             try:
                 self.store.write(state, transition.state, transition.log, version, now)
             except ConcurrentModification:
@@ -332,6 +372,12 @@ class Engine:
 
     def open_tasks(self, case_id: str | None = None, role: str | None = None) -> list[dict[str, Any]]:
         return self.store.tasks(case_id=case_id, role=role)
+
+
+def _say_what_was_stored(exc: SvcflowError, stored: str) -> None:
+    """Refusal messages end by saying exactly what was stored, so no entry point can claim otherwise."""
+    if stored not in (exc.hint or ""):
+        exc.hint = f"{exc.hint}; {stored}" if exc.hint else stored
 
 
 def _new_case_id(process_id: str) -> str:
