@@ -31,6 +31,9 @@ the store's 100-character columns for the suffixes of task ids and sub-case ids.
 CLIP_CHARS = 200
 """How much of an over-long name a refusal record and a message keep."""
 
+REASON_CHARS = 2_000
+"""How much of a refusal's reason its record keeps (a reason may quote the refused input)."""
+
 USER_EVENTS = (CompleteTask, AssignTask, MessageArrived, UpdateData, CancelCase)
 """Events a person or a calling system sends: the ones whose input is checked."""
 
@@ -102,10 +105,11 @@ class Limits:
                 f"its data would be {size:,} characters, more than the limit of {self.data_chars:,} "
                 "(SVCFLOW_MAX_DATA_CHARS)"])
 
-    def clip(self, value: Any) -> Any:
-        """A name as a refusal record keeps it: an over-long one shortened, with its length."""
-        if isinstance(value, str) and len(value) > CLIP_CHARS:
-            return f"{value[:CLIP_CHARS]}… ({len(value):,} characters)"
+    @staticmethod
+    def clip(value: Any, chars: int = CLIP_CHARS) -> Any:
+        """A text as a refusal record or message keeps it: an over-long one shortened, with its length."""
+        if isinstance(value, str) and len(value) > chars:
+            return f"{value[:chars]}… ({len(value):,} characters)"
         return value
 
     # -- helpers --------------------------------------------------------------------------------
@@ -159,4 +163,4 @@ def _refuse(what: str, problems: list[str]) -> None:
                          hint="shorten it, or ask the administrator to raise the SVCFLOW_MAX_* limit named above")
 
 
-__all__ = ["ID_CEILING", "Limits", "NAME_CEILING", "USER_EVENTS"]
+__all__ = ["ID_CEILING", "Limits", "NAME_CEILING", "REASON_CHARS", "USER_EVENTS"]

@@ -30,7 +30,7 @@ from engine.definition.graph import ProcessGraph
 from engine.run.handlers import HandlerContext, HandlerRegistry, default_registry
 from engine.expressions.cel import compile_expression
 from engine.run.interpreter import Transition, apply, case_scope
-from engine.run.limits import Limits
+from engine.run.limits import REASON_CHARS, Limits
 from engine.definition.library import ProcessLibrary
 from engine.definition.loader import load_text
 from engine.run.state import InstanceState
@@ -238,9 +238,8 @@ class Engine:
             return False
         if task_id is not None:
             details["task_id"] = task_id
-        record = {"reason": str(exc), "event": event, "actor": actor,
-                  **{k: v for k, v in details.items() if v is not None}}
-        record = {k: self.limits.clip(v) for k, v in record.items()}
+        record = {"reason": Limits.clip(str(exc), REASON_CHARS), "event": event, "actor": Limits.clip(actor),
+                  **{k: Limits.clip(v) for k, v in details.items() if v is not None}}
         self.store.record_refusal(state.case_id, state.process_id, self.clock.now(), "refused", node, record)
         _say_what_was_stored(exc, f"case {state.case_id} is unchanged; the refusal is recorded in its history")
         return True
