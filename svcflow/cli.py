@@ -361,7 +361,13 @@ def show(case_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
 @friendly
 def sweep(now: str | None = typer.Option(None, "--now", help="ISO time to sweep at (default: now)")) -> None:
     """Apply due timers, SLA warnings, breaches and escalations once."""
+    from engine.settings import get_settings
+    from flows.notify import CompositeNotifier, webhook_notifier_from_settings
+
     engine = _engine()
+    webhooks = webhook_notifier_from_settings(get_settings())
+    if webhooks is not None:
+        engine.notifier = CompositeNotifier([engine.notifier, webhooks])
     at = _parse_now(now, engine.clock)
     results = engine.sweep(at if now else None)
     count = 0
@@ -372,6 +378,9 @@ def sweep(now: str | None = typer.Option(None, "--now", help="ISO time to sweep 
                 out.print(shown(f"{case_id}  {e.type}  {e.node or ''}  {e.data.get('clock', '')} "
                                 f"{e.data.get('percent', '')}"))
     out.print(f"swept at {at.isoformat()}: {len(results)} case(s), {count} SLA/timer event(s)")
+    if webhooks is not None:  # a short-lived process: deliver what this sweep queued before exiting
+        webhooks.close(timeout=max(30.0, webhooks.timeout_seconds * webhooks.attempts))
+        out.print(f"webhooks: {webhooks.delivered} delivered, {webhooks.dropped + webhooks.pending()} not delivered")
 
 
 def _parse_now(text: str | None, clock: Any) -> datetime:
