@@ -265,17 +265,23 @@ class Engine:
 
         Safe to run in several processes at once: the optimistic version lets one apply each due
         item; the loser re-reads and finds nothing due any more.
+
+        Each case is decided at the clock's time after its state was read, not at the sweep's
+        start: a sweep takes a while, and a user's change committed meanwhile must not end up
+        with sweep events stamped before it (never back-dated). An explicit `now` (tests,
+        `svcflow sweep --now`) is used as given.
         """
-        now = now or self.clock.now()
+        start = now or self.clock.now()
         results: list[tuple[str, list[StoredEvent]]] = []
-        for case_id in self.store.due_cases(now, limit):
+        for case_id in self.store.due_cases(start, limit):
             try:
                 state, version = self.store.load_case(case_id)
+                at = now or self.clock.now()
                 due = state.next_due_at()
-                if due is None or due > now:
+                if due is None or due > at:
                     continue
-                transition = apply(self.graph_for(state), state, Tick(), now)
-                self.store.write(state, transition.state, transition.log, version, now)
+                transition = apply(self.graph_for(state), state, Tick(), at)
+                self.store.write(state, transition.state, transition.log, version, at)
             except ConcurrentModification:
                 continue
             results.append((case_id, transition.log))
