@@ -67,13 +67,18 @@ def claim_output_dir(out_dir: Path) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out {out_dir} is a file, not a directory", hint="choose a new directory for the demo")
     if out_dir.is_dir() and any(out_dir.iterdir()):
-        if not (out_dir / DEMO_MARKER).is_file():
+        if not (out_dir / DEMO_MARKER).is_file() and not _left_by_an_older_demo(out_dir):
             raise InputError(f"--out {out_dir} is not empty and was not made by the demo; nothing was deleted",
                              hint="choose a new or empty directory, e.g. --out demo-output")
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / DEMO_MARKER).write_text("made by `svcflow demo`; the next demo may empty this directory\n",
                                        encoding="utf-8")
+
+
+def _left_by_an_older_demo(out_dir: Path) -> bool:
+    """Demos before the marker left their store and Prefect home: names no one else uses together."""
+    return (out_dir / "svcflow-demo.db").is_file() and (out_dir / "prefect-home").is_dir()
 
 
 def prepare_environment(out_dir: Path, sweep_seconds: int) -> None:

@@ -171,3 +171,13 @@ def test_demo_output_dir_is_marked_and_emptied_only_when_marked(tmp_path: Path):
         claim_output_dir(out)
     assert (out / "mine.txt").exists()
     shutil.rmtree(out)
+
+
+def test_demo_output_of_a_demo_from_before_the_marker_is_still_reused(tmp_path: Path):
+    from svcflow.demo import claim_output_dir
+
+    old = tmp_path / "demo-output"
+    (old / "prefect-home").mkdir(parents=True)
+    (old / "svcflow-demo.db").write_bytes(b"")
+    claim_output_dir(old)
+    assert sorted(p.name for p in old.iterdir()) == [DEMO_MARKER]
