@@ -120,6 +120,13 @@ def test_unreadable_input_for_a_task_is_recorded_as_that_tasks_refusal_like_engi
         ("CompleteTask", "li", task["id"])]
 
 
+def test_unreadable_input_for_an_unknown_task_stores_nothing_and_says_so():
+    case_id = start_complaint()
+    result = run("complete", "T-404", "--as", "li", "--role", "front_desk", "--set", "channel")
+    assert result.exit_code == 1 and "key=value" in result.output and "nothing was stored" in result.output
+    assert [e["type"] for e in events_of(case_id) if e["type"] == "refused"] == []
+
+
 def test_a_refused_start_stores_nothing_and_says_so():
     result = run("start", "complaint_handling", "--set", "tier=diamond")
     assert result.exit_code == 1 and "nothing was stored" in result.output

@@ -233,8 +233,9 @@ class Engine:
             elif state is None and case_id is not None:
                 state, _ = self.store.load_case(case_id)
         except NotFound:
-            return False
+            state = None
         if state is None:
+            _say_what_was_stored(exc, "nothing was stored")
             return False
         if task_id is not None:
             details["task_id"] = task_id
