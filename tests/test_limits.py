@@ -137,6 +137,24 @@ def test_a_node_id_of_64_characters_runs_on_both_databases(store: Store):
     assert engine.case(case_id).status == "completed"
 
 
+def test_a_tier_wider_than_its_column_is_kept_whole_in_the_data_on_both_databases(store: Store):
+    library = ProcessLibrary()
+    library.add_text(LINEAR.replace("tier: {type: enum, choices: [gold, standard], default: standard}",
+                                    "tier: {type: string}"), "free_tier.yaml")
+    engine = Engine(store, library, clock=FakeClock(MONDAY_9AM), notifier=LogNotifier(), limits=Limits())
+    tier = "鉑金" * 40
+    case_id = engine.start("demo", {"tier": tier})
+    assert engine.case(case_id).data["tier"] == tier
+    (row,) = store.cases()
+    assert tier.startswith(row["tier"]) and len(row["tier"]) == CaseRow.__table__.c.tier.type.length  # type: ignore[attr-defined]
+
+
+def test_an_end_outcome_longer_than_100_characters_is_a_located_definition_error():
+    with pytest.raises(DefinitionError) as error:
+        ProcessLibrary().add_text(LINEAR.replace("outcome: closed", "outcome: " + "c" * 101), "outcome.yaml")
+    assert "outcome.yaml" in str(error.value) and "100" in str(error.value)
+
+
 # -- configuration ----------------------------------------------------------------------------------
 def test_limits_come_from_svcflow_settings(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("SVCFLOW_MAX_VALUE_CHARS", "123")
@@ -155,7 +173,7 @@ def test_a_name_limit_wider_than_the_store_columns_is_refused_at_configuration(m
 
 
 def test_the_store_columns_are_wide_enough_for_every_name_and_id_the_limits_allow():
-    tasks, cases = TaskRow.__table__.c, CaseRow.__table__.c  # type: ignore[attr-defined]
+    tasks, cases = TaskRow.__table__.c, CaseRow.__table__.c
     for column in (tasks.assignee, tasks.completed_by, tasks.role):
         assert column.type.length >= NAME_CEILING, column
     for column in (tasks.node, cases.id, cases.process_id):

@@ -172,7 +172,8 @@ class StartNode(NodeBase):
 
 class EndNode(NodeBase):
     kind: Literal["end"]
-    outcome: str | None = Field(default=None, description="result recorded on the case, e.g. closed, rejected")
+    outcome: str | None = Field(default=None, max_length=100,
+                                description="result recorded on the case, e.g. closed, rejected")
 
 
 class AutoTask(NodeBase):
