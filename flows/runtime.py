@@ -61,7 +61,7 @@ class FlowEngine(Engine):
         if isinstance(engine, FlowEngine):
             return engine
         wrapped = cls(engine.store, engine.library, clock=engine.clock, handlers=engine.handlers,
-                      notifier=engine.notifier, id_factory=engine.id_factory)
+                      notifier=engine.notifier, id_factory=engine.id_factory, limits=engine.limits)
         wrapped.listeners.extend(listener for listener in engine.listeners if listener not in wrapped.listeners)
         return wrapped
 

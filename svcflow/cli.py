@@ -1,16 +1,19 @@
 """The `svcflow` command line (typer + rich).
 
-Input errors print one clear message (file, line, node, hint) and exit non-zero; they never
-show a traceback and never store anything.
+Input errors print one clear message (file, line, node, hint) and exit non-zero, never a
+traceback. What they store is the engine's rule: a refused action on an existing case leaves
+the case unchanged and one `refused` record in its history; anything else refused stores nothing.
+Everything printed that comes from data goes through `shown`, so stored text is never markup.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 from collections.abc import Callable
-from datetime import datetime, UTC
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -28,6 +31,27 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 out = Console()
 err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
+MAX_MESSAGE_CHARS = 2000
+_MARKUP_TAG = re.compile(r"(\\*)(\[[a-z#/@][^[]*?])")
+
+
+def shown(value: Any) -> str:
+    """Any stored or typed text as the CLI prints it: rich markup in it is shown, never interpreted.
+
+    Roles, assignees, enum values, labels, data and messages can hold `[/x]` or `[a-z_]+`; printed
+    raw they raise MarkupError (breaking `tasks` for everyone) or lose the bracketed part. Same
+    pattern as rich.markup.escape, without its extra backslash after a trailing one: our templates
+    never put a tag right after a value.
+    """
+    text = "" if value is None else str(value)
+    return _MARKUP_TAG.sub(lambda m: f"{m.group(1)}{m.group(1)}\\{m.group(2)}", text)
+
+
+def _clipped(text: str) -> str:
+    """An error message that echoes a huge input is cut: the reader needs the start and the size."""
+    if len(text) <= MAX_MESSAGE_CHARS:
+        return text
+    return f"{text[:MAX_MESSAGE_CHARS]}… ({len(text) - MAX_MESSAGE_CHARS:,} more characters)"
 
 
 def friendly(function: F) -> F:
@@ -39,13 +63,13 @@ def friendly(function: F) -> F:
             return function(*args, **kwargs)
         except DefinitionError as exc:
             for problem in exc.problems:
-                err.print(f"[red]✗[/red] {escape(str(problem))}", markup=True, highlight=False, soft_wrap=True)
+                err.print(f"[red]✗[/red] {shown(_clipped(str(problem)))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except SvcflowError as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            err.print(f"[red]error:[/red] {shown(_clipped(str(exc)))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except (OSError, ValueError) as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            err.print(f"[red]error:[/red] {shown(_clipped(str(exc)))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -77,6 +101,17 @@ def _input(data_file: Path | None, sets: list[str] | None) -> dict[str, Any]:
     return values
 
 
+def _action_input(engine: Any, data_file: Path | None, sets: list[str] | None, event: str, *,
+                  case_id: str | None = None, task_id: str | None = None, actor: str | None = None,
+                  role: str | None = None) -> dict[str, Any]:
+    """The input of an action on a case: unreadable input is that action's refusal, recorded like the engine's."""
+    try:
+        return _input(data_file, sets)
+    except InputError as exc:
+        engine.record_refusal(exc, event, case_id=case_id, task_id=task_id, actor=actor, role=role)
+        raise
+
+
 def _when(value: Any) -> str:
     """Times shown in the service desk's zone (SVCFLOW_DISPLAY_TIMEZONE, default Asia/Shanghai)."""
     if isinstance(value, datetime):
@@ -84,6 +119,11 @@ def _when(value: Any) -> str:
 
         return value.astimezone(ZoneInfo(get_settings().display_timezone)).strftime("%Y-%m-%d %H:%M")
     return "" if value is None else str(value)
+
+
+def _cells(*values: Any) -> list[str]:
+    """A table row: every cell through `shown` (rich parses markup in table cells too)."""
+    return [shown(value) for value in values]
 
 
 def _print_json(value: Any) -> None:
@@ -107,7 +147,7 @@ def validate(paths: list[Path] = typer.Argument(..., help="definition files or d
     errors = [p for p in problems if p.is_error]
     for problem in problems:
         mark = "[red]✗[/red]" if problem.is_error else "[yellow]⚠ warning:[/yellow]"
-        err.print(f"{mark} {escape(str(problem))}", highlight=False, soft_wrap=True)
+        err.print(f"{mark} {shown(problem)}", highlight=False, soft_wrap=True)
     if errors:
         err.print(f"{len(errors)} error(s), {len(problems) - len(errors)} warning(s) in "
                   f"{len({p.file for p in problems})} of {len(files)} file(s)")
@@ -126,7 +166,7 @@ def schema(output: Path | None = typer.Option(None, "--out", help="write to this
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text, encoding="utf-8")
-        out.print(f"schema written to {output}")
+        out.print(f"schema written to {shown(output)}")
     else:
         sys.stdout.write(text)
 
@@ -143,7 +183,7 @@ def list_processes(as_json: bool = typer.Option(False, "--json")) -> None:
     for process_id in library.process_ids():
         loaded = library.latest[process_id]
         d = loaded.definition
-        human = sum(1 for n in d.nodes if n.kind == "human")  # type: ignore[attr-defined]
+        human = sum(1 for n in d.nodes if n.kind == "human")
         rows.append({"id": d.id, "version": d.version, "name_zh": d.name.zh, "name_en": d.name.en,
                      "nodes": len(d.nodes), "human_tasks": human, "hash": loaded.hash})
     if as_json:
@@ -151,8 +191,8 @@ def list_processes(as_json: bool = typer.Option(False, "--json")) -> None:
         return
     table = Table("id", "version", "name", "nodes", "human tasks")
     for r in rows:
-        table.add_row(r["id"], str(r["version"]), f"{r['name_zh']} / {r['name_en']}", str(r["nodes"]),
-                      str(r["human_tasks"]))
+        table.add_row(*_cells(r["id"], r["version"], f"{r['name_zh']} / {r['name_en']}", r["nodes"],
+                              r["human_tasks"]))
     out.print(table)
 
 
@@ -178,15 +218,15 @@ def tasks(role: str | None = typer.Option(None, "--role"),
           as_json: bool = typer.Option(False, "--json")) -> None:
     """List open human tasks."""
     engine = _engine()
-    at = _parse_now(now) if overdue else None
+    at = _parse_now(now, engine.clock) if overdue else None
     rows = engine.store.tasks(role=role, overdue_at=at, case_id=case)
     if as_json:
         _print_json(rows)
         return
     table = Table("task", "case", "step", "role", "assignee", "due", "priority", "level")
     for r in rows:
-        table.add_row(r["id"], r["case_id"], r["node"], r["role"], r["assignee"] or "", _when(r["due_at"]),
-                      r["priority"], str(r["escalation_level"]))
+        table.add_row(*_cells(r["id"], r["case_id"], r["node"], r["role"], r["assignee"], _when(r["due_at"]),
+                              r["priority"], r["escalation_level"]))
     out.print(table)
     if not rows:
         out.print("no open tasks")
@@ -201,10 +241,11 @@ def complete(task_id: str,
              sets: list[str] | None = typer.Option(None, "--set", help="key=value (repeatable)")) -> None:
     """Complete a human task (role-checked, form-validated). Continues a waiting Prefect run too."""
     engine = _engine()
-    state = engine.complete(task_id, actor=actor, role=role, data=_input(data, sets))
+    values = _action_input(engine, data, sets, "CompleteTask", task_id=task_id, actor=actor, role=role)
+    state = engine.complete(task_id, actor=actor, role=role, data=values)
     _resume_waiting_run(task_id)
-    out.print(f"task {task_id} completed; case {state.case_id} is {state.status}"
-              + (f" at {', '.join(sorted({t.node for t in state.tokens.values()}))}" if state.tokens else ""))
+    out.print(shown(f"task {task_id} completed; case {state.case_id} is {state.status}"
+                    + (f" at {', '.join(sorted({t.node for t in state.tokens.values()}))}" if state.tokens else "")))
 
 
 def _resume_waiting_run(task_id: str) -> None:
@@ -229,7 +270,7 @@ def assign(task_id: str,
     """Give a task to a named person (the dedicated owner); they may then complete it."""
     engine = _engine()
     state = engine.assign(task_id, to, actor=actor, role=role)
-    out.print(f"task {task_id} of case {state.case_id} assigned to {to}")
+    out.print(shown(f"task {task_id} of case {state.case_id} assigned to {to}"))
 
 
 @app.command()
@@ -240,8 +281,9 @@ def message(case_id: str, name: str,
             actor: str | None = typer.Option(None, "--as")) -> None:
     """Deliver a message the case waits for (e.g. customer_reply)."""
     engine = _engine()
-    state = engine.send_message(case_id, name, _input(data, sets), actor=actor)
-    out.print(f"message {name} delivered; case {case_id} is {state.status}")
+    values = _action_input(engine, data, sets, "MessageArrived", case_id=case_id, actor=actor)
+    state = engine.send_message(case_id, name, values, actor=actor)
+    out.print(shown(f"message {name} delivered; case {case_id} is {state.status}"))
 
 
 @app.command()
@@ -252,8 +294,9 @@ def update(case_id: str,
            actor: str | None = typer.Option(None, "--as")) -> None:
     """Reclassify a case (tier, category...): SLA targets are re-chosen, start times kept."""
     engine = _engine()
-    state = engine.update(case_id, _input(data, sets), actor=actor)
-    out.print(f"case {case_id} updated; priority {state.priority}")
+    state = engine.update(case_id, _action_input(engine, data, sets, "UpdateData", case_id=case_id, actor=actor),
+                          actor=actor)
+    out.print(shown(f"case {case_id} updated; priority {state.priority}"))
 
 
 @app.command()
@@ -269,8 +312,8 @@ def cases(process: str | None = typer.Option(None, "--process"),
         return
     table = Table("case", "process", "status", "at", "priority", "tier", "level", "started")
     for r in rows:
-        table.add_row(r["id"], r["process_id"], r["status"], r["current_nodes"], r["priority"], r["tier"] or "",
-                      str(r["escalation_level"]), _when(r["created_at"]))
+        table.add_row(*_cells(r["id"], r["process_id"], r["status"], r["current_nodes"], r["priority"], r["tier"],
+                              r["escalation_level"], _when(r["created_at"])))
     out.print(table)
 
 
@@ -297,24 +340,25 @@ def show(case_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
                      "events": [e._asdict() for e in view.events]})
         return
     d = graph.definition
-    out.print(f"[bold]{case_id}[/bold]  {d.name.zh} / {d.name.en} v{d.version}  status [bold]{state.status}[/bold]"
-              + (f" ({state.outcome})" if state.outcome else "")
-              + f"  priority {state.priority}  escalation level {state.escalation_level}")
-    out.print("data: " + json.dumps(state.data, ensure_ascii=False, default=str), highlight=False)
+    out.print(f"[bold]{shown(case_id)}[/bold]  {shown(d.name.zh)} / {shown(d.name.en)} v{d.version}  "
+              f"status [bold]{shown(state.status)}[/bold]"
+              + (f" ({shown(state.outcome)})" if state.outcome else "")
+              + f"  priority {shown(state.priority)}  escalation level {state.escalation_level}")
+    out.print("data: " + shown(json.dumps(state.data, ensure_ascii=False, default=str)), highlight=False)
     if view.children:
-        out.print("sub-cases: " + ", ".join(view.children))
+        out.print("sub-cases: " + shown(", ".join(view.children)))
     table = Table("open task", "step", "role", "assignee", "due", "priority", "level", title="Open tasks")
     for t in open_tasks:
-        table.add_row(t.id, t.node, t.role, t.assignee or "", _when(t.due_at), t.priority, str(t.escalation_level))
+        table.add_row(*_cells(t.id, t.node, t.role, t.assignee, _when(t.due_at), t.priority, t.escalation_level))
     out.print(table)
     table = Table("clock", "target", "status", "used %", "due", title="SLA clocks")
     for c in clocks:
-        table.add_row(c["clock"], c["target"], c["status"], f"{c['percent']:.0f}", _when(c["due_at"]))
+        table.add_row(*_cells(c["clock"], c["target"], c["status"], f"{c['percent']:.0f}", _when(c["due_at"])))
     out.print(table)
     table = Table("#", "at", "event", "node", "details", title="History")
     for e in view.events:
         details = ", ".join(f"{k}={v}" for k, v in e.data.items() if k not in ("token",) and v not in (None, {}, []))
-        table.add_row(str(e.seq or "-"), _when(e.at), e.type, e.node or "", details[:120])
+        table.add_row(*_cells(e.seq or "-", _when(e.at), e.type, e.node, details[:120]))
     out.print(table)
 
 
@@ -322,22 +366,32 @@ def show(case_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
 @friendly
 def sweep(now: str | None = typer.Option(None, "--now", help="ISO time to sweep at (default: now)")) -> None:
     """Apply due timers, SLA warnings, breaches and escalations once."""
+    from engine.settings import get_settings
+    from flows.notify import CompositeNotifier, webhook_notifier_from_settings
+
     engine = _engine()
-    at = _parse_now(now)
-    results = engine.sweep(at)
+    webhooks = webhook_notifier_from_settings(get_settings())
+    if webhooks is not None:
+        engine.notifier = CompositeNotifier([engine.notifier, webhooks])
+    at = _parse_now(now, engine.clock)
+    results = engine.sweep(at if now else None)
     count = 0
     for case_id, events in results:
         for e in events:
             if e.type.startswith(("sla_", "escalated", "timer_fired")):
                 count += 1
-                out.print(f"{case_id}  {e.type}  {e.node or ''}  {e.data.get('clock', '')} "
-                          f"{e.data.get('percent', '')}")
+                out.print(shown(f"{case_id}  {e.type}  {e.node or ''}  {e.data.get('clock', '')} "
+                                f"{e.data.get('percent', '')}"))
     out.print(f"swept at {at.isoformat()}: {len(results)} case(s), {count} SLA/timer event(s)")
+    if webhooks is not None:  # a short-lived process: deliver what this sweep queued before exiting
+        webhooks.close(timeout=max(30.0, webhooks.timeout_seconds * webhooks.attempts))
+        out.print(f"webhooks: {webhooks.delivered} delivered, {webhooks.dropped + webhooks.pending()} not delivered")
 
 
-def _parse_now(text: str | None) -> datetime:
+def _parse_now(text: str | None, clock: Any) -> datetime:
+    """--now, or the engine's clock (SVCFLOW_CLOCK) like every other command: never the wall clock directly."""
     if not text:
-        return datetime.now(UTC)
+        return clock.now()
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
@@ -353,7 +407,9 @@ def demo(keep: bool = typer.Option(False, "--keep", help="keep the Prefect serve
          seconds: int = typer.Option(100, "--seconds", help="how long the simulated operators work"),
          factor: float = typer.Option(3600.0, "--speed", help="virtual seconds per real second (3600: 1 h/s)"),
          port: int = typer.Option(4200, "--port", help="port of the local Prefect server"),
-         out_dir: Path = typer.Option(Path("demo-output"), "--out", help="where outputs go (emptied first)")) -> None:
+         out_dir: Path = typer.Option(Path("demo-output"), "--out",
+                                      help="where outputs go: a new or empty directory, or one an earlier demo made "
+                                           "(emptied first)")) -> None:
     """Run the demo: Prefect server, served flows, sample cases, simulated operators, reports."""
     from svcflow.demo import run_demo
 

@@ -71,7 +71,7 @@ def serve_deployments(*, sweep: bool = True, sweep_interval: int | None = None, 
 
 def register(app: typer.Typer) -> None:
     """Add `serve` and `run` to the svcflow app."""
-    from svcflow.cli import _input, friendly, out
+    from svcflow.cli import _input, friendly, out, shown
 
     @app.command("serve")
     @friendly
@@ -123,9 +123,9 @@ def register(app: typer.Typer) -> None:
             summary = continue_case(case_id, wait_for_humans=not no_wait)
         sys.stdout.write(f"{summary['case_id']}\n")
         waiting = ", ".join(summary.get("at") or []) or "-"
-        out.print(f"case {summary['case_id']} is {summary['status']}"
-                  + (f" ({summary['outcome']})" if summary.get("outcome") else "")
-                  + f"; waiting at: {waiting}; open tasks: {', '.join(summary.get('open_tasks') or []) or '-'}")
+        out.print(shown(f"case {summary['case_id']} is {summary['status']}"
+                        + (f" ({summary['outcome']})" if summary.get("outcome") else "")
+                        + f"; waiting at: {waiting}; open tasks: {', '.join(summary.get('open_tasks') or []) or '-'}"))
 
 
 __all__ = ["local_prefect_server", "register", "serve_deployments", "wait_until_healthy"]

@@ -40,7 +40,7 @@ def parse_moment(text: str | None, zone: str, *, end_of_day: bool = False) -> da
 
 def register(app: typer.Typer) -> None:
     """Add `review`, `report weekly` and `simulate` to the svcflow app."""
-    from svcflow.cli import _engine, friendly, out
+    from svcflow.cli import _engine, friendly, out, shown
 
     def display_zone() -> str:
         from engine.settings import get_settings
@@ -68,8 +68,9 @@ def register(app: typer.Typer) -> None:
         html_path, png_path = write_review(report, output)
         published = publish_review_artifact(report)
         stats = report.stats
-        out.print(f"review of {process}: {stats.cases} case(s), {stats.completed} completed; "
-                  f"written {html_path} and {png_path}" + ("; published as a Prefect artifact" if published else ""))
+        out.print(shown(f"review of {process}: {stats.cases} case(s), {stats.completed} completed; "
+                        f"written {html_path} and {png_path}"
+                        + ("; published as a Prefect artifact" if published else "")))
 
     report_app = typer.Typer(help="Reports for managers.", no_args_is_help=True)
 
@@ -97,8 +98,8 @@ def register(app: typer.Typer) -> None:
         report = build_weekly(events, label, zone)
         md, html_path = write_weekly(report, out_dir)
         t = report.total
-        out.print(f"{label}: {t.open} open, {t.closed} closed, {t.overdue} overdue, {t.escalated} escalated; "
-                  f"written {md} and {html_path}")
+        out.print(shown(f"{label}: {t.open} open, {t.closed} closed, {t.overdue} overdue, {t.escalated} escalated; "
+                        f"written {md} and {html_path}"))
 
     app.add_typer(report_app, name="report")
 
@@ -135,6 +136,7 @@ def register(app: typer.Typer) -> None:
         for result in (first, *(([second]) if compare is not None else [])):
             stats = result.stats()
             median = stats.cycle_median_business_h
-            out.print(f"{result.scenario.name}: {stats.cases} case(s), {stats.completed} completed, cycle median "
-                      f"{median:.1f} business h" if median is not None else f"{result.scenario.name}: no case finished")
-        out.print(f"written {', '.join(str(p) for p in paths)} in {elapsed:.1f} s")
+            out.print(shown(f"{result.scenario.name}: {stats.cases} case(s), {stats.completed} completed, cycle median "
+                            f"{median:.1f} business h" if median is not None
+                            else f"{result.scenario.name}: no case finished"))
+        out.print(shown(f"written {', '.join(str(p) for p in paths)} in {elapsed:.1f} s"))

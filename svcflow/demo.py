@@ -20,7 +20,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from engine.errors import InputError
+
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+DEMO_MARKER = ".svcflow-demo-output"
+"""Written into --out by the demo: only a directory holding it is ever emptied by a later demo."""
 
 
 def virtual_start(today: datetime) -> datetime:
@@ -54,11 +58,32 @@ def _wait_for_deployment(name: str, timeout: float = 120.0) -> None:
     raise RuntimeError(f"the deployment {name} did not appear within {timeout:.0f} s")
 
 
+def claim_output_dir(out_dir: Path) -> None:
+    """Empty --out only if an earlier demo made it; refuse anything else that holds files.
+
+    `--out ~/work` once deleted the user's directory recursively: now a directory is emptied only
+    when it holds the demo's marker file, and an empty or missing one is used as it is.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out {out_dir} is a file, not a directory", hint="choose a new directory for the demo")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not (out_dir / DEMO_MARKER).is_file() and not _left_by_an_older_demo(out_dir):
+            raise InputError(f"--out {out_dir} is not empty and was not made by the demo; nothing was deleted",
+                             hint="choose a new or empty directory, e.g. --out demo-output")
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / DEMO_MARKER).write_text("made by `svcflow demo`; the next demo may empty this directory\n",
+                                       encoding="utf-8")
+
+
+def _left_by_an_older_demo(out_dir: Path) -> bool:
+    """Demos before the marker left their store and Prefect home: names no one else uses together."""
+    return (out_dir / "svcflow-demo.db").is_file() and (out_dir / "prefect-home").is_dir()
+
+
 def prepare_environment(out_dir: Path, sweep_seconds: int) -> None:
     """Settings every demo process shares: the store and a private Prefect home."""
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True)
+    claim_output_dir(out_dir)
     os.environ.update({
         "SVCFLOW_DATABASE_URL": f"sqlite:///{(out_dir / 'svcflow-demo.db').resolve()}",
         "SVCFLOW_SWEEP_INTERVAL_SECONDS": str(sweep_seconds),

@@ -16,7 +16,9 @@ from engine.time.calendar import CalendarConfig
 from engine.time.durations import DURATION_PATTERN, parse_duration
 
 IDENT = r"^[a-z][a-z0-9_]*$"
-Ident = Annotated[str, Field(pattern=IDENT, description="snake_case ASCII identifier")]
+IDENT_MAX = 64  # ids go into the store's 100-character columns, some with a suffix (engine/run/limits.py)
+Ident = Annotated[str, Field(pattern=IDENT, max_length=IDENT_MAX,
+                             description="snake_case ASCII identifier, at most 64 characters")]
 
 
 def _check_duration(text: str) -> str:
@@ -170,7 +172,8 @@ class StartNode(NodeBase):
 
 class EndNode(NodeBase):
     kind: Literal["end"]
-    outcome: str | None = Field(default=None, description="result recorded on the case, e.g. closed, rejected")
+    outcome: str | None = Field(default=None, max_length=100,
+                                description="result recorded on the case, e.g. closed, rejected")
 
 
 class AutoTask(NodeBase):

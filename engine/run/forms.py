@@ -124,7 +124,7 @@ def check_fields(
             problems.append(f"field '{name}'{label} is required")
     if problems:
         raise InputError(f"invalid input for {what}: " + "; ".join(problems),
-                         hint="fix the fields named above; nothing was stored")
+                         hint="fix the fields named above")
     return result
 
 

@@ -31,6 +31,7 @@ from engine.definition.graph import ProcessGraph
 from engine.run.handlers import HandlerContext, HandlerRegistry, default_registry
 from engine.expressions.cel import compile_expression
 from engine.run.interpreter import Transition, apply, case_scope
+from engine.run.limits import REASON_CHARS, Limits
 from engine.run.schedules import due_starts
 from engine.definition.library import ProcessLibrary
 from engine.definition.loader import load_text
@@ -146,7 +147,8 @@ class Engine(CaseHost):
 
     def __init__(self, store: Store, library: ProcessLibrary, *, clock: Clock | None = None,
                  handlers: HandlerRegistry | None = None, notifier: Notifier | None = None,
-                 executor: StepExecutor | None = None, id_factory: Callable[[str], str] | None = None) -> None:
+                 executor: StepExecutor | None = None, id_factory: Callable[[str], str] | None = None,
+                 limits: Limits | None = None) -> None:
         self.store = store
         self.library = library
         self.clock = clock or SystemClock()
@@ -155,6 +157,7 @@ class Engine(CaseHost):
         self.notifier = notifier or LogNotifier()
         self.executor = executor or run_in_process
         self.id_factory = id_factory or _new_case_id
+        self.limits = limits or Limits.from_settings()
         self.listeners: list[Callable[[str, Command], None]] = []
         self.driver = CommandDriver(self)
         self._lock = threading.RLock()
@@ -183,10 +186,15 @@ class Engine(CaseHost):
     # -- actions ----------------------------------------------------------------------------
     def start(self, process_id: str, data: Mapping[str, Any] | None = None, *, actor: str | None = None,
               case_id: str | None = None) -> str:
-        """Start a case of the latest version; returns its id. Bad data stores nothing."""
+        """Start a case of the latest version; returns its id. Bad data stores nothing: there is no case yet."""
         graph = self.library.get(process_id)
         case_id = case_id or self.id_factory(process_id)
-        self.driver.start(graph, StartCase(case_id, dict(data or {}), None, None, actor))
+        try:
+            self.limits.check_start(process_id, case_id, data or {}, actor)
+            self.driver.start(graph, StartCase(case_id, dict(data or {}), None, None, actor))
+        except (TaskRefused, InputError) as exc:
+            _say_what_was_stored(exc, "nothing was stored")
+            raise
         return case_id
 
     def complete(self, task_id: str, *, actor: str, role: str, data: Mapping[str, Any] | None = None) -> InstanceState:
@@ -213,25 +221,53 @@ class Engine(CaseHost):
 
     def act(self, case_id: str, event: Event, *, node: str | None = None,
             loaded: tuple[InstanceState, int] | None = None) -> InstanceState:
-        """Apply a user's event; a refusal is recorded in the log and re-raised, the state untouched.
+        """Apply a user's event. A refusal leaves the case unchanged and one `refused` audit record.
 
         Only the user's own event can be refused. Once it is stored, whatever fails in what it
         sets off (a step, a child case) is recorded on the case as an incident by the driver and
         never reported to the user as a refusal of what was in fact stored.
         """
         try:
+            self.limits.check_event(event)
             transition = self._commit(case_id, event, loaded)
         except (TaskRefused, InputError) as exc:
-            state, _ = loaded or self.store.load_case(case_id)
-            details: dict[str, Any] = {"reason": str(exc), "event": type(event).__name__}
+            details: dict[str, Any] = {}
             if isinstance(event, (CompleteTask, AssignTask)):
-                details.update(task_id=event.task_id, actor=event.actor, role=event.role)
-            self.store.record_refusal(case_id, state.process_id, self.clock.now(), "refused", node, details)
+                details.update(task_id=event.task_id, role=event.role)
+            self.record_refusal(exc, type(event).__name__, case_id=case_id, node=node,
+                                actor=getattr(event, "actor", None), state=loaded[0] if loaded else None, **details)
             raise
         self.driver.drive(case_id, transition)
         if any(type(command) in _CHANGES_THE_CASE_AGAIN for command in transition.commands):
             return self.load(case_id)  # a step or a child moved it on (or parked it as an incident)
         return transition.state
+
+    def record_refusal(self, exc: SvcflowError, event: str, *, case_id: str | None = None,
+                       task_id: str | None = None, node: str | None = None, actor: str | None = None,
+                       state: InstanceState | None = None, **details: Any) -> bool:
+        """The audit record of a refused action on an existing case: who tried what, and why.
+
+        Adapters that refuse before the engine (unreadable --data, a bad --set) call this too, so
+        every refusal of an action on a case is recorded the same way. Returns False when there is
+        no case to record it on (unknown case or task): then nothing is stored at all.
+        """
+        try:
+            if state is None and case_id is None and task_id is not None:
+                state, _, node = self.store.load_case_of_task(task_id)
+            elif state is None and case_id is not None:
+                state, _ = self.store.load_case(case_id)
+        except NotFound:
+            state = None
+        if state is None:
+            _say_what_was_stored(exc, "nothing was stored")
+            return False
+        if task_id is not None:
+            details["task_id"] = task_id
+        record = {"reason": Limits.clip(str(exc), REASON_CHARS), "event": event, "actor": Limits.clip(actor),
+                  **{k: Limits.clip(v) for k, v in details.items() if v is not None}}
+        self.store.record_refusal(state.case_id, state.process_id, self.clock.now(), "refused", node, record)
+        _say_what_was_stored(exc, f"case {state.case_id} is unchanged; the refusal is recorded in its history")
+        return True
 
     def _commit(self, case_id: str, event: Event, loaded: tuple[InstanceState, int] | None = None) -> Transition:
         """Apply and store one event; on a concurrent change, re-read and re-decide."""
@@ -240,6 +276,7 @@ class Engine(CaseHost):
             loaded = None  # a retry must re-read
             now = self.clock.now()
             transition = apply(self.graph_for(state), state, event, now)
+            self.limits.check_case_data(transition.state, event)
             try:
                 self.store.write(state, transition.state, transition.log, version, now)
             except ConcurrentModification:
@@ -253,18 +290,24 @@ class Engine(CaseHost):
 
         Safe to run in several processes at once: the optimistic version lets one apply each due
         item; the loser re-reads and finds nothing due any more.
+
+        Each case is decided at the clock's time after its state was read, not at the sweep's
+        start: a sweep takes a while, and a user's change committed meanwhile must not end up
+        with sweep events stamped before it (never back-dated). An explicit `now` (tests,
+        `svcflow sweep --now`) is used as given.
         """
-        now = now or self.clock.now()
-        results: list[tuple[str, list[LogEntry]]] = self.start_scheduled(now)
-        for case_id in self.store.due_cases(now, limit):
+        start = now or self.clock.now()
+        results: list[tuple[str, list[LogEntry]]] = self.start_scheduled(start)
+        for case_id in self.store.due_cases(start, limit):
             state: InstanceState | None = None
             try:
                 state, version = self.store.load_case(case_id)
+                at = now or self.clock.now()
                 due = state.next_due_at()
-                if due is None or due > now:
+                if due is None or due > at:
                     continue
-                transition = apply(self.graph_for(state), state, Tick(), now)
-                self.store.write(state, transition.state, transition.log, version, now)
+                transition = apply(self.graph_for(state), state, Tick(), at)
+                self.store.write(state, transition.state, transition.log, version, at)
             except ConcurrentModification:
                 continue
             except Exception as exc:  # one broken case must not stop the sweep for all the others
@@ -340,6 +383,8 @@ class Engine(CaseHost):
     def begin(self, graph: ProcessGraph, event: StartCase) -> Transition:
         now = self.clock.now()
         transition = apply(graph, None, event, now)
+        if event.parent_case is None:  # a child's data comes from its parent, already within the limits
+            self.limits.check_case_data(transition.state)
         self.store.save_definition(graph.loaded, now)
         self.store.write(None, transition.state, transition.log, None, now)
         return transition
@@ -359,6 +404,12 @@ class Engine(CaseHost):
 
     def open_tasks(self, case_id: str | None = None, role: str | None = None) -> list[dict[str, Any]]:
         return self.store.tasks(case_id=case_id, role=role)
+
+
+def _say_what_was_stored(exc: SvcflowError, stored: str) -> None:
+    """Refusal messages end by saying exactly what was stored, so no entry point can claim otherwise."""
+    if stored not in (exc.hint or ""):
+        exc.hint = f"{exc.hint}; {stored}" if exc.hint else stored
 
 
 def _new_case_id(process_id: str) -> str:

@@ -56,6 +56,14 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
 
 
+TIER_CHARS: int = CASES.c.tier.type.length
+"""Width of cases.tier: the tier is a data value (any text a definition allows), clipped in this projection."""
+
+
+def _clip(text: str | None, chars: int) -> str | None:
+    return text[:chars] if text is not None else None
+
+
 # Each migration takes the schema from version N-1 to N; create_all makes new tables.
 MIGRATIONS: dict[int, Sequence[str]] = {
     2: ("ALTER TABLE events ADD COLUMN log_version INTEGER",),  # the payload version of each row (NULL: 1)
@@ -190,7 +198,7 @@ class Store:
                     expected_version: int | None, now: datetime) -> int:
         sql = self._sql
         values = dict(
-            status=new.status, outcome=new.outcome, priority=new.priority, tier=new.tier,
+            status=new.status, outcome=new.outcome, priority=new.priority, tier=_clip(new.tier, TIER_CHARS),
             escalation_level=new.escalation_level,
             current_nodes=",".join(sorted({t.node for t in new.tokens.values()}))[:1000],
             updated_at=sql.dt(now), ended_at=sql.dt(new.ended_at), next_due_at=sql.dt(new.next_due_at()),
