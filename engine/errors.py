@@ -74,3 +74,11 @@ class TaskRefused(SvcflowError):
 
 class ConcurrentModification(SvcflowError):
     """Another process changed the case between our read and our write; nothing was stored."""
+
+
+class AccessDenied(TaskRefused):
+    """An actor the directory does not know, has disabled, or who lacks the role an action needs."""
+
+
+class NotAuthenticated(SvcflowError):
+    """No valid token, session or user name came with a request that changes state."""

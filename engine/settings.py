@@ -24,6 +24,13 @@ class Settings(BaseSettings):
     smtp_port: int = 25
     smtp_sender: str = "svcflow@localhost"
     role_emails: dict[str, list[str]] = Field(default_factory=dict, description="role -> e-mail addresses (JSON)")
+    directory: str = Field(default="auto", pattern="^(auto|required)$",
+                           description="'auto': user and role checks once the directory has a user; 'required': always")
+    supervisor_roles: list[str] = Field(
+        default_factory=lambda: ["team_supervisor", "department_manager", "service_director", "repair_supervisor",
+                                 "credit_manager", "senior_management"],
+        description="roles that may assign others' tasks, update any case and cancel cases (JSON list)")
+    session_secret: str | None = Field(default=None, description="key signing inbox session cookies")
 
 
 def get_settings() -> Settings:
