@@ -176,8 +176,8 @@ def register(app: typer.Typer) -> None:
 
         if workers > 1:
             uvicorn.run("svcflow.server.app:create_app", factory=True, host=host, port=port, workers=workers,
-                        log_level="warning")
+                        log_level="warning", access_log=False)
         else:
             from svcflow.server.app import create_app
 
-            uvicorn.run(create_app(), host=host, port=port, log_level="warning")
+            uvicorn.run(create_app(), host=host, port=port, log_level="warning", access_log=False)

@@ -41,6 +41,19 @@ def fresh_postgres(admin_url: str, name: str = PG_DATABASE) -> str:
 @contextmanager
 def running_server(database_url: str, workdir: Path, **env: str) -> Iterator[str]:
     """Start the server, wait until it answers, yield its base URL, stop it."""
+    with server_process(database_url, workdir, **env) as (base, _process):
+        yield base
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc), for cost measurements."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def server_process(database_url: str, workdir: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The server's base URL and its process (for its CPU time)."""
     port = free_port()
     environment = {**os.environ, "SVCFLOW_DATABASE_URL": database_url, "PYTHONPATH": str(ROOT),
                    "SVCFLOW_SESSION_SECRET": "test-session-key", **env}
@@ -59,7 +72,7 @@ def running_server(database_url: str, workdir: Path, **env: str) -> Iterator[str
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("svcflow server did not start: " + (workdir / f"server-{port}.log").read_text())
             time.sleep(0.2)
-        yield base
+        yield base, process
     finally:
         process.terminate()
         try:

@@ -131,6 +131,8 @@ class Directory:
         self.store = store
         self.known_roles = known_roles
         SQLModel.metadata.create_all(store.engine, tables=[USERS, TOKENS, AUDIT])
+        mark = ":id" if store.dialect == "sqlite" else "%(id)s"
+        self._token_sql = f"SELECT name, secret_hash, roles, created_at, revoked_at FROM directory_tokens WHERE id = {mark}"
 
     # -- users -----------------------------------------------------------------------------------
     def has_users(self) -> bool:
@@ -283,13 +285,14 @@ class Directory:
         parts = text.strip().split("_", 2)
         if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
             return None
-        with self.store.engine.connect() as conn:
-            row = conn.execute(select(TOKENS).where(TOKENS.c.id == parts[1])).first()
-        if row is None or row.revoked_at is not None:
+        # every API request asks this: driver SQL, as the store does for its own hot reads
+        row = self.store._fetch_one(self._token_sql, {"id": parts[1]})
+        if row is None or row[4] is not None:
             return None
-        if not hmac.compare_digest(row.secret_hash, _digest(parts[2])):
+        name, secret_hash, roles, _created, _revoked = row
+        if not hmac.compare_digest(secret_hash, _digest(parts[2])):
             return None
-        return ApiToken(row.id, row.name, tuple(json.loads(row.roles)), aware(row.created_at), None)  # type: ignore[arg-type]
+        return ApiToken(parts[1], name, tuple(json.loads(roles)), _when(_created), None)
 
     # -- audit -----------------------------------------------------------------------------------
     def audit(self, kind: str, principal: str, details: dict[str, Any], now: datetime) -> None:
@@ -307,6 +310,13 @@ class Directory:
         with self.store.transaction() as conn:
             for table in (AUDIT, TOKENS, USERS):
                 conn.execute(delete(table))
+
+
+def _when(value: Any) -> datetime:
+    """A driver-level timestamp: text on SQLite (stored in UTC), a datetime on PostgreSQL."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return aware(value)  # type: ignore[return-value]
 
 
 def _digest(secret: str) -> str:
