@@ -6,27 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
 from engine.store.directory import Directory
 from engine.store.sql import Store
-from svcflow.cli import app
+from tests.test_cli import isolated_store, run  # noqa: F401  (isolated_store: an autouse fixture)
 
-runner = CliRunner()
 COMPLAINT = ["--set", "customer_id=C001", "--set", "customer_name=张三", "--set", "tier=gold",
              "--set", "category=billing", "--set", "description=多扣费"]
-
-
-@pytest.fixture(autouse=True)
-def isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    db = tmp_path / "svcflow.db"
-    monkeypatch.setenv("SVCFLOW_DATABASE_URL", f"sqlite:///{db}")
-    monkeypatch.chdir(tmp_path)
-    return db
-
-
-def run(*args: str):  # type: ignore[no-untyped-def]
-    return runner.invoke(app, list(args))
 
 
 def register_task() -> tuple[str, str]:
