@@ -90,3 +90,11 @@ class LogError(SvcflowError):
 
 class StoredStateError(SvcflowError):
     """A case's stored state this code cannot read: an unknown key, a newer schema version, broken JSON."""
+
+
+class AccessDenied(TaskRefused):
+    """An actor the directory does not know, has disabled, or who lacks the role an action needs."""
+
+
+class NotAuthenticated(SvcflowError):
+    """No valid token, session or user name came with a request that changes state."""

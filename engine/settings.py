@@ -39,6 +39,15 @@ class Settings(BaseSettings):
     max_name_chars: int = Field(default=100, ge=1, le=100, description="actor, assignee and role names")
     max_id_chars: int = Field(default=64, ge=1, le=64, description="case ids, message names, field names")
 
+    # the user directory (engine/access.py)
+    directory: str = Field(default="auto", pattern="^(auto|required)$",
+                           description="'auto': user and role checks once the directory has a user; 'required': always")
+    supervisor_roles: list[str] = Field(
+        default_factory=lambda: ["team_supervisor", "department_manager", "service_director", "repair_supervisor",
+                                 "credit_manager", "senior_management"],
+        description="roles that may assign others' tasks, update any case and cancel cases (JSON list)")
+    session_secret: str | None = Field(default=None, description="key signing inbox session cookies")
+
     @field_validator("webhook_urls", mode="before")
     @classmethod
     def _split_urls(cls, value: Any) -> Any:

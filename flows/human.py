@@ -45,6 +45,7 @@ from engine.time import sla
 from engine.definition.model import FieldSpec, FormField, HumanTask, ProcessDefinition, Text
 from engine.errors import InputError, TaskRefused
 from engine.definition.graph import ProcessGraph
+from engine.access import open_gate
 from engine.run.runtime import Engine
 from engine.run.state import InstanceState, Task
 from flows.runtime import segment
@@ -281,6 +282,10 @@ def describe_task(graph: ProcessGraph, state: InstanceState, task: Task, *, now:
     lines.append("填写下面的表单并恢复运行即可完成此任务(与 `svcflow complete` 同样的检查)。"
                  "  \nFill in the form and resume the run to complete this task (the same checks as "
                  f"`svcflow complete {task.id}`). Invalid input keeps the task open and the run waits again.")
+    lines.append("")
+    lines.append("> 员工请在任务箱(`svcflow server` 的 /inbox)办理;这里是运维控制台。处理人须是用户目录中"
+                 "启用的用户并持有该角色。  \n> Staff work belongs in the inbox (`svcflow server`, /inbox); this is the "
+                 "operators' console. The actor must be an active directory user holding the role.")
     rows = case_summary_rows(definition, state.data)
     if rows:
         lines += ["", "#### 案件摘要 / Case summary", "", "| 字段 / field | 值 / value |", "|---|---|"]
@@ -362,9 +367,10 @@ def wait_for_task(engine: Engine, case_id: str, task_id: str, *, settings: FlowS
     actor = str(raw.get("actor") or "")
     role = str(raw.get("role") or task.role)
     data = {k: v for k, v in raw.items() if k not in RESERVED and v is not None}  # the engine checks the rest
+    gate = open_gate(engine, settings)  # the typed actor must be a known, active user holding the role
     try:
         with segment(case_id):
-            engine.complete(task_id, actor=actor, role=role, data=data)
+            gate.complete(gate.principal(actor), task_id, data, role=role)
     except (InputError, TaskRefused) as exc:
         logger.warning("input for task %s refused, the task stays open and the run waits again: %s", task_id, exc)
         if run_id is not None:

@@ -85,6 +85,14 @@ def _engine() -> Any:
     return Engine.from_settings(settings.database_url, settings.process_dir, clock=clock_from_spec(settings.clock))
 
 
+def _gate() -> Any:
+    """Engine behind the directory's rules (engine/access.py): who may do what, refusals recorded."""
+    from engine.access import open_gate
+    from engine.settings import get_settings
+
+    return open_gate(_engine(), get_settings())
+
+
 def _input(data_file: Path | None, sets: list[str] | None) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if data_file is not None:
@@ -202,10 +210,10 @@ def list_processes(as_json: bool = typer.Option(False, "--json")) -> None:
 def start(process: str,
           data: Path | None = typer.Option(None, "--data", help="JSON file with the case data"),
           sets: list[str] | None = typer.Option(None, "--set", help="key=value (repeatable)"),
-          actor: str | None = typer.Option(None, "--as", help="who starts it")) -> None:
+          actor: str | None = typer.Option(None, "--as", help="who starts it (a directory user)")) -> None:
     """Start a case; prints its id."""
-    engine = _engine()
-    case_id = engine.start(process, _input(data, sets), actor=actor)
+    gate = _gate()
+    case_id = gate.start(gate.principal(actor), process, _input(data, sets))
     sys.stdout.write(case_id + "\n")
 
 
@@ -235,14 +243,15 @@ def tasks(role: str | None = typer.Option(None, "--role"),
 @app.command()
 @friendly
 def complete(task_id: str,
-             actor: str = typer.Option(..., "--as", help="user completing the task"),
-             role: str = typer.Option(..., "--role", help="role the user acts in"),
+             actor: str = typer.Option(..., "--as", help="user completing the task (a directory user)"),
+             role: str | None = typer.Option(None, "--role", help="role the user acts in (default: one they "
+                                             "hold that the task accepts; required without a directory)"),
              data: Path | None = typer.Option(None, "--data", help="JSON file with the form values"),
              sets: list[str] | None = typer.Option(None, "--set", help="key=value (repeatable)")) -> None:
     """Complete a human task (role-checked, form-validated). Continues a waiting Prefect run too."""
-    engine = _engine()
-    values = _action_input(engine, data, sets, "CompleteTask", task_id=task_id, actor=actor, role=role)
-    state = engine.complete(task_id, actor=actor, role=role, data=values)
+    gate = _gate()
+    values = _action_input(gate.engine, data, sets, "CompleteTask", task_id=task_id, actor=actor, role=role)
+    state = gate.complete(gate.principal(actor), task_id, values, role=role)
     _resume_waiting_run(task_id)
     out.print(shown(f"task {task_id} completed; case {state.case_id} is {state.status}"
                     + (f" at {', '.join(sorted({t.node for t in state.tokens.values()}))}" if state.tokens else "")))
@@ -265,11 +274,14 @@ def _resume_waiting_run(task_id: str) -> None:
 @friendly
 def assign(task_id: str,
            to: str = typer.Option(..., "--to", help="the person who will own the task"),
-           actor: str = typer.Option(..., "--as", help="who assigns it"),
-           role: str = typer.Option(..., "--role", help="role the assigner acts in")) -> None:
-    """Give a task to a named person (the dedicated owner); they may then complete it."""
-    engine = _engine()
-    state = engine.assign(task_id, to, actor=actor, role=role)
+           actor: str = typer.Option(..., "--as", help="who assigns it (a directory user)"),
+           role: str | None = typer.Option(None, "--role", help="role the assigner acts in")) -> None:
+    """Give a task to a named person (the dedicated owner); they may then complete it.
+
+    With a directory: claiming (--to yourself) needs the task's role; assigning to someone else
+    needs a supervisor role, and the assignee must hold the task's role."""
+    gate = _gate()
+    state = gate.assign(gate.principal(actor), task_id, to, role=role)
     out.print(shown(f"task {task_id} of case {state.case_id} assigned to {to}"))
 
 
@@ -280,9 +292,9 @@ def message(case_id: str, name: str,
             sets: list[str] | None = typer.Option(None, "--set"),
             actor: str | None = typer.Option(None, "--as")) -> None:
     """Deliver a message the case waits for (e.g. customer_reply)."""
-    engine = _engine()
-    values = _action_input(engine, data, sets, "MessageArrived", case_id=case_id, actor=actor)
-    state = engine.send_message(case_id, name, values, actor=actor)
+    gate = _gate()
+    values = _action_input(gate.engine, data, sets, "MessageArrived", case_id=case_id, actor=actor)
+    state = gate.message(gate.principal(actor), case_id, name, values)
     out.print(shown(f"message {name} delivered; case {case_id} is {state.status}"))
 
 
@@ -292,11 +304,24 @@ def update(case_id: str,
            data: Path | None = typer.Option(None, "--data"),
            sets: list[str] | None = typer.Option(None, "--set"),
            actor: str | None = typer.Option(None, "--as")) -> None:
-    """Reclassify a case (tier, category...): SLA targets are re-chosen, start times kept."""
-    engine = _engine()
-    state = engine.update(case_id, _action_input(engine, data, sets, "UpdateData", case_id=case_id, actor=actor),
-                          actor=actor)
+    """Reclassify a case (tier, category...): SLA targets are re-chosen, start times kept.
+
+    With a directory: needs a role holding an open task on the case, or a supervisor role."""
+    gate = _gate()
+    values = _action_input(gate.engine, data, sets, "UpdateData", case_id=case_id, actor=actor)
+    state = gate.update(gate.principal(actor), case_id, values)
     out.print(shown(f"case {case_id} updated; priority {state.priority}"))
+
+
+@app.command()
+@friendly
+def cancel(case_id: str,
+           reason: str = typer.Option(..., "--reason", help="why the case is cancelled"),
+           actor: str | None = typer.Option(None, "--as", help="who cancels it (a supervisor)")) -> None:
+    """Cancel a case (with a directory: supervisor roles only)."""
+    gate = _gate()
+    state = gate.cancel(gate.principal(actor), case_id, reason)
+    out.print(shown(f"case {case_id} is {state.status}"))
 
 
 @app.command()
@@ -420,7 +445,8 @@ def _register_extensions() -> None:
     """Commands that live with their subsystems (Prefect, rendering, reports)."""
     import importlib
 
-    for name in ("svcflow.commands_prefect", "svcflow.commands_render", "svcflow.commands_review"):
+    for name in ("svcflow.commands_prefect", "svcflow.commands_render", "svcflow.commands_review",
+                 "svcflow.commands_users"):
         importlib.import_module(name).register(app)
 
 

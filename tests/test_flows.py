@@ -403,6 +403,30 @@ def test_invalid_input_keeps_the_task_open_and_the_run_paused(engine: Any) -> No
     assert finish_thread(thread, box)["status"] == "completed"
 
 
+def test_a_resume_from_the_prefect_ui_checks_the_typed_actor_against_the_directory(engine: Any) -> None:
+    from engine.access import library_roles
+    from engine.store.directory import Directory
+
+    directory = Directory(engine.store, library_roles(engine.library))
+    directory.add_user("li", "李四", ["agent"], engine.clock.now())
+    directory.add_user("zhao", "赵六", [], engine.clock.now())
+    thread, box = start_in_thread("flowtest", {}, "FT-6D")
+    task = wait_until(lambda: engine.open_tasks("FT-6D"), what="the task")[0]
+    run = _paused_on(task["id"])
+    for actor in ("mallory", "zhao"):  # unknown; known but without the role
+        with client() as c:
+            c.resume_flow_run(run.id, run_input={"decision": "approve", "actor": actor})
+        run = _paused_on(task["id"], previous=run.state.state_details.pause_key)
+    assert engine.open_tasks("FT-6D")[0]["status"] == "open"
+    refusals = [e.data for e in engine.case("FT-6D").events if e.type == "refused"]
+    assert [(r["actor"], r["actor_kind"]) for r in refusals] == [("mallory", "unknown"), ("zhao", "user")]
+    assert "inbox" in run_input(run, "description")
+    with client() as c:
+        c.resume_flow_run(run.id, run_input={"decision": "approve", "actor": "Li"})
+    assert finish_thread(thread, box)["status"] == "completed"
+    assert engine.store.load_case("FT-6D")[0].tasks[task["id"]].completed_by == "li"
+
+
 def test_resume_run_for_task_continues_a_run_after_an_external_completion(engine: Any) -> None:
     from flows.human import resume_run_for_task
 

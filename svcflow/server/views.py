@@ -1,0 +1,121 @@
+"""What the API returns and the inbox shows: cases, tasks with their forms, SLA colours.
+
+Read-only: built from `Engine.case`, the store's task table and the definitions.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from engine.access import Gate, Principal
+from engine.definition.model import FieldSpec, HumanTask, Text
+from engine.run.runtime import Engine
+from engine.run.state import InstanceState, Task
+from engine.time import sla
+
+AMBER_AT = 75.0  # percent of the target used: the inbox turns a task amber, then red at 100
+
+
+def text(value: Text | None, lang: str, fallback: str = "") -> str:
+    if value is None:
+        return fallback
+    return value.zh if lang == "zh" else value.en
+
+
+def sla_percent(engine: Engine, state: InstanceState, clock_key: str, now: datetime) -> float | None:
+    clock = state.clocks.get(clock_key)
+    if clock is None:
+        return None
+    return round(sla.percent(clock, now, engine.graph_for(state).calendar), 1)
+
+
+def colour(percent: float | None) -> str:
+    if percent is None:
+        return "none"
+    return "red" if percent >= 100 else "amber" if percent >= AMBER_AT else "green"
+
+
+def form_fields(engine: Engine, state: InstanceState, task: Task) -> list[dict[str, Any]]:
+    """The task's form as the definition declares it, pre-filled with the case's current values."""
+    node = engine.graph_for(state).nodes[task.node]
+    assert isinstance(node, HumanTask)
+    return [field_json(f.id, f, state.data.get(f.id)) for f in node.form]
+
+
+def field_json(name: str, spec: FieldSpec, value: Any) -> dict[str, Any]:
+    return {"id": name, "type": spec.type, "required": spec.required, "choices": spec.choices,
+            "label": spec.label.model_dump() if spec.label else {"zh": name, "en": name},
+            "minimum": spec.minimum, "maximum": spec.maximum, "value": value if value is not None else spec.default}
+
+
+def task_json(engine: Engine, state: InstanceState, task: Task, now: datetime, *, with_form: bool = False,
+              lang: str = "en") -> dict[str, Any]:
+    graph = engine.graph_for(state)
+    node = graph.nodes[task.node]
+    percent = sla_percent(engine, state, f"task:{task.id}", now)
+    result: dict[str, Any] = {
+        "id": task.id, "case_id": state.case_id, "process_id": state.process_id,
+        "process_name": text(graph.definition.name, lang), "node": task.node,
+        "name": text(node.name, lang, task.node), "role": task.role, "escalation_roles": list(task.escalation_roles),
+        "assignee": task.assignee, "status": task.status, "priority": task.priority,
+        "escalation_level": task.escalation_level, "created_at": task.created_at, "due_at": task.due_at,
+        "sla_percent": percent, "sla_colour": colour(percent),
+    }
+    if with_form:
+        result["form"] = form_fields(engine, state, task)
+    return result
+
+
+def case_json(engine: Engine, case_id: str, now: datetime) -> dict[str, Any]:
+    """A case as the API returns it: data, current steps, SLA clocks, escalations, history."""
+    view = engine.case(case_id)
+    state = view.state
+    graph = engine.graph_for(state)
+    clocks = [{"clock": key, "name": c.name, "target": c.target_text, "status": c.status,
+               "percent": round(sla.percent(c, now, graph.calendar), 1), "due_at": c.due_at, "breached": c.breached}
+              for key, c in state.clocks.items()]
+    return {
+        "id": state.case_id, "process_id": state.process_id, "process_version": graph.definition.version,
+        "status": state.status, "outcome": state.outcome, "priority": state.priority,
+        "escalation_level": state.escalation_level, "started_at": state.started_at, "ended_at": state.ended_at,
+        "parent_case": state.parent_case, "children": view.children, "data": state.data,
+        "current_steps": sorted({t.node for t in state.tokens.values()}),
+        "open_tasks": [task_json(engine, state, t, now) for t in state.open_tasks()],
+        "clocks": clocks,
+        "escalations": engine.store.escalations(case_id),
+        "history": [{"seq": e.seq, "at": e.at, "type": e.type, "node": e.node, "data": e.data} for e in view.events],
+    }
+
+
+def tasks_for(engine: Engine, gate: Gate, who: Principal, now: datetime, *, scope: str = "mine",
+              role: str | None = None, lang: str = "en") -> list[dict[str, Any]]:
+    """`mine`: assigned to me; `roles`: open in any role I hold (or one of them); sorted by due time."""
+    rows = engine.store.tasks(role=role) if role else engine.store.tasks()
+    states: dict[str, InstanceState] = {}
+    result = []
+    for row in rows:
+        if scope == "mine" and row["assignee"] != who.id:
+            continue
+        state = states.get(row["case_id"])
+        if state is None:
+            state = states[row["case_id"]] = engine.store.load_case(row["case_id"])[0]
+        task = state.tasks.get(row["id"])
+        if task is None or task.status != "open":
+            continue
+        if scope == "roles" and not (who.roles & {task.role, *task.escalation_roles}):
+            continue
+        result.append(task_json(engine, state, task, now, lang=lang))
+    far = datetime.max.replace(tzinfo=now.tzinfo)
+    result.sort(key=lambda t: (t["due_at"] or far, t["created_at"]))
+    return result
+
+
+def jsonable(value: Any) -> Any:
+    """Datetimes as ISO text, the rest as JSON has it."""
+    return json.loads(json.dumps(value, ensure_ascii=False, default=_iso))
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)

@@ -1,0 +1,12 @@
+"""Smoke test of bench/bench_api.py: both sides complete their tasks (no timing assertions)."""
+
+from __future__ import annotations
+
+from bench import bench_api
+
+
+def test_the_api_benchmark_completes_every_task_both_ways_and_reports_the_ratios() -> None:
+    results = bench_api.run_benchmark(5, repeat=1)
+    assert results["tasks"] == 5
+    for key in ("direct_completions_per_s", "http_completions_per_s", "http_over_direct", "http_over_direct_cpu"):
+        assert results[key] > 0
