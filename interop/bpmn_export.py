@@ -86,12 +86,11 @@ def _names(element: etree._Element, name: Text | None) -> None:
 
 
 def _documentation(element: etree._Element, description: Text | None) -> None:
+    """Chinese in bpmn:documentation (what modelers show), English in our extension."""
     if description is None:
         return
-    for lang in ("zh", "en"):
-        doc = etree.SubElement(element, b("documentation"))
-        doc.set(s("lang"), lang)
-        doc.text = getattr(description, lang)
+    etree.SubElement(element, b("documentation")).text = description.zh
+    etree.SubElement(_ext(element), s("descriptionEn")).text = description.en
 
 
 def _ext(element: etree._Element) -> etree._Element:
@@ -357,15 +356,12 @@ def export_bpmn(graph: ProcessGraph) -> bytes:
 
 
 def _move_extensions_first(element: etree._Element) -> None:
-    """documentation, then extensionElements, then the rest: the order the BPMN schema requires."""
-    docs = element.findall(b("documentation"))
-    ext = element.find(b("extensionElements"))
-    for child in reversed([ext] if ext is not None else []):
+    """documentation, extensionElements, incoming, outgoing, then the rest: the order the BPMN schema requires."""
+    rank = {b("documentation"): 0, b("extensionElements"): 1, b("incoming"): 2, b("outgoing"): 3}
+    children = list(element)
+    for child in children:
         element.remove(child)
-        element.insert(len(docs), child)
-    for position, doc in enumerate(docs):
-        element.remove(doc)
-        element.insert(position, doc)
+    element.extend(sorted(children, key=lambda child: rank.get(child.tag, 4)))  # stable: same-rank order kept
 
 
 def _diagram(root: etree._Element, graph: ProcessGraph, places: Layout, drawn_lanes: dict[str, str],

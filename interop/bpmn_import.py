@@ -21,7 +21,7 @@ import yaml
 from lxml import etree
 
 from engine.errors import DefinitionError, Problem
-from interop.bpmn_names import BPMN, CAMUNDA, CEL_LANGUAGE, ZEEBE, b, q, s
+from interop.bpmn_names import BPMN, CAMUNDA, CEL_LANGUAGE, ZEEBE, b, q, s, snake
 from interop.feel import FeelError, to_cel, variables
 
 IDENT = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -58,13 +58,7 @@ def local(element: etree._Element) -> str:
     return etree.QName(tag).localname if isinstance(tag, str) else ""
 
 
-def to_ident(text: str) -> str:
-    """A snake_case identifier from a modeler id or name ("Activity_0x1" -> "activity_0x1")."""
-    out = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", text)
-    out = re.sub(r"[^A-Za-z0-9]+", "_", out).strip("_").lower()
-    if not out or not out[0].isalpha():
-        out = "n_" + out
-    return out
+to_ident = snake
 
 
 def iso_to_business(text: str) -> str:
@@ -133,12 +127,11 @@ class _Reader:
                         what="extension")
             return None
 
-    @staticmethod
-    def description(element: etree._Element) -> dict[str, str] | None:
+    def description(self, element: etree._Element) -> dict[str, str] | None:
         docs = element.findall(b("documentation"))
-        by_lang = {d.get(s("lang")): d.text or "" for d in docs}
-        if "zh" in by_lang and "en" in by_lang:
-            return {"zh": by_lang["zh"], "en": by_lang["en"]}
+        english = self.ext(element, "descriptionEn")
+        if english is not None and len(docs) == 1:
+            return {"zh": docs[0].text or "", "en": english.text or ""}
         plain = " ".join(" ".join((d.text or "").split()) for d in docs).strip()
         return {"zh": plain, "en": plain} if plain else None
 
@@ -562,7 +555,7 @@ def _flows(reader: _Reader, process: etree._Element, nodes: dict[str, dict[str, 
                 or target not in nodes:
             missing = next(x for x in (source, target) if x in dropped or (x not in nodes and x not in boundaries))
             reader.report(flow, f"connects '{missing}', which is not imported, so the flow is not either",
-                          what="flow")
+                          f"replace '{missing}' by something svcflow runs, then import again", what="flow")
             continue
         if boundary is not None:
             kind, attached, levels = boundary

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 BPMNDI = "http://www.omg.org/spec/BPMN/20100524/DI"
 DC = "http://www.omg.org/spec/DD/20100524/DC"
@@ -37,3 +39,12 @@ def lane_element_id(lane_id: str) -> str:
 
 
 SYSTEM_LANE_ELEMENT = "Lane_system"
+
+
+def snake(text: str) -> str:
+    """A snake_case identifier from a modeler id, name or variable ("Activity_0x1" -> "activity_0x1")."""
+    out = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", text)
+    out = re.sub(r"[^A-Za-z0-9]+", "_", out).strip("_").lower()
+    if not out or not out[0].isalpha():
+        out = "n_" + out
+    return out

@@ -4,7 +4,7 @@ Modelers write sequence-flow conditions as JUEL (`${amount > 1000 && tier == 'go
 or FEEL (`= amount > 1000 and tier = "gold"`, Camunda 8 / Zeebe). svcflow runs CEL and never
 evaluates foreign code, so only the simple kind is translated, by a small parser rather than by
 text substitution: comparisons, and/or/not, parentheses, string/number/boolean/null literals and
-variable paths (a variable `x` is the case field `data.x`). Anything else (function calls, ranges,
+variable paths (a variable `x` is the case field `data.x`, camelCase names in snake_case). Anything else (function calls, ranges,
 `empty`, arithmetic...) raises FeelError with the column, and the import reports the flow with it.
 """
 
@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 
 from engine.errors import SvcflowError
+from interop.bpmn_names import snake
 
 
 class FeelError(SvcflowError):
@@ -140,7 +141,8 @@ class _Parser:
                 raise self.fail(token, "function calls are not translated:")
             if token.text in _LITERALS:
                 return _LITERALS[token.text]
-            return token.text if token.text.startswith("data.") else f"data.{token.text}"
+            path = token.text[len("data."):] if token.text.startswith("data.") else token.text
+            return "data." + ".".join(snake(part) for part in path.split("."))
         raise self.fail(token, "unexpected")
 
 

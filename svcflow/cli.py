@@ -359,7 +359,8 @@ def _register_extensions() -> None:
     """Commands that live with their subsystems (Prefect, rendering, reports)."""
     import importlib
 
-    for name in ("svcflow.commands_prefect", "svcflow.commands_render", "svcflow.commands_review"):
+    for name in ("svcflow.commands_prefect", "svcflow.commands_render", "svcflow.commands_review",
+                 "svcflow.commands_interop"):
         importlib.import_module(name).register(app)
 
 
