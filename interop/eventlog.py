@@ -139,7 +139,9 @@ def cases(events: Iterable[LogEvent], version_of: Callable[[str, str], int | Non
                 case.tier = output["tier"]
         elif etype in SLA_TYPES:
             scope = node or str(payload.get("clock", "case"))
-            attributes: dict[str, Any] = {k: payload[k] for k in ("clock", "level", "percent", "kind") if k in payload}
+            attributes: dict[str, Any] = {k: payload[k] for k in ("clock", "level", "percent") if k in payload}
+            if "kind" in payload:  # warned | breached | escalated: which rung of the ladder
+                attributes["rung"] = payload["kind"]
             if "notify" in payload:
                 attributes["notify"] = " ".join(payload["notify"])
             case.events.append(Activity(case_id, event.at, f"{etype}:{scope}", "complete", "sla", node,
