@@ -178,7 +178,7 @@ def _process_extensions(process: etree._Element, graph: ProcessGraph) -> None:
     _json_child(process, "schedules", definition.schedules)
 
 
-def _node_element(process: etree._Element, node: NodeBase, definition_lanes: dict[str, str]) -> etree._Element:
+def _node_element(process: etree._Element, node: NodeBase) -> etree._Element:
     kind = node.kind  # type: ignore[attr-defined]
     element = etree.SubElement(process, b(_TAGS[kind]))
     element.set("id", node.id)
@@ -318,9 +318,8 @@ def export_bpmn(graph: ProcessGraph) -> bytes:
         etree.SubElement(lane_elements[drawn_lanes[edge.source]], b("flowNodeRef")).text = boundary_id(index)
 
     elements: dict[str, etree._Element] = {}
-    lane_by_node = {node.id: getattr(node, "lane", None) for node in definition.nodes}
     for node in definition.nodes:
-        elements[node.id] = _node_element(process, node, {k: v for k, v in lane_by_node.items() if v})
+        elements[node.id] = _node_element(process, node)
     for index, edge in escalation_edges:
         event = etree.SubElement(process, b("boundaryEvent"))
         event.set("id", boundaries[index])

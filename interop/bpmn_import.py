@@ -482,8 +482,8 @@ def _timer(reader: _Reader, element: etree._Element, timer: etree._Element | Non
     return False
 
 
-def _boundary(reader: _Reader, element: etree._Element, nodes: dict[str, dict[str, Any]],
-              escalations: dict[str, str]) -> tuple[str, str, list[dict[str, Any]]] | None:
+def _boundary(reader: _Reader, element: etree._Element,
+              nodes: dict[str, dict[str, Any]]) -> tuple[str, str, list[dict[str, Any]]] | None:
     """What a boundary event becomes: (kind, attached node id, ladder levels) or None when refused.
 
     kinds: "escalation" (our export: its flow is an escalation edge), "route" (an interrupting timer:
@@ -648,7 +648,7 @@ def _process(reader: _Reader, root: etree._Element, process: etree._Element) -> 
         nodes[element.get("id", "")] = node
     boundaries: dict[str, tuple[str, str, list[dict[str, Any]]]] = {}
     for element in boundary_elements:
-        found = _boundary(reader, element, nodes, {})
+        found = _boundary(reader, element, nodes)
         if found is None:
             dropped.add(element.get("id", ""))
         else:

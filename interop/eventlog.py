@@ -14,7 +14,7 @@ moment, not the log.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -29,6 +29,9 @@ from engine.store.tables import CaseRow, DefinitionRow
 BATCH = 20_000
 SLA_TYPES = frozenset({"sla_warned", "sla_breached", "escalated"})
 CASE_END_PREFIX = "case_"
+# the log entries an export reads (the rest is bookkeeping): asking the store for these only halves the rows
+EXPORT_TYPES = ("case_started", "case_completed", "case_cancelled", "node_entered", "node_completed",
+                "task_completed", "subprocess_started", "data_updated", *sorted(SLA_TYPES))
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ class Case:
 
 
 def read_store(store: Store, *, process_id: str | None = None, since: datetime | None = None,
-               batch: int = BATCH) -> Iterator[LogEntry]:
+               types: Sequence[str] | None = None, batch: int = BATCH) -> Iterator[LogEntry]:
     """The store's log in id order, `batch` rows at a time (keyset paging): never all of it in memory.
 
     The one place that reads the store for exports: `Store.events()` returns a whole list, which a
@@ -78,9 +81,13 @@ def read_store(store: Store, *, process_id: str | None = None, since: datetime |
         query = select(EVENTS.c.id, EVENTS.c.case_id, EVENTS.c.process_id, EVENTS.c.seq, EVENTS.c.at,
                        EVENTS.c.type, EVENTS.c.node, EVENTS.c.payload).where(EVENTS.c.id > last)
         if process_id:
-            query = query.where(EVENTS.c.process_id == process_id)
+            # `|| ''` keeps the planner on the id (primary key) range: by the (process_id, at) index it
+            # would sort every row of the process again for each page
+            query = query.where(EVENTS.c.process_id.concat("") == process_id)
         if since:
             query = query.where(EVENTS.c.at >= utc(since))
+        if types:
+            query = query.where(EVENTS.c.type.in_(list(types)))
         with store.engine.connect() as conn:
             rows = conn.execute(query.order_by(EVENTS.c.id).limit(batch)).all()
         if not rows:
@@ -159,4 +166,4 @@ def cases(events: Iterable[LogEvent], version_of: Callable[[str, str], int | Non
     yield from open_cases.values()
 
 
-__all__ = ["read_store", "store_versions", "cases", "Case", "Activity", "BATCH"]
+__all__ = ["EXPORT_TYPES", "read_store", "store_versions", "cases", "Case", "Activity", "BATCH"]

@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
         from engine.errors import InputError
         from engine.settings import get_settings
         from engine.store.sql import Store
-        from interop.eventlog import cases, read_store, store_versions
+        from interop.eventlog import EXPORT_TYPES, cases, read_store, store_versions
 
         settings = get_settings()
         start: datetime | None = None
@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
                 start = start.replace(tzinfo=ZoneInfo(settings.display_timezone))
         store = Store(settings.database_url)
         versions = store_versions(store)
-        traces = cases(read_store(store, process_id=process, since=start),
+        traces = cases(read_store(store, process_id=process, since=start, types=EXPORT_TYPES),
                        lambda case_id, _process: versions.get(case_id), since=start)
         output.parent.mkdir(parents=True, exist_ok=True)
         if fmt is LogFormat.xes:
