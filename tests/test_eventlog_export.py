@@ -63,6 +63,23 @@ def test_xes_declares_the_standard_extensions_and_a_trace_per_case(xes: etree._E
     assert len(list(xes.iter(f"{X}trace"))) == len({e.case_id for e in simulated.events})
 
 
+def test_xes_is_valid_against_the_xes_schema_subset(simulated: SimulationResult, tmp_path: Path) -> None:
+    schema = etree.XMLSchema(etree.parse(str(ROOT / "interop" / "schemas" / "xes.xsd")))
+    out = tmp_path / "log.xes"
+    write_xes(cases(simulated.events), out)
+    assert schema.validate(etree.parse(str(out))), [str(e) for e in schema.error_log][:3]
+
+
+def test_ocel_is_valid_against_the_ocel2_schema_subset(simulated: SimulationResult, tmp_path: Path) -> None:
+    import jsonschema
+
+    schema = json.loads((ROOT / "interop" / "schemas" / "ocel2.schema.json").read_text(encoding="utf-8"))
+    out = tmp_path / "log.json"
+    write_ocel(cases(simulated.events), out)
+    jsonschema.validate(json.loads(out.read_text(encoding="utf-8")), schema,
+                        format_checker=jsonschema.FormatChecker())
+
+
 def test_xes_case_count_matches_the_review(xes: etree._Element, review: ProcessStats) -> None:
     traces = _traces(xes, "complaint_handling")
     assert len(traces) == review.cases == 120
