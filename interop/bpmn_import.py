@@ -512,6 +512,11 @@ def _boundary(reader: _Reader, element: etree._Element,
         return None
     timer = element.find(b("timerEventDefinition"))
     assert timer is not None
+    if timer.find(b("timeDate")) is not None:
+        reader.report(element, "a boundary timer at a fixed date is not run",
+                      "give the task a time limit (timeDuration), or wait for the date with a timer event",
+                      what="boundary")
+        return None
     interrupting = element.get("cancelActivity", "true") != "false"
     repeats = 1
     spec = timer.find(b("timeDuration"))
@@ -612,10 +617,63 @@ def _infer_data(edges: list[dict[str, Any]], nodes: list[dict[str, Any]]) -> dic
     return data
 
 
+def _flatten(reader: _Reader, process: etree._Element, lane_of: dict[str, str | None]) -> None:
+    """Embedded sub-processes become steps of the process itself (svcflow has one level per process).
+
+    The flows into the sub-process go to the step after its start event; the flows into its end
+    events go where the sub-process's own outgoing flow went; its steps take its lane. Only the
+    plain shape is flattened: one start event without a trigger, at most one flow out, no boundary
+    events on it, no loop or event trigger. The rest stays refused, with the reason.
+    """
+    changed = True
+    while changed:
+        changed = False
+        for sub in process.findall(b("subProcess")):
+            sub_id = sub.get("id", "")
+            starts = sub.findall(b("startEvent"))
+            inner_flows = sub.findall(b("sequenceFlow"))
+            outer_flows = process.findall(b("sequenceFlow"))
+            outgoing = [f for f in outer_flows if f.get("sourceRef") == sub_id]
+            start_out = [f for f in inner_flows if starts and f.get("sourceRef") == starts[0].get("id")]
+            attached = [e for e in process.findall(b("boundaryEvent")) if e.get("attachedToRef") == sub_id]
+            if (sub.get("triggeredByEvent") == "true" or len(starts) != 1 or _event_kind(starts[0])
+                    or len(start_out) != 1 or len(outgoing) > 1 or attached
+                    or sub.find(b("multiInstanceLoopCharacteristics")) is not None
+                    or sub.find(b("standardLoopCharacteristics")) is not None):
+                continue
+            first = start_out[0].get("targetRef")
+            for flow in outer_flows:
+                if flow.get("targetRef") == sub_id:
+                    flow.set("targetRef", first or "")
+            sub.remove(starts[0])
+            sub.remove(start_out[0])
+            if outgoing:
+                ends = {e.get("id") for e in sub.findall(b("endEvent")) if not _event_kind(e)}
+                for flow in inner_flows:
+                    if flow.get("targetRef") in ends:
+                        flow.set("targetRef", outgoing[0].get("targetRef", ""))
+                for end in sub.findall(b("endEvent")):
+                    if end.get("id") in ends:
+                        sub.remove(end)
+                process.remove(outgoing[0])
+            position = list(process).index(sub)
+            moved = [c for c in sub if local(c) not in ("documentation", "extensionElements", "incoming",
+                                                       "outgoing", "")]
+            for offset, child in enumerate(moved):
+                process.insert(position + 1 + offset, child)
+                if child.get("id") and child.get("id") not in lane_of:
+                    lane_of[child.get("id", "")] = lane_of.get(sub_id)
+            reader.report(sub, f"the embedded sub-process is flattened: its {len(moved)} elements become part of "
+                               "the process", refused=False, what="subprocess_flattened")
+            process.remove(sub)
+            changed = True
+
+
 def _process(reader: _Reader, root: etree._Element, process: etree._Element) -> dict[str, Any]:
     messages = {m.get("id", ""): (m.get("name") or m.get("id", "")) for m in root.findall(b("message"))}
     messages = {k: v if IDENT.match(v) else to_ident(v) for k, v in messages.items()}
     lanes, lane_of = _lanes(reader, process)
+    _flatten(reader, process, lane_of)
     meta = reader.ext(process, "process")
     for element in process:
         if element.get("id") and local(element) not in ("laneSet", "sequenceFlow"):
@@ -637,7 +695,9 @@ def _process(reader: _Reader, root: etree._Element, process: etree._Element) -> 
         node = _node(reader, element, lane_of, messages)
         if node is None:
             if tag in ("subProcess", "adHocSubProcess", "transaction"):
-                reader.report(element, f"an embedded sub-process ({len(element)} elements inside) is not run",
+                reader.report(element, f"this embedded sub-process ({len(element)} elements inside) is not run: "
+                              "only one with a single plain start event, at most one flow out, no boundary "
+                              "events and no loop is flattened into the process",
                               "model it as a process of its own and call it with a call activity",
                               what="subprocess")
             elif tag not in ("intermediateCatchEvent",):

@@ -94,3 +94,13 @@ def test_a_file_that_is_not_xml_is_refused_with_its_line(tmp_path: Path) -> None
 def test_conditions_with_function_calls_are_refused_with_the_column() -> None:
     with pytest.raises(FeelError, match="column 3"):
         to_cel("${execution.getVariable('x')}")
+
+
+def test_an_embedded_sub_process_is_flattened_into_a_valid_process(tmp_path: Path) -> None:
+    result = import_file(FIXTURES["camunda_embedded_subprocess"])
+    assert result.refused == []
+    assert [(p.code, p.line) for p in result.findings] == [("bpmn.note.subprocess_flattened", 13)]
+    edges = {(e["from"], e["to"]) for e in result.raw["edges"]}
+    assert {("start", "diagnose"), ("fix", "report"), ("fixable", "report")} <= edges
+    assert _node(result, "fix")["lane"] == "repair_crew"
+    assert validate_paths([_written(result, tmp_path)], default_registry()) == []
