@@ -135,12 +135,27 @@ class _Reader:
         plain = " ".join(" ".join((d.text or "").split()) for d in docs).strip()
         return {"zh": plain, "en": plain} if plain else None
 
+    def number(self, element: etree._Element, attr: str, kind: type[int] | type[float] = int) -> int | float | None:
+        """A numeric attribute; an unreadable one is reported at its element and left out."""
+        text = element.get(attr)
+        if text is None:
+            return None
+        try:
+            return kind(text)
+        except ValueError:
+            name = etree.QName(attr).localname
+            self.report(element, f"{name}={text!r} is not a {'whole ' if kind is int else ''}number: left out",
+                        f"write {name} as a number, or export the file again from svcflow", what="extension")
+            return None
+
     # -- svc extension structures -----------------------------------------------------------------------
-    @staticmethod
-    def levels(parent: etree._Element) -> list[dict[str, Any]]:
+    def levels(self, parent: etree._Element) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for item in parent.findall(s("level")):
-            level: dict[str, Any] = {"at": int(item.get("at", "100"))}
+            at = self.number(item, "at")
+            if at is None:
+                continue
+            level: dict[str, Any] = {"at": at}
             if item.get("notify"):
                 level["notify"] = item.get("notify", "").split()
             for attr, key in (("reassign", "reassign"), ("raisePriority", "raise_priority"), ("route", "route")):
@@ -388,8 +403,9 @@ def _node(reader: _Reader, element: etree._Element, lanes: dict[str, str | None]
         node["handler"] = _handler(reader, element, node["id"])
         for attr, key, kind in (("retries", "retries", int), ("retryDelaySeconds", "retry_delay_seconds", float),
                                 ("timeoutSeconds", "timeout_seconds", float)):
-            if element.get(s(attr)) is not None:
-                node[key] = kind(element.get(s(attr), "0"))
+            value = reader.number(element, s(attr), kind)
+            if value is not None:
+                node[key] = value
         outputs = reader.ext_json(element, "outputs")
         if outputs:
             node["outputs"] = outputs
@@ -720,7 +736,7 @@ def _process(reader: _Reader, root: etree._Element, process: etree._Element) -> 
         lanes.append({"id": role, "name": {"zh": role, "en": role}})
     raw: dict[str, Any] = {
         "id": reader.ident(process.get("id", "process")) if not IDENT.match(process.get("id", "")) else process.get("id"),
-        "version": int(meta.get("version", "1")) if meta is not None else 1,
+        "version": (reader.number(meta, "version") or 1) if meta is not None else 1,
         "name": reader.text(process) or _participant_name(reader, root, process) or {"zh": process.get("id", ""),
                                                                                          "en": process.get("id", "")},
     }

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
 from engine.definition.validation import validate_paths
 from engine.errors import DefinitionError
@@ -104,3 +106,41 @@ def test_an_embedded_sub_process_is_flattened_into_a_valid_process(tmp_path: Pat
     assert {("start", "diagnose"), ("fix", "report"), ("fixable", "report")} <= edges
     assert _node(result, "fix")["lane"] == "repair_crew"
     assert validate_paths([_written(result, tmp_path)], default_registry()) == []
+
+
+def _variants(source: bytes) -> Iterator[bytes]:
+    """The document with each element dropped, and with each attribute in turn set to garbage."""
+    count = sum(1 for e in etree.fromstring(source).iter() if isinstance(e.tag, str))
+    for index in range(1, count):
+        root = etree.fromstring(source)
+        element = [e for e in root.iter() if isinstance(e.tag, str)][index]
+        keys = list(element.attrib)
+        parent = element.getparent()
+        assert parent is not None
+        parent.remove(element)
+        yield etree.tostring(root)
+        for key in keys:
+            root = etree.fromstring(source)
+            element = [e for e in root.iter() if isinstance(e.tag, str)][index]
+            element.set(key, "x y-1")
+            yield etree.tostring(root)
+
+
+@pytest.mark.parametrize("source", ["camunda_complaint_intake", "camunda_reminders", "export:major_complaint"])
+def test_a_damaged_file_gives_findings_or_a_located_error_never_a_traceback(source: str) -> None:
+    from engine.definition.library import ProcessLibrary
+    from interop.bpmn_export import export_bpmn
+    from interop.bpmn_import import import_bpmn
+
+    if source.startswith("export:"):
+        data = export_bpmn(ProcessLibrary.from_dir().get(source.split(":")[1]))
+    else:
+        data = FIXTURES[source].read_bytes()
+    tried = 0
+    for variant in _variants(data):
+        tried += 1
+        try:
+            import_bpmn(variant, "damaged.bpmn")
+        except DefinitionError as exc:
+            assert all(p.file == "damaged.bpmn" and p.line for p in exc.problems)
+    assert tried > 100
