@@ -160,8 +160,8 @@ def test_the_same_definition_gives_byte_identical_dot_text() -> None:
 @pytest.mark.parametrize(("node_id", "shape", "marker"), [
     ("begin", "circle", None),
     ("done", "circle", None),
-    ("triage", "box", "自动 / Auto"),
-    ("work", "box", "人工 / Human"),
+    ("triage", "box", "⚙"),
+    ("work", "box", None),
     ("route", "diamond", "×"),
     ("fork", "diamond", "+"),
     ("pick", "diamond", "○"),
@@ -189,33 +189,36 @@ def test_a_subprocess_has_a_double_border_and_names_the_process_it_runs() -> Non
 
 
 def test_events_and_gateways_carry_their_bilingual_name_under_the_shape() -> None:
-    line = node_line(flowchart_dot(inline_graph(EVERY_KIND)), "route")
-    assert "是否紧急?" in line and "Urgent?" in line
-    assert attr(line, "fixedsize") == "shape"  # edges meet the diamond, the caption hangs below it
-    assert line.index("×") < line.index("是否紧急?")
+    dot = flowchart_dot(inline_graph(EVERY_KIND))
+    shape, caption = node_line(dot, "route"), node_line(dot, "caption:route")
+    assert "×" in shape and attr(shape, "fixedsize") == "true"  # edges meet the diamond itself
+    assert "是否紧急?" in caption and "Urgent?" in caption
+    shape_y = float((attr(shape, "pos") or "").split(",")[1].rstrip("!"))
+    caption_y = float((attr(caption, "pos") or "").split(",")[1].rstrip("!"))
+    assert caption_y < shape_y  # Graphviz's y grows upwards: the caption hangs under the shape
 
 
-def test_lanes_become_clusters_labelled_in_chinese_and_english(complaint_dot: str) -> None:
-    line = next(row for row in complaint_dot.splitlines() if row.startswith('  subgraph "cluster_front_desk"'))
-    label = complaint_dot.splitlines()[complaint_dot.splitlines().index(line) + 1]
-    assert "前台受理" in label and "Front desk" in label
+def test_lanes_are_named_in_chinese_and_english_beside_their_band(complaint_dot: str) -> None:
+    header = node_line(complaint_dot, "lane:front_desk")
+    assert "前台受理" in header and "Front desk" in header
     assert cluster_of(complaint_dot, "register") == "cluster_front_desk"
     assert cluster_of(complaint_dot, "dept_billing") == "cluster_billing_dept"
 
 
-def test_steps_without_a_lane_join_their_neighbours_lane_and_automatic_steps_the_system_lane() -> None:
+def test_steps_without_a_lane_are_drawn_in_the_lane_of_the_step_they_serve_with_no_system_lane() -> None:
     dot = flowchart_dot(inline_graph(EVERY_KIND))
     assert cluster_of(dot, "fork") == "cluster_agent"  # the gateway right after the agent's task
-    assert cluster_of(dot, "triage") == "cluster_system"
-    assert "系统" in dot and "System" in dot
+    assert cluster_of(dot, "triage") == "cluster_agent"  # the automatic triage serves the agent's work
+    assert "系统" not in dot and "System" not in dot and "cluster_system" not in dot
 
 
-def test_the_chart_is_drawn_left_to_right_in_the_installed_cjk_font(complaint_dot: str) -> None:
+def test_the_chart_is_drawn_in_the_installed_cjk_font_at_fixed_positions(complaint_dot: str) -> None:
     font = cjk_font()
     assert font.startswith("Noto Sans CJK") or font.startswith("Noto Serif CJK")
-    assert 'rankdir="LR"' in complaint_dot
+    assert 'layout="neato"' in complaint_dot.splitlines()[1]  # placed by us, edges routed by neato -n2
     for kind in ("graph", "node", "edge"):
         assert re.search(rf'^  {kind} \[.*fontname="{re.escape(font)}"', complaint_dot, re.M)
+    assert attr(node_line(complaint_dot, "register"), "pos") is not None
 
 
 def test_the_cjk_font_and_fallbacks_can_draw_every_marker_glyph() -> None:
@@ -223,41 +226,70 @@ def test_the_cjk_font_and_fallbacks_can_draw_every_marker_glyph() -> None:
     assert missing_glyphs("×+○◷✉⊞⚠⚙→⇢↑·…") == []  # drawable by some installed font: no tofu
 
 
-def test_a_human_task_shows_its_sla_targets(complaint_dot: str) -> None:
-    assert "SLA 1d/3d" in node_line(complaint_dot, "handle")  # platinum/gold 1d, others 3d
-    assert "SLA 1h" in node_line(complaint_dot, "register")
+def label_text(line: str) -> str:
+    """The words of a node's or edge's HTML label: markup dropped, wrapped lines joined by a space."""
+    start = line.index("label=<") + len("label=")
+    depth, end = 0, start
+    for end in range(start, len(line)):
+        depth += {"<": 1, ">": -1}.get(line[end], 0)
+        if depth == 0:
+            break
+    html = re.sub(r"<BR[^>]*>", " ", line[start + 1:end])
+    return " ".join(re.sub(r"<[^>]*>", "", html).split()).replace("/ ", "/")
 
 
-def test_case_level_sla_clocks_are_listed_under_the_title(complaint_dot: str) -> None:
-    title = re.search(r'^  graph \[.*$', complaint_dot, re.M)
-    assert title is not None
-    assert "首次响应时限" in title.group(0) and "SLA 2h/8h" in title.group(0)
+def test_a_human_task_shows_its_sla_target_per_policy(complaint_dot: str) -> None:
+    assert "SLA platinum/gold 2h · others 8h" in label_text(node_line(complaint_dot, "first_contact"))
+    assert "SLA 1h" in label_text(node_line(complaint_dot, "register"))
 
 
-def test_an_escalation_ladder_hangs_off_its_task_as_a_dashed_edge_to_its_thresholds(complaint_dot: str) -> None:
-    edge = edge_line(complaint_dot, "reply_customer", "ladder:reply_customer")
-    assert attr(edge, "style") == "dashed"
-    note = node_line(complaint_dot, "ladder:reply_customer")
-    for rung in ("50% → complaint_handler", "75% → complaint_handler", "100% 超时 breach → team_supervisor",
-                 "150% → department_manager ⇢ reassign", "200% → service_director"):
-        assert rung in note
-    assert "route → hand_over_major" in node_line(complaint_dot, "ladder:handle")
+def test_case_level_sla_clocks_are_listed_under_the_title_with_their_span_in_step_names(complaint_dot: str) -> None:
+    title = label_text(node_line(complaint_dot, "chart:title"))
+    assert "首次响应时限" in title and "platinum/gold 2h · others 8h" in title
+    assert "(指定专人负责 → 首次响应客户)" in title
+
+
+def test_each_escalation_ladder_is_printed_once_in_the_legend_with_role_names(complaint_dot: str) -> None:
+    legend = label_text(node_line(complaint_dot, "chart:legend"))
+    assert legend.count("complaint_ladder:") == 1 and legend.count("handoff_ladder:") == 1
+    for rung in ("50% → 投诉专责人", "100% 超时 breach → 班组主管", "150% → 部门经理 ⇢ 转派 reassign",
+                 "200% → 客服总监"):
+        assert rung in legend
+    assert "改走 route → 重大投诉处理" in legend
+    assert "complaint_handler" not in legend  # roles by name, not by id
+
+
+def test_steps_reference_their_ladder_by_letter_instead_of_repeating_it(complaint_dot: str) -> None:
+    legend = label_text(node_line(complaint_dot, "chart:legend"))
+    letter = re.search(r"⚠([A-Z]) complaint_ladder:", legend)
+    assert letter is not None
+    for step in ("first_contact", "reply_customer"):
+        assert f"⚠{letter.group(1)}" in label_text(node_line(complaint_dot, step))
+    assert '"ladder:' not in complaint_dot  # no per-step ladder notes any more
 
 
 def test_escalation_edges_are_dashed_red_with_their_label(complaint_dot: str) -> None:
     line = edge_line(complaint_dot, "handle", "hand_over_major")
     assert attr(line, "style") == "dashed"
     assert attr(line, "color") == "#dc2626"
-    assert "超时升级为重大投诉" in line and "overdue, escalate to major handling" in line
+    text = label_text(line)
+    assert "超时升级为重大投诉" in text.replace(" ", "") and "overdue, escalate to major handling" in text
 
 
-def test_edge_labels_show_shortened_conditions_and_the_default(complaint_dot: str) -> None:
-    rework = edge_line(complaint_dot, "reply_accepted", "handle")
-    assert "[reply_rounds &lt; max_reply_rounds]" in rework  # data./params. dropped, HTML-escaped
-    long_condition = edge_line(complaint_dot, "satisfaction_check", "handle")
-    assert "…" in long_condition
-    default = edge_line(complaint_dot, "reply_accepted", "supervisor_intervene")
-    assert "默认 / default" in default
+def test_edge_labels_show_full_conditions_with_editable_defaults_marked(complaint_dot: str) -> None:
+    rework = label_text(edge_line(complaint_dot, "reply_accepted", "handle"))
+    assert "[reply_rounds &lt; max_reply_rounds✎3]" in rework  # data. dropped, parameter marked with its default
+    long_condition = label_text(edge_line(complaint_dot, "satisfaction_check", "handle"))
+    assert "…" not in long_condition
+    assert "reopen_count &lt;= max_reopens✎2]" in long_condition  # wrapped, never cut
+    default = label_text(edge_line(complaint_dot, "reply_accepted", "supervisor_intervene"))
+    assert "默认 default" in default
+
+
+def test_exclusive_gateway_branches_are_numbered_in_the_order_they_are_tried(complaint_dot: str) -> None:
+    assert label_text(edge_line(complaint_dot, "reply_accepted", "close")).startswith("① 接受")
+    assert label_text(edge_line(complaint_dot, "reply_accepted", "handle")).startswith("② 不接受")
+    assert label_text(edge_line(complaint_dot, "reply_accepted", "supervisor_intervene")).startswith("③ 多轮未果")
 
 
 def test_rework_loops_run_back_without_bending_the_layout(complaint_dot: str) -> None:

@@ -3,40 +3,48 @@
 The DOT text is written by hand rather than through graphviz.Digraph so that every byte is
 under our control: the same definition must give the same text (tests and reviews diff it),
 so everything is emitted in definition order and nothing depends on memory or time.
-Graphviz is only needed to turn that text into SVG/PNG/PDF (`render`).
+
+A chart is meant to be read on one A3 page or a 1920 px screen in a review meeting: compact
+boxes with wrapped names, one text size (≥ 10 pt before fitting), lanes as full-width bands in
+the definition's order (see visualize.layout), every escalation ladder printed once in the
+legend and referenced by letter, SLA targets per policy, conditions in full. The `summary` view
+collapses hand-off branches into one box and leaves the escalation ladders out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-import networkx as nx
-
+from engine.definition.graph import ProcessGraph
 from engine.definition.model import (
-    AutoTask, Edge, EndNode, EscalationLevel, HumanTask, MessageWait, NodeBase, ProcessDefinition, SlaSpec,
-    SubProcess, Text, TimerWait,
+    AutoTask, Edge, EndNode, HumanTask, MessageWait, NodeBase, ProcessDefinition, SubProcess, Text, TimerWait,
 )
 from engine.errors import SvcflowError
-from engine.definition.graph import ProcessGraph
 from visualize.fonts import cjk_font
-from visualize.overlay import EdgeMark, NodeMark, Overlay
+from visualize.geometry import Layout, layout_of
+from visualize.layout import Placement, assign_lanes, back_edges, place
+from visualize.notation import (
+    EDITABLE_MARK, ESCALATION_GLYPH, LadderRef, clock_text, condition_text, escalation_roles, ladder_lines,
+    ladder_ref_of, ladder_refs, sla_text, text_width, wrap,
+)
+from visualize.overlay import NodeMark, Overlay
 
 Format = Literal["svg", "png", "pdf", "dot"]
 FORMATS: tuple[str, ...] = ("svg", "png", "pdf", "dot")
+View = Literal["detail", "summary"]
+VIEWS: tuple[str, ...] = ("detail", "summary")
 GRAPHVIZ_HINT = "install the Debian package graphviz (apt-get install graphviz)"
-
-SYSTEM_LANE = "__system__"
-SYSTEM_LANE_NAME = Text(zh="系统", en="System")
-LADDER_PREFIX = "ladder:"  # ':' cannot occur in a node id, so ladder notes never collide with steps
+POSITIONED = 'layout="neato"'  # marks DOT text whose nodes are placed: render routes it with neato -n2
 
 GATEWAY_GLYPHS: dict[str, str] = {"exclusive": "×", "parallel": "+", "inclusive": "○"}
 TIMER_GLYPH = "◷"
 MESSAGE_GLYPH = "✉"
 AUTO_GLYPH = "⚙"
 SUBPROCESS_GLYPH = "⊞"
-ESCALATION_GLYPH = "⚠"
+BLOCK_GLYPH = "≡"
+BRANCH_NUMBERS = "①②③④⑤⑥⑦⑧⑨⑩"
 
 INK = "#374151"
 MUTED = "#6b7280"
@@ -45,25 +53,42 @@ ESCALATION_INK = "#dc2626"
 LADDER_INK = "#d97706"
 DIM_FILL = "#f3f4f6"
 DIM_INK = "#b8bec8"
-LANE_FILLS = ("#f8fafc", "#f1f5f9")
+LANE_FILLS = ("#f8fafc", "#eef2f7")
+LANE_LINE = "#cbd5e1"
 KIND_FILLS: dict[str, str] = {
     "human": "#fffbeb", "auto": "#eef2ff", "subprocess": "#f5f3ff", "start": "#ecfdf5", "end": "#fef2f2",
     "exclusive": "#fefce8", "parallel": "#fefce8", "inclusive": "#fefce8", "timer": "#ffffff", "message": "#ffffff",
 }
-CONDITION_WIDTH = 34
+TITLE_PT = 16
+NAME_PT = 11  # a step's Chinese name, bold
+TEXT_PT = 10  # everything else: the smallest text on a chart
+NAME_COLUMNS = 10  # wrap widths in half-em columns (a Chinese character counts 2)
+TEXT_COLUMNS = 14
+CONDITION_COLUMNS = 22
+OVERLAY_COLUMNS = 30
+CAPTION_COLUMNS = 8
+CAPTION_OVERHANG = 6  # points a caption may reach past its column into the gap between columns
+LEGEND_COLUMNS = 150
+LEGEND_CELLS = 6  # legend entries per row
 LINE_HEIGHT = 1.2  # Graphviz's HTML line height per point of font size, for sizing captions
+A3_FIT = "16.53,11.69"  # inches: an A3 landscape page (420 × 297 mm)
 # kind -> (shape, size in points, glyph drawn inside, glyph point size)
 EVENT_SHAPES: dict[str, tuple[str, int, str, float]] = {
-    "start": ("circle", 28, "", 0),
-    "end": ("circle", 28, "", 0),
-    "exclusive": ("diamond", 36, GATEWAY_GLYPHS["exclusive"], 16),
-    "parallel": ("diamond", 36, GATEWAY_GLYPHS["parallel"], 16),
-    "inclusive": ("diamond", 36, GATEWAY_GLYPHS["inclusive"], 16),
-    "timer": ("doublecircle", 30, TIMER_GLYPH, 15),
-    "message": ("doublecircle", 30, MESSAGE_GLYPH, 13),
+    "start": ("circle", 24, "", 0),
+    "end": ("circle", 24, "", 0),
+    "exclusive": ("diamond", 32, GATEWAY_GLYPHS["exclusive"], 15),
+    "parallel": ("diamond", 32, GATEWAY_GLYPHS["parallel"], 15),
+    "inclusive": ("diamond", 32, GATEWAY_GLYPHS["inclusive"], 15),
+    "timer": ("doublecircle", 26, TIMER_GLYPH, 13),
+    "message": ("doublecircle", 26, MESSAGE_GLYPH, 12),
 }
 PNG_DPI = 120
 _LEFT_BR = '<BR ALIGN="LEFT"/>'
+TITLE_NODE = "chart:title"
+LEGEND_NODE = "chart:legend"
+LANE_HEADER = "lane:"  # ':' cannot occur in a node id, so drawing-only nodes never collide with steps
+LANE_NOTE = "lane-note:"
+CAPTION = "caption:"
 
 
 class RenderError(SvcflowError):
@@ -85,20 +110,19 @@ def _num(value: float) -> str:
     return f"{value:g}"
 
 
-def _small(text: str, color: str = MUTED, size: float = 8) -> str:
-    return f'<FONT POINT-SIZE="{_num(size)}" COLOR="{color}">{_h(text)}</FONT>'
+def _font(text: str, color: str = MUTED, size: float = TEXT_PT, bold: bool = False) -> str:
+    body = f"<B>{_h(text)}</B>" if bold else _h(text)
+    return f'<FONT POINT-SIZE="{_num(size)}" COLOR="{color}">{body}</FONT>'
+
+
+def _wrapped(text: str, columns: int, color: str = MUTED, size: float = TEXT_PT, bold: bool = False) -> list[str]:
+    return [_font(line, color, size, bold) for line in wrap(text, columns)]
 
 
 def _attrs(pairs: Iterable[tuple[str, str]]) -> str:
     """Attributes in the order given; values starting with '<' are HTML labels and stay unquoted."""
     parts = [f"{key}={value if value.startswith('<') else _q(value)}" for key, value in pairs]
     return "[" + ", ".join(parts) + "]"
-
-
-def shorten_condition(text: str, width: int = CONDITION_WIDTH) -> str:
-    """A condition as a reader scans it: without the `data.`/`params.` noise, cut to one line."""
-    short = " ".join(text.replace("data.", "").replace("params.", "").replace("case.", "").split())
-    return short if len(short) <= width else short[: width - 1] + "…"
 
 
 def _names(node: NodeBase) -> tuple[str, str | None]:
@@ -109,211 +133,164 @@ def _names(node: NodeBase) -> tuple[str, str | None]:
     return node.name.zh, node.name.en
 
 
-def sla_text(sla: SlaSpec) -> str:
-    """The targets a step can get, e.g. "SLA 2h/8h" (first matching policy wins at run time)."""
-    targets: list[str] = []
-    for policy in sla.effective_policies():
-        if policy.target not in targets:
-            targets.append(policy.target)
-    return "SLA " + "/".join(t.replace(" ", "") for t in targets)
-
-
-def ladder_lines(definition: ProcessDefinition, levels: Sequence[EscalationLevel]) -> list[str]:
-    """One line per rung: "50% → complaint_handler", "100% 超时 breach → team_supervisor ↑high", ..."""
-    lines: list[str] = []
-    for level in sorted(levels, key=lambda lv: lv.at):
-        text = f"{level.at}%"
-        if level.at == 100:
-            text += " 超时 breach"
-        if level.notify:
-            text += " → " + ", ".join(level.notify)
-        if level.reassign:
-            text += " ⇢ reassign" if level.reassign in level.notify else f" ⇢ reassign {level.reassign}"
-        if level.raise_priority:
-            text += f" ↑{level.raise_priority}"
-        if level.route:
-            edge = next((e for e in definition.edges if e.id == level.route), None)
-            text += f" ⇢ route → {edge.target if edge else level.route}"
-        lines.append(text)
-    return lines
-
-
-# -- lanes -------------------------------------------------------------------------------------------
-def assign_lanes(graph: ProcessGraph) -> dict[str, str]:
-    """Every node's lane: its own, else its neighbours' (gateways and events sit with the role that
-    decides or waits), else the System lane. Automatic steps without a lane are the system's work."""
-    definition = graph.definition
-    lanes: dict[str, str] = {}
-    for node in definition.nodes:
-        lane = getattr(node, "lane", None)
-        if lane:
-            lanes[node.id] = lane
-        elif node.kind == "auto":
-            lanes[node.id] = SYSTEM_LANE
-    lane_order = {lane.id: i for i, lane in enumerate(definition.lanes)}
-    lane_order[SYSTEM_LANE] = len(lane_order)
-    normal = [e for e in definition.edges if e.kind != "escalation"]
-    preds: dict[str, list[str]] = {node_id: [] for node_id in graph.nodes}
-    succs: dict[str, list[str]] = {node_id: [] for node_id in graph.nodes}
-    for edge in normal:
-        if edge.source in graph.nodes and edge.target in graph.nodes:
-            succs[edge.source].append(edge.target)
-            preds[edge.target].append(edge.source)
-    changed = True
-    while changed:
-        changed = False
-        for node in definition.nodes:
-            if node.id in lanes:
-                continue
-            # predecessors weigh more: a gateway belongs to whoever just decided
-            votes: dict[str, int] = {}
-            for other in preds[node.id]:
-                if other in lanes:
-                    votes[lanes[other]] = votes.get(lanes[other], 0) + 2
-            for other in succs[node.id]:
-                if other in lanes:
-                    votes[lanes[other]] = votes.get(lanes[other], 0) + 1
-            if len(preds[node.id]) > 1 and len(succs[node.id]) == 1 and succs[node.id][0] in lanes:
-                votes = {lanes[succs[node.id][0]]: 1}  # a join sits with the step that follows it
-            if votes:
-                lanes[node.id] = min(votes, key=lambda lane: (-votes[lane], lane_order.get(lane, 999), lane))
-                changed = True
-    for node in definition.nodes:
-        lanes.setdefault(node.id, SYSTEM_LANE)
-    return lanes
-
-
-def back_edges(graph: ProcessGraph) -> set[int]:
-    """Indexes (in definition.edges) of edges that close a loop.
-
-    They are drawn without ranking constraint so rework loops run back across the chart instead
-    of bending it out of left-to-right. Which edge of a cycle is "the way back" is taken from the
-    definition's node order, because designers write steps in the order they happen: an edge is a
-    loop edge when it points to an earlier (or the same) node of its own strongly connected part.
-    Every cycle has such an edge, so what remains is acyclic.
-    """
-    definition = graph.definition
-    order = {node.id: i for i, node in enumerate(definition.nodes)}
-    flow = nx.DiGraph()
-    flow.add_nodes_from(order)
-    for edge in definition.edges:
-        if edge.kind != "escalation" and edge.source in order and edge.target in order:
-            flow.add_edge(edge.source, edge.target)
-    component: dict[str, int] = {}
-    for number, members in enumerate(nx.strongly_connected_components(flow)):
-        for member in members:
-            component[member] = number
-    found: set[int] = set()
-    for index, edge in enumerate(definition.edges):
-        if edge.kind == "escalation" or edge.source not in order or edge.target not in order:
-            continue
-        if order[edge.target] <= order[edge.source] and component[edge.target] == component[edge.source]:
-            found.add(index)
-    return found
-
-
-# -- nodes ---------------------------------------------------------------------------------------------
+# -- what is drawn ------------------------------------------------------------------------------------
 @dataclass
-class _Style:
-    dim: bool
-    mark: NodeMark | None
+class _Chart:
+    """Everything one drawing needs, worked out once: lanes, loops, ladder letters, the view."""
+
+    graph: ProcessGraph
+    overlay: Overlay | None
+    view: View
+    blocks: dict[str, list[str]]  # summary: collapsed split -> names of the branch steps it stands for
+    lanes: dict[str, str]
+    loops: set[int]
+    ladders: dict[str, LadderRef]
+
+    @property
+    def definition(self) -> ProcessDefinition:
+        return self.graph.definition
+
+    @property
+    def show_ladders(self) -> bool:
+        return self.view == "detail" and (self.overlay is None or self.overlay.show_ladders)
+
+    def is_event(self, node_id: str) -> bool:
+        """Drawn as a small shape with its caption under it (events, gateways), not as a box."""
+        return node_id not in self.blocks and self.graph.kind(node_id) in EVENT_SHAPES
+
+    def dim(self, node_id: str) -> bool:
+        return self.overlay is not None and self.overlay.dim_unmarked and node_id not in self.overlay.nodes
+
+    def mark(self, node_id: str) -> NodeMark | None:
+        return self.overlay.nodes.get(node_id) if self.overlay is not None else None
 
 
-def _node_label(node: NodeBase, extra: list[str], ink: str) -> str:
-    """The HTML label of a box-shaped node: kind header, zh name, en name, SLA and overlay lines."""
-    kind = node.kind  # type: ignore[attr-defined]
+def _sla_line(chart: _Chart, node: HumanTask) -> str | None:
+    if node.sla is None:
+        return None
+    text = sla_text(node.sla, chart.definition.parameters)
+    if chart.show_ladders:
+        ref = ladder_ref_of(chart.definition, node.id, node.sla.escalation, chart.ladders)
+        if ref is not None:
+            text += f" {ESCALATION_GLYPH}{ref.letter}"
+    return text
+
+
+def _box_label(chart: _Chart, node: NodeBase, extra: list[str], ink: str) -> str:
+    """A task's label: kind glyph and Chinese name (bold), English name, SLA and overlay lines, wrapped."""
     zh, en = _names(node)
     rows: list[str] = []
-    if kind == "human":
-        rows.append(_small("人工 / Human"))
-    elif kind == "auto":
-        rows.append(_small(f"{AUTO_GLYPH} 自动 / Auto"))
-    elif kind == "subprocess":
-        rows.append(_small("子流程 / Sub-process"))
-    rows.append(f'<FONT POINT-SIZE="11" COLOR="{ink}"><B>{_h(zh)}</B></FONT>')
-    if en:
-        rows.append(f'<FONT POINT-SIZE="9" COLOR="{ink}">{_h(en)}</FONT>')
+    glyph = {"auto": AUTO_GLYPH + " ", "subprocess": SUBPROCESS_GLYPH + " "}.get(node.kind, "")  # type: ignore[attr-defined]
+    if node.id in chart.blocks:
+        glyph = BLOCK_GLYPH + " "
+    names = wrap(zh, NAME_COLUMNS)
+    rows += [_font(glyph + line if i == 0 else line, ink, NAME_PT, bold=True) for i, line in enumerate(names)]
+    if en and chart.view == "detail":  # the summary is in Chinese only; the legend and tooltips keep English
+        rows += _wrapped(en, TEXT_COLUMNS, ink)
     accent = DIM_INK if ink == DIM_INK else SLA_INK
+    muted = DIM_INK if ink == DIM_INK else MUTED
     if isinstance(node, HumanTask):
-        details: list[str] = []
-        if node.sla is not None:
-            details.append(sla_text(node.sla))
+        details = [d for d in (_sla_line(chart, node),) if d]
         if node.priority and node.priority != "normal":
             details.append(f"优先 {node.priority}")
-        if details:
-            rows.append(_small(" · ".join(details), accent))
+        for detail in details:
+            rows += _wrapped(detail, TEXT_COLUMNS, accent)
         if node.different_actor_from:
-            rows.append(_small("四眼 four-eyes ≠ " + ", ".join(node.different_actor_from)))
-    elif isinstance(node, AutoTask):
-        rows.append(_small(node.handler))
-    elif isinstance(node, SubProcess):
-        rows.append(_small(f"{SUBPROCESS_GLYPH} {node.process}", INK, 9))
-    rows.extend(_small(line, INK, 8) for line in extra)
+            rows += _wrapped("四眼 four-eyes ≠ " + ", ".join(node.different_actor_from), TEXT_COLUMNS, muted)
+    elif isinstance(node, SubProcess) and chart.view == "detail":
+        rows += _wrapped(f"{SUBPROCESS_GLYPH} {node.process}", TEXT_COLUMNS, muted)
+    if node.id in chart.blocks:
+        rows += _wrapped("分支 branches: " + " · ".join(chart.blocks[node.id]), TEXT_COLUMNS, muted)
+    for line in extra:  # overlay lines (times, visits) are read as a whole: wrapped wider
+        rows += _wrapped(line, OVERLAY_COLUMNS, INK)
     return "<" + "<BR/>".join(rows) + ">"
 
 
-def _event_rows(node: NodeBase, extra: list[str], ink: str) -> list[tuple[str, float]]:
-    """The caption lines of a circle or diamond, with their point sizes (to size the label)."""
+def _caption_lines(chart: _Chart, node: NodeBase, extra: list[str], ink: str) -> list[tuple[str, str, bool]]:
+    """The caption of a circle or diamond as wrapped lines: (text, colour, bold)."""
     zh, en = _names(node)
-    rows: list[tuple[str, float]] = []
+    muted = DIM_INK if ink == DIM_INK else MUTED
+    lines: list[tuple[str, str, bool]] = []
     if node.name is None:  # unnamed gateways are common; their id only helps find them in the YAML
-        rows.append((_small(node.id, DIM_INK if ink == DIM_INK else MUTED, 7.5), 7.5))
+        lines += [(line, muted, False) for line in wrap(node.id, CAPTION_COLUMNS)]
     else:
-        rows.append((f'<FONT POINT-SIZE="10" COLOR="{ink}"><B>{_h(zh)}</B></FONT>', 10))
-    if en:
-        rows.append((f'<FONT POINT-SIZE="8" COLOR="{ink}">{_h(en)}</FONT>', 8))
+        lines += [(line, ink, True) for line in wrap(zh, CAPTION_COLUMNS)]
+    texts: list[tuple[str, str]] = []
+    if en and chart.view == "detail":
+        texts.append((en, ink))
     if isinstance(node, TimerWait):
-        text = f"{TIMER_GLYPH} " + (node.duration or f"until {shorten_condition(node.until or '')}")
-        rows.append((_small(text, SLA_INK), 8))
-    elif isinstance(node, MessageWait):
-        rows.append((_small(f"{MESSAGE_GLYPH} {node.message}" + (" · SLA paused" if node.pauses_sla else "")), 8))
-    elif isinstance(node, EndNode) and node.outcome:
-        rows.append((_small(f"→ {node.outcome}"), 8))
-    rows.extend((_small(line, INK, 8), 8) for line in extra)
-    return rows
+        until = condition_text(node.until or "", chart.definition.parameters)
+        texts.append((f"{TIMER_GLYPH} " + (node.duration or f"until {until}"), SLA_INK))
+    elif isinstance(node, MessageWait) and chart.view == "detail":
+        texts.append((f"{MESSAGE_GLYPH} {node.message}" + (" · SLA paused" if node.pauses_sla else ""), muted))
+    elif isinstance(node, EndNode) and node.outcome and chart.view == "detail":
+        texts.append((f"→ {node.outcome}", muted))
+    for text, color in texts:
+        lines += [(line, color, False) for line in wrap(text, CAPTION_COLUMNS + 4)]
+    lines += [(line, INK, False) for text in extra for line in wrap(text, OVERLAY_COLUMNS)]
+    return lines
 
 
-def _captioned(glyph: str, glyph_size: float, shape_points: int, rows: list[tuple[str, float]]) -> str:
-    """A label that puts the caption under the shape, the way BPMN names events and gateways.
+def caption_height(lines: list[tuple[str, str, bool]]) -> float:
+    """Points a caption needs below its shape (Graphviz's HTML line height is 1.2 × the font size)."""
+    return round(len(lines) * TEXT_PT * LINE_HEIGHT + 4)
 
-    With fixedsize=shape the label may be larger than the shape and is centred on it; a spacer as
-    tall as the caption above the shape-sized middle row keeps the shape's glyph at the centre and
-    the caption below it. Edges still meet the shape itself. (xlabels would be placed after the
-    layout, over edges and neighbours; a separate caption node may end up above or below.)
+
+def caption_width(lines: list[tuple[str, str, bool]]) -> float:
+    """About how wide a caption is drawn: half an em per column, a little more in bold."""
+    return max((text_width(text) * TEXT_PT * (0.56 if bold else 0.52) for text, _, bold in lines), default=0.0)
+
+
+def _caption_stmt(chart: _Chart, node: NodeBase, pos: tuple[float, float] | None) -> str | None:
+    """The caption of an event or gateway: a node of its own, placed right under the shape.
+
+    Being placed rather than ranked, it may overhang the gaps between columns, so a wide name
+    does not widen its column (the way BPMN names events and gateways, under the shape).
     """
-    caption_height = round(sum(size * LINE_HEIGHT for _, size in rows))
-    middle = f'<FONT POINT-SIZE="{_num(glyph_size)}">{_h(glyph)}</FONT>' if glyph else ""
-    return (
-        '<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="0">'
-        f'<TR><TD FIXEDSIZE="TRUE" WIDTH="1" HEIGHT="{caption_height}"></TD></TR>'
-        f'<TR><TD FIXEDSIZE="TRUE" WIDTH="{shape_points}" HEIGHT="{shape_points}">{middle}</TD></TR>'
-        f'<TR><TD>{"<BR/>".join(row for row, _ in rows)}</TD></TR>'
-        "</TABLE>>"
-    )
+    mark = chart.mark(node.id)
+    lines = _caption_lines(chart, node, list(mark.lines) if mark else [], DIM_INK if chart.dim(node.id) else INK)
+    if not lines:
+        return None
+    label = "<BR/>".join(_font(text, color, TEXT_PT, bold) for text, color, bold in lines)
+    attrs = [("shape", "plaintext"), ("margin", "0,0"), ("label", "<" + label + ">"),
+             ("id", f"caption-{node.id}"), ("tooltip", f"{node.id} ({node.kind})")]  # type: ignore[attr-defined]
+    if pos is not None:
+        attrs.append(("pos", f"{_num(pos[0])},{_num(pos[1])}!"))
+    return f"{_q(CAPTION + node.id)} {_attrs(attrs)};"
 
 
-def _node_stmts(node: NodeBase, style: _Style) -> list[str]:
+def _node_stmt(chart: _Chart, node: NodeBase, pos: tuple[float, float] | None) -> str:
     """The statement declaring a node, with its BPMN-like shape, label and overlay marks."""
-    kind = node.kind  # type: ignore[attr-defined]
-    mark = style.mark
-    ink = DIM_INK if style.dim else INK
-    fill = DIM_FILL if style.dim else KIND_FILLS.get(kind, "#ffffff")
-    line = DIM_INK if style.dim else INK
+    kind = "block" if node.id in chart.blocks else node.kind  # type: ignore[attr-defined]
+    mark = chart.mark(node.id)
+    dim = chart.dim(node.id)
+    ink = DIM_INK if dim else INK
+    fill = DIM_FILL if dim else KIND_FILLS.get(kind, "#ffffff")
+    line = DIM_INK if dim else INK
     penwidth = 1.2
     extra = list(mark.lines) if mark else []
     attrs: list[tuple[str, str]] = []
-    if kind in ("human", "auto", "subprocess"):
-        attrs += [("shape", "box"), ("style", "rounded,filled"), ("margin", "0.12,0.06")]
-        if kind == "subprocess":
+    if kind in ("human", "auto", "subprocess", "block"):
+        attrs += [("shape", "box"), ("style", "rounded,filled"), ("margin", "0.05,0.03")]
+        if kind in ("subprocess", "block"):
             attrs += [("peripheries", "2")]
-        attrs += [("label", _node_label(node, extra, ink))]
+        attrs += [("label", _box_label(chart, node, extra, ink))]
     else:
-        rows = _event_rows(node, extra, ink)
         shape, size, glyph, glyph_size = EVENT_SHAPES[kind]
         if kind == "end":
             penwidth = 3.5
-        attrs += [("shape", shape), ("width", _num(size / 72)), ("height", _num(size / 72)),
-                  ("fixedsize", "shape"), ("style", "filled"), ("label", _captioned(glyph, glyph_size, size, rows))]
+        label = f'<<FONT POINT-SIZE="{_num(glyph_size)}">{_h(glyph)}</FONT>>' if glyph else ""
+        if pos is None:
+            # first pass: as tall as the shape with its caption under it; as wide as the shape, or as
+            # the caption where it would reach more than CAPTION_OVERHANG into the gap beside it
+            lines = _caption_lines(chart, node, extra, ink)
+            tall = size + caption_height(lines)
+            wide = max(size, caption_width(lines) - 2 * CAPTION_OVERHANG)
+            attrs += [("shape", "box"), ("width", _num(round(wide) / 72)), ("height", _num(tall / 72)),
+                      ("fixedsize", "true"), ("label", "")]
+        else:
+            attrs += [("shape", shape), ("width", _num(size / 72)), ("height", _num(size / 72)),
+                      ("fixedsize", "true"), ("style", "filled"), ("label", label)]
     if mark is not None:
         fill = mark.fill or fill
         line = mark.color or line
@@ -321,85 +298,69 @@ def _node_stmts(node: NodeBase, style: _Style) -> list[str]:
     attrs += [("fillcolor", fill), ("color", line), ("penwidth", _num(penwidth))]
     if mark is not None and mark.font_color:
         attrs += [("fontcolor", mark.font_color)]
-    tooltip = mark.tooltip if mark and mark.tooltip else f"{node.id} ({kind})"
+    if pos is not None:
+        attrs += [("pos", f"{_num(pos[0])},{_num(pos[1])}!")]
+    tooltip = mark.tooltip if mark and mark.tooltip else f"{node.id} ({node.kind})"  # type: ignore[attr-defined]
+    if isinstance(node, AutoTask):
+        tooltip += f" handler {node.handler}"
     attrs += [("tooltip", tooltip), ("id", f"node-{node.id}")]
-    return [f"{_q(node.id)} {_attrs(attrs)};"]
-
-
-def _ladder_for(definition: ProcessDefinition, node: NodeBase) -> tuple[str, list[EscalationLevel]] | None:
-    if not isinstance(node, HumanTask) or node.sla is None:
-        return None
-    levels = definition.ladder(node.sla.escalation)
-    if not levels:
-        return None
-    name = node.sla.escalation if isinstance(node.sla.escalation, str) else "inline"
-    return name, levels
-
-
-def _ladder_stmts(definition: ProcessDefinition, node: NodeBase, dim: bool) -> tuple[list[str], str] | None:
-    """A small note with the task's escalation ladder, and the dashed edge to it.
-
-    Returns (statements inside the lane, edge statement). The note shares the task's rank, so it
-    sits right above its step instead of pushing the flow to the right.
-    """
-    found = _ladder_for(definition, node)
-    if found is None:
-        return None
-    name, levels = found
-    ink = DIM_INK if dim else LADDER_INK
-    rows = [_small(f"{ESCALATION_GLYPH} 升级 escalation · {name}", ink, 8)]
-    rows += [_small(line, DIM_INK if dim else INK, 7.5) for line in ladder_lines(definition, levels)]
-    note_id = LADDER_PREFIX + node.id
-    note = _attrs([
-        ("shape", "note"), ("style", "filled"), ("fillcolor", DIM_FILL if dim else "#fff7ed"), ("color", ink),
-        ("penwidth", "0.8"), ("margin", "0.08,0.03"), ("label", "<" + _LEFT_BR.join(rows) + _LEFT_BR + ">"),
-        ("tooltip", f"escalation ladder of {node.id}"), ("id", f"ladder-{node.id}"),
-    ])
-    stmts = [f"{_q(note_id)} {note};", f"{{ rank=same; {_q(node.id)}; {_q(note_id)}; }}"]
-    edge = _attrs([
-        ("style", "dashed"), ("color", ink), ("arrowhead", "vee"), ("arrowsize", "0.6"), ("penwidth", "1"),
-        ("class", "ladder"), ("id", f"ladder-edge-{node.id}"),
-    ])
-    return stmts, f"{_q(node.id)} -> {_q(note_id)} {edge};"
+    return f"{_q(node.id)} {_attrs(attrs)};"
 
 
 # -- edges ---------------------------------------------------------------------------------------------
-def _edge_stmt(edge: Edge, index: int, is_back: bool, cross_lane: bool, mark: EdgeMark | None, dim: bool) -> str:
-    """One sequence flow: label (bilingual), shortened condition, default marker, overlay marks.
+def branch_numbers(graph: ProcessGraph) -> dict[str, int]:
+    """Evaluation order of the branches of exclusive gateways, by edge key (first match wins, default last).
+
+    Only gateways with two or more conditional branches get numbers: there the order decides.
+    """
+    numbers: dict[str, int] = {}
+    for node_id, edges in graph.outgoing.items():
+        if graph.kind(node_id) != "exclusive" or sum(1 for e in edges if e.when) < 2:
+            continue
+        for position, edge in enumerate(edges, start=1):
+            numbers[edge.key] = position
+    return numbers
+
+
+def _edge_stmt(chart: _Chart, edge: Edge, index: int, number: int | None, positioned: bool) -> str:
+    """One sequence flow: branch number, label (bilingual), full condition, default marker, overlay marks.
 
     The `id` is the edge's position in the definition, not its key, so two edges between the
     same nodes still get distinct, stable SVG ids.
     """
     escalation = edge.kind == "escalation"
-    rows: list[str] = []
+    is_back = index in chart.loops
+    mark = chart.overlay.edges.get(edge.key) if chart.overlay is not None else None
+    dim = chart.overlay is not None and chart.overlay.dim_unmarked and mark is None
     ink = DIM_INK if dim else (ESCALATION_INK if escalation else INK)
+    muted = DIM_INK if dim else MUTED
+    rows: list[str] = []
+    prefix = BRANCH_NUMBERS[number - 1] + " " if number is not None and number <= len(BRANCH_NUMBERS) else ""
     if escalation:
-        rows.append(_small(f"{ESCALATION_GLYPH} 升级 escalation", ink, 8))
+        prefix += f"{ESCALATION_GLYPH} 升级 "
     if edge.label is not None:
-        text = f'<FONT POINT-SIZE="9" COLOR="{ink}">{_h(edge.label.zh)}</FONT>'
-        if edge.label.en != edge.label.zh:
-            text += f' <FONT POINT-SIZE="8" COLOR="{ink}">{_h(edge.label.en)}</FONT>'
-        rows.append(text)
-    if edge.when:
-        rows.append(_small(f"[{shorten_condition(edge.when)}]", DIM_INK if dim else MUTED, 7.5))
+        text = edge.label.zh + (f" {edge.label.en}" if edge.label.en != edge.label.zh and chart.view == "detail" else "")
+        rows += _wrapped(prefix + text, CONDITION_COLUMNS, ink)
+    elif prefix:
+        rows += _wrapped(prefix.strip(), CONDITION_COLUMNS, ink)
+    if edge.when and (chart.view == "detail" or edge.label is None):
+        rows += _wrapped(f"[{condition_text(edge.when, chart.definition.parameters)}]", CONDITION_COLUMNS, muted)
     if edge.default:
-        rows.append(_small("默认 / default", DIM_INK if dim else MUTED, 7.5))
+        rows += _wrapped("默认 default", CONDITION_COLUMNS, muted)
     if mark is not None:
-        rows.extend(f'<FONT POINT-SIZE="9" COLOR="{mark.color or INK}"><B>{_h(line)}</B></FONT>'
-                    for line in mark.lines)
+        rows.extend(_font(line, mark.color or INK, TEXT_PT, bold=True) for line in mark.lines)
     attrs: list[tuple[str, str]] = []
     color = ink
     style = "dashed" if escalation else "solid"
-    penwidth = 2.0 if escalation else 1.2
+    penwidth = 1.8 if escalation else 1.2
     if mark is not None:
         color = mark.color or color
         style = mark.style or style
         penwidth = mark.penwidth if mark.penwidth is not None else penwidth
     if rows:
-        # Labels of loops and of edges between lanes are placed after the layout (xlabel): as
-        # ordinary labels they become nodes that Graphviz squeezes, overlapping, between lanes
-        placement = "xlabel" if (is_back or cross_lane) and not escalation else "label"
-        attrs.append((placement, "<" + "<BR/>".join(rows) + ">"))
+        # on the positioned chart the label sits at the middle of its own edge; the first pass
+        # leaves labels out of the ranking (as labels they would double the number of columns)
+        attrs.append(("label" if positioned else "xlabel", "<" + "<BR/>".join(rows) + ">"))
     attrs += [("color", color), ("style", style), ("penwidth", _num(penwidth))]
     if edge.default:
         attrs += [("dir", "both"), ("arrowtail", "tee")]
@@ -411,109 +372,223 @@ def _edge_stmt(edge: Edge, index: int, is_back: bool, cross_lane: bool, mark: Ed
     return f"{_q(edge.source)} -> {_q(edge.target)} {_attrs(attrs)};"
 
 
-# -- the chart -----------------------------------------------------------------------------------------
-def _title(graph: ProcessGraph, overlay: Overlay | None) -> str:
+# -- title, legend, lanes -------------------------------------------------------------------------------
+def _title_label(chart: _Chart) -> str:
     """The chart's heading: names and version, the case-level SLA clocks, then the overlay's title."""
-    definition = graph.definition
-    rows = [f'<FONT POINT-SIZE="16"><B>{_h(definition.name.zh)}</B></FONT>'
-            f'<FONT POINT-SIZE="13">  {_h(definition.name.en)}</FONT>'
-            f'<FONT POINT-SIZE="9" COLOR="{MUTED}">   {_h(definition.id)} v{definition.version}</FONT>']
+    definition = chart.definition
+    rows = [f'<FONT POINT-SIZE="{TITLE_PT}"><B>{_h(definition.name.zh)}</B></FONT>'
+            f'<FONT POINT-SIZE="{TITLE_PT - 3}">  {_h(definition.name.en)}</FONT>'
+            + _font(f"   {definition.id} v{definition.version}"
+                    + ("   摘要 summary view" if chart.view == "summary" else ""))]
     for clock in definition.clocks:
-        name = clock.name.both() if clock.name else clock.id
-        targets = "/".join(p.target for p in clock.policies)
-        span = f"{clock.start_on or 'start'} → {', '.join(clock.stop_on) or 'end'}"
-        ladder = clock.escalation if isinstance(clock.escalation, str) else ("inline" if clock.escalation else "")
-        text = f"{TIMER_GLYPH} 时限 clock · {name}: SLA {targets} ({span})"
-        rows.append(_small(text + (f" · {ESCALATION_GLYPH} {ladder}" if ladder else ""), SLA_INK, 9))
+        text = f"{TIMER_GLYPH} 时限 clock · {clock_text(definition, clock)}"
+        ref = ladder_ref_of(definition, clock.id, clock.escalation, chart.ladders) if chart.show_ladders else None
+        rows += _wrapped(text + (f" {ESCALATION_GLYPH}{ref.letter}" if ref else ""), LEGEND_COLUMNS, SLA_INK)
+    overlay = chart.overlay
     if overlay is not None:
         if overlay.title:
-            rows.append(f'<FONT POINT-SIZE="13" COLOR="{INK}"><B>{_h(overlay.title)}</B></FONT>')
-        rows.extend(_small(line, INK, 9) for line in overlay.subtitle)
-    text = _LEFT_BR.join(rows) + _LEFT_BR
-    if overlay is not None and overlay.legend:
-        cells = "".join(f'<TD BGCOLOR="{colour}" WIDTH="14" HEIGHT="10" BORDER="1" COLOR="{MUTED}"></TD>'
-                        f'<TD ALIGN="LEFT">{_small(label, INK, 9)}  </TD>' for colour, label in overlay.legend)
-        table = f'<TABLE BORDER="0" CELLSPACING="3" CELLPADDING="1"><TR>{cells}</TR></TABLE>'
-        return (f'<<TABLE BORDER="0" CELLSPACING="0" CELLPADDING="0"><TR><TD ALIGN="LEFT" BALIGN="LEFT">{text}'
-                f'</TD></TR><TR><TD ALIGN="LEFT">{table}</TD></TR></TABLE>>')
-    return f"<{text}>"
+            rows.append(_font(overlay.title, INK, TITLE_PT - 3, bold=True))
+        for line in overlay.subtitle:
+            rows += _wrapped(line, LEGEND_COLUMNS, INK)
+    return "<" + _LEFT_BR.join(rows) + _LEFT_BR + ">"
 
 
-def flowchart_dot(graph: ProcessGraph, overlay: Overlay | None = None) -> str:
-    """The DOT text of a process (optionally painted with an overlay); byte-identical for equal input."""
-    definition = graph.definition
-    font = cjk_font()
-    lanes = assign_lanes(graph)
-    loops = back_edges(graph)
-    dim_unmarked = overlay is not None and overlay.dim_unmarked
-    show_ladders = overlay is None or overlay.show_ladders
+def _swatch(fill: str, text: str, line: str = MUTED, shape: str = "") -> str:
+    return (f'<TD BGCOLOR="{fill}" WIDTH="14" HEIGHT="10" BORDER="1" COLOR="{line}">{_h(shape)}</TD>'
+            f'<TD ALIGN="LEFT">{_font(text, INK)}  </TD>')
 
-    def node_style(node_id: str) -> _Style:
-        mark = overlay.nodes.get(node_id) if overlay is not None else None
-        return _Style(dim=dim_unmarked and mark is None, mark=mark)
 
-    out: list[str] = [
-        f"digraph {_q(definition.id)} {{",
-        "  " + "graph " + _attrs([
-            ("rankdir", "LR"), ("charset", "UTF-8"), ("fontname", font), ("fontsize", "11"), ("newrank", "true"),
-            ("nodesep", "0.3"), ("ranksep", "0.45"), ("forcelabels", "true"), ("labelloc", "t"),
-            ("labeljust", "l"), ("pad", "0.3"), ("bgcolor", "white"), ("outputorder", "edgesfirst"),
-            ("label", _title(graph, overlay)), ("id", f"process-{definition.id}"),
-        ]) + ";",
-        "  node " + _attrs([("fontname", font), ("fontsize", "10"), ("fontcolor", INK)]) + ";",
-        "  edge " + _attrs([("fontname", font), ("fontsize", "8"), ("arrowsize", "0.7")]) + ";",
-    ]
-    lane_defs = [(lane.id, lane.name) for lane in definition.lanes] + [(SYSTEM_LANE, SYSTEM_LANE_NAME)]
-    ladder_edges: list[str] = []
-    anchors: list[str] = []
-    for lane_index, (lane_id, lane_name) in enumerate(lane_defs):
-        members = [node for node in definition.nodes if lanes.get(node.id) == lane_id]
+def _legend_label(chart: _Chart) -> str:
+    """The legend: shapes and marks in use, overlay colours, and every escalation ladder once."""
+    definition = chart.definition
+    kinds = {node.kind for node in definition.nodes}
+    cells: list[str] = []
+    named = [("human", "人工步骤 human step"), ("auto", f"{AUTO_GLYPH} 自动 automatic"),
+             ("subprocess", f"{SUBPROCESS_GLYPH} 子流程 sub-process")]
+    cells += [_swatch(KIND_FILLS[kind], text) for kind, text in named if kind in kinds]
+    if chart.blocks:
+        cells.append(_swatch(KIND_FILLS["auto"], f"{BLOCK_GLYPH} 收起的并行分支 collapsed branches"))
+    marks = [("×", "排他 exclusive", "exclusive"), ("+", "并行 parallel", "parallel"),
+             ("○", "包容 inclusive", "inclusive"), (TIMER_GLYPH, "定时 timer", "timer"),
+             (MESSAGE_GLYPH, "等待消息 message", "message")]
+    cells += [f'<TD ALIGN="LEFT">{_font(f"{glyph} {text}", INK)}  </TD>' for glyph, text, kind in marks if kind in kinds]
+    texts = ["① 分支顺序 branch order (first match wins)", "⊣ 默认 default",
+             f"{EDITABLE_MARK} 可调默认值 editable default (parameters)"]
+    if any(e.kind == "escalation" for e in definition.edges):
+        texts.append("- - → 升级路径 escalation")
+    cells += [f'<TD ALIGN="LEFT">{_font(text, INK)}  </TD>' for text in texts]
+    overlay = chart.overlay
+    if overlay is not None:
+        cells += [_swatch(colour, label) for colour, label in overlay.legend]
+    lines = ["".join(cells[i:i + LEGEND_CELLS]) for i in range(0, len(cells), LEGEND_CELLS)]
+    rows = [f'<TR><TD ALIGN="LEFT" BALIGN="LEFT"><TABLE BORDER="0" CELLSPACING="2" CELLPADDING="1"><TR>'
+            f'{line}</TR></TABLE></TD></TR>' for line in lines]
+    if chart.show_ladders and chart.ladders:
+        for ref in chart.ladders.values():
+            text = f"{ESCALATION_GLYPH}{ref.letter} {ref.name}: " + " · ".join(ladder_lines(definition, ref.levels))
+            lines = wrap(text, LEGEND_COLUMNS)
+            body = _LEFT_BR.join(_font(line, LADDER_INK if i == 0 else INK) for i, line in enumerate(lines))
+            rows.append(f'<TR><TD ALIGN="LEFT" BALIGN="LEFT">{body}{_LEFT_BR}</TD></TR>')
+    return f'<<TABLE BORDER="0" CELLSPACING="0" CELLPADDING="1">{"".join(rows)}</TABLE>>'
+
+
+def _lane_header_label(name: Text, one_line: bool) -> str:
+    if one_line:
+        return "<" + _font(name.zh, INK, NAME_PT, bold=True) + (
+            _font("  " + name.en) if name.en != name.zh else "") + ">"
+    rows = _wrapped(name.zh, 10, INK, NAME_PT, bold=True)
+    if name.en != name.zh:
+        rows += _wrapped(name.en, 14, MUTED)
+    return "<" + "<BR/>".join(rows) + ">"
+
+
+def _shown_lanes(chart: _Chart) -> list[tuple[str, Text, list[str], list[str]]]:
+    """Lanes drawn, in definition order: (id, name, member nodes, escalations received).
+
+    A lane no step sits in is still drawn when escalations reach it: it is where a late case goes.
+    """
+    reached = escalation_roles(chart.definition) if chart.show_ladders else {}
+    shown = []
+    for lane in chart.definition.lanes:
+        members = [node.id for node in chart.definition.nodes if chart.lanes.get(node.id) == lane.id]
+        received = reached.get(lane.id, [])
+        if members or lane.id in reached:
+            shown.append((lane.id, lane.name, members, received))
+    return shown
+
+
+def _lane_note_label(received: list[str]) -> str:
+    text = f"{ESCALATION_GLYPH} 仅接收升级 escalations only: " + ", ".join(received)
+    return "<" + "<BR/>".join(_wrapped(text, 40, LADDER_INK)) + ">"
+
+
+# -- the chart -----------------------------------------------------------------------------------------
+def _free_nodes(chart: _Chart, placement: Placement | None) -> list[str]:
+    """Title, legend, lane names and lane notes: placed by us, never ranked among the steps."""
+    def free(name: str, label: str, element_id: str) -> str:
+        attrs = [("shape", "plaintext"), ("margin", "0.05,0.03"), ("label", label), ("id", element_id)]
+        where = placement.nodes.get(name) if placement is not None else None
+        if where is not None:
+            attrs.append(("pos", f"{_num(where[0])},{_num(where[1])}!"))
+        return f"{_q(name)} {_attrs(attrs)};"
+
+    stmts = [free(TITLE_NODE, _title_label(chart), "chart-title"),
+             free(LEGEND_NODE, _legend_label(chart), "chart-legend")]
+    for lane_id, name, members, received in _shown_lanes(chart):
+        stmts.append(free(LANE_HEADER + lane_id, _lane_header_label(name, chart.view == "summary"), f"lane-name-{lane_id}"))
         if not members:
+            stmts.append(free(LANE_NOTE + lane_id, _lane_note_label(received), f"lane-note-{lane_id}"))
+    return stmts
+
+
+def _header(chart: _Chart, graph_attrs: list[tuple[str, str]]) -> list[str]:
+    font = cjk_font()
+    return [
+        f"digraph {_q(chart.definition.id)} {{",
+        "  graph " + _attrs(graph_attrs) + ";",
+        "  node " + _attrs([("fontname", font), ("fontsize", str(TEXT_PT)), ("fontcolor", INK)]) + ";",
+        "  edge " + _attrs([("fontname", font), ("fontsize", str(TEXT_PT)), ("arrowsize", "0.7")]) + ";",
+    ]
+
+
+def _dot(chart: _Chart, placement: Placement | None) -> str:
+    """DOT text of the chart; with a placement, every node is pinned and lanes are full-width bands.
+
+    Without one it is the first pass for `dot`: steps only, one cluster per lane.
+    """
+    definition = chart.definition
+    numbers = branch_numbers(chart.graph)
+
+    def pos(name: str) -> tuple[float, float] | None:
+        return placement.nodes.get(name) if placement is not None else None
+
+    graph_attrs: list[tuple[str, str]] = [
+        ("charset", "UTF-8"), ("fontname", cjk_font()), ("fontsize", str(TEXT_PT)), ("bgcolor", "white"),
+        ("outputorder", "edgesfirst"), ("forcelabels", "true"), ("size", A3_FIT), ("pad", "0.15"),
+        ("id", f"process-{definition.id}"),
+    ]
+    if placement is None:
+        graph_attrs = [("rankdir", "LR"), ("newrank", "true"), ("nodesep", "0.15"), ("ranksep", "0.14"),
+                       *graph_attrs]
+    else:
+        graph_attrs = [("layout", "neato"), ("splines", "true"), ("sep", "+4"), ("esep", "+2"),
+                       ("bb", f"0,0,{_num(placement.width)},{_num(placement.height)}"), *graph_attrs]
+    out = _header(chart, graph_attrs)
+    if placement is not None:
+        out += ["  " + stmt for stmt in _free_nodes(chart, placement)]
+    for lane_index, (lane_id, _, members, _) in enumerate(_shown_lanes(chart)):
+        if not members and placement is None:
             continue
-        cluster = "cluster_system" if lane_id == SYSTEM_LANE else f"cluster_{lane_id}"
-        label = (f'<<FONT POINT-SIZE="12"><B>{_h(lane_name.zh)}</B></FONT>'
-                 f'<FONT POINT-SIZE="10" COLOR="{MUTED}">  {_h(lane_name.en)}</FONT>>'
-                 if lane_name.en != lane_name.zh else f'<<B>{_h(lane_name.zh)}</B>>')
-        out.append(f"  subgraph {_q(cluster)} {{")
-        anchors.append(_q(f"lane:{lane_id}"))
-        out.append("    graph " + _attrs([
-            ("label", label), ("style", "rounded,filled"), ("fillcolor", LANE_FILLS[lane_index % 2]),
-            ("color", "#cbd5e1"), ("penwidth", "1"), ("labeljust", "l"), ("labelloc", "t"), ("margin", "12"),
-            ("id", f"lane-{lane_id}"),
-        ]) + ";")
-        for node in members:
-            style = node_style(node.id)
-            out.extend("    " + stmt for stmt in _node_stmts(node, style))
-            if show_ladders:
-                ladder = _ladder_stmts(definition, node, style.dim)
-                if ladder is not None:
-                    out.extend("    " + stmt for stmt in ladder[0])
-                    ladder_edges.append(ladder[1])
-        out.append(f"    {anchors[-1]} [shape=point, style=invis, width=0, height=0];")
+        out.append(f"  subgraph {_q('cluster_' + lane_id)} {{")
+        cluster = [("label", ""), ("style", "filled"), ("fillcolor", LANE_FILLS[lane_index % 2]),
+                   ("color", LANE_LINE), ("penwidth", "0.8"), ("margin", "10"), ("id", f"lane-{lane_id}")]
+        if placement is not None:
+            x1, y1, x2, y2 = placement.bands[lane_id]
+            cluster.append(("bb", f"{_num(x1)},{_num(y1)},{_num(x2)},{_num(y2)}"))
+        out.append("    graph " + _attrs(cluster) + ";")
+        for node_id in members:
+            node = chart.graph.nodes[node_id]
+            out.append("    " + _node_stmt(chart, node, pos(node_id)))
+            if placement is not None and chart.is_event(node_id):
+                caption = _caption_stmt(chart, node, pos(CAPTION + node_id))
+                if caption is not None:
+                    out.append("    " + caption)
         out.append("  }")
-    if len(anchors) > 1:
-        # invisible anchors in the first column, chained: every lane starts at the left edge, so lanes
-        # stack as horizontal bands (swimlanes), roughly in definition order (Graphviz may swap two
-        # lanes to save crossings)
-        out.append("  { rank=min; " + "; ".join(anchors) + "; }")
-        out.append("  " + " -> ".join(anchors) + " [style=invis, weight=100];")
     for index, edge in enumerate(definition.edges):
-        if edge.source not in graph.nodes or edge.target not in graph.nodes:
+        if edge.source not in chart.graph.nodes or edge.target not in chart.graph.nodes:
             continue
-        mark = overlay.edges.get(edge.key) if overlay is not None else None
-        dim = dim_unmarked and mark is None
-        cross_lane = lanes[edge.source] != lanes[edge.target]
-        out.append("  " + _edge_stmt(edge, index, index in loops, cross_lane, mark, dim))
-    out.extend("  " + stmt for stmt in ladder_edges)
+        out.append("  " + _edge_stmt(chart, edge, index, numbers.get(edge.key), placement is not None))
     out.append("}")
     return "\n".join(out) + "\n"
 
 
-def render(dot_text: str, fmt: Format, *, png_dpi: int = PNG_DPI) -> bytes:
-    """DOT text to svg/png/pdf bytes through Graphviz's `dot`; "dot" returns the text itself.
+def _placement(chart: _Chart, first_pass: str) -> Placement:
+    """Lay the steps out with `dot`, size the free-standing blocks separately, and stack the bands."""
+    steps = layout_of(first_pass)
+    captions: dict[str, tuple[str, float]] = {}
+    free = _free_nodes(chart, None)
+    for node_id, node in chart.graph.nodes.items():
+        if chart.is_event(node_id):
+            caption = _caption_stmt(chart, node, None)
+            if caption is not None:
+                free.append(caption)
+                captions[CAPTION + node_id] = (node_id, EVENT_SHAPES[node.kind][1])  # type: ignore[attr-defined]
+    blocks = layout_of("\n".join([*_header(chart, [("charset", "UTF-8")]), *("  " + stmt for stmt in free), "}"])
+                       + "\n")
+    steps.nodes.update(blocks.nodes)
+    lanes = [(lane_id, LANE_HEADER + lane_id, members or [LANE_NOTE + lane_id])
+             for lane_id, _, members, _ in _shown_lanes(chart)]
+    return place(steps, lanes, above=[TITLE_NODE], below=[LEGEND_NODE], captions=captions,
+                 headers_on_top=chart.view == "summary")
 
-    PNG is rasterised at `png_dpi` (Graphviz's 96 makes the 8 pt ladder lines hard to read);
-    vector formats do not need it.
+
+def flowchart_dot(graph: ProcessGraph, overlay: Overlay | None = None, *, view: View = "detail") -> str:
+    """The DOT text of a process (optionally painted with an overlay); byte-identical for equal input.
+
+    The text is positioned (a first `dot` pass runs here), so it needs Graphviz installed; `render`
+    then only routes the edges. `view="summary"` collapses hand-off branches and leaves out ladders.
+    """
+    if view not in VIEWS:
+        raise RenderError(f"unknown view '{view}'", hint="use one of " + ", ".join(VIEWS))
+    blocks: dict[str, list[str]] = {}
+    if view == "summary":
+        from visualize.summary import collapse_branches
+
+        graph, blocks = collapse_branches(graph)
+    chart = _Chart(graph=graph, overlay=overlay, view=view, blocks=blocks, lanes=assign_lanes(graph),
+                   loops=back_edges(graph), ladders=ladder_refs(graph.definition))
+    try:
+        placement = _placement(chart, _dot(chart, None))
+    except SvcflowError as exc:
+        raise RenderError(exc.message, hint=exc.hint) from None
+    return _dot(chart, placement)
+
+
+def render(dot_text: str, fmt: Format, *, png_dpi: int = PNG_DPI) -> bytes:
+    """DOT text to svg/png/pdf bytes through Graphviz; "dot" returns the text itself.
+
+    Positioned charts (from `flowchart_dot`) are drawn with `neato -n2`, which keeps every node
+    where it was placed and routes the edges around them. PNG is rasterised at `png_dpi`.
     """
     if fmt not in FORMATS:
         raise RenderError(f"unknown format '{fmt}'", hint="use one of " + ", ".join(FORMATS))
@@ -523,10 +598,12 @@ def render(dot_text: str, fmt: Format, *, png_dpi: int = PNG_DPI) -> bytes:
         body, brace, _ = dot_text.rstrip().rpartition("}")
         if brace:
             dot_text = f"{body}  graph [dpi={int(png_dpi)}];\n}}\n"
-    import graphviz  # only rendering needs it; DOT text generation stays dependency-free
+    import graphviz  # only rendering needs it
 
+    positioned = POSITIONED in dot_text.split("\n", 2)[1] if dot_text.count("\n") >= 2 else False
     try:
-        data = graphviz.Source(dot_text, engine="dot").pipe(format=fmt, quiet=True)
+        source = graphviz.Source(dot_text, engine="neato" if positioned else "dot")
+        data = source.pipe(format=fmt, quiet=True, neato_no_op=2 if positioned else None)
     except graphviz.ExecutableNotFound:
         raise RenderError("the Graphviz program 'dot' was not found", hint=GRAPHVIZ_HINT) from None
     except graphviz.CalledProcessError as exc:
@@ -536,5 +613,11 @@ def render(dot_text: str, fmt: Format, *, png_dpi: int = PNG_DPI) -> bytes:
     return bytes(data)
 
 
-__all__ = ["flowchart_dot", "render", "RenderError", "Format", "FORMATS", "assign_lanes", "back_edges",
-           "shorten_condition", "sla_text", "ladder_lines", "SYSTEM_LANE", "LADDER_PREFIX"]
+def chart_layout(dot_text: str) -> Layout:
+    """The computed layout of a chart from `flowchart_dot` (positions, edge curves), for checks."""
+    positioned = POSITIONED in dot_text.split("\n", 2)[1]
+    return layout_of(dot_text, ("neato", "-n2") if positioned else ("dot",))
+
+
+__all__ = ["flowchart_dot", "render", "RenderError", "Format", "FORMATS", "View", "VIEWS", "branch_numbers",
+           "chart_layout", "assign_lanes", "back_edges"]

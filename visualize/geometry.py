@@ -1,0 +1,168 @@
+"""Where Graphviz put things: node boxes and edge curves read back from `dot -Tjson`.
+
+Readability is checked on what Graphviz actually drew, not on what we asked for: edge
+crossings are counted on the computed splines, positions of nodes are compared across two
+versions of a definition (the designer's diff must not reshuffle the chart), and sizes are
+read from the same layout the SVG is drawn from.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+
+from engine.errors import SvcflowError
+
+Point = tuple[float, float]
+BEZIER_STEPS = 12  # points sampled per cubic piece: enough to see two curves cross, cheap to compare
+
+
+class LayoutError(SvcflowError):
+    """Graphviz could not lay the chart out."""
+
+
+@dataclass(frozen=True)
+class NodeBox:
+    """A node's centre and size in points (Graphviz's y grows upwards)."""
+
+    name: str
+    x: float
+    y: float
+    width: float
+    height: float
+
+    def contains(self, point: Point, slack: float = 2.0) -> bool:
+        return (abs(point[0] - self.x) <= self.width / 2 + slack
+                and abs(point[1] - self.y) <= self.height / 2 + slack)
+
+
+@dataclass(frozen=True)
+class EdgeCurve:
+    """An edge as drawn: its DOT id and class, its end nodes and its curve as a polyline."""
+
+    id: str
+    classes: frozenset[str]
+    tail: str
+    head: str
+    points: tuple[Point, ...]
+
+
+@dataclass
+class Layout:
+    """The computed layout of one chart: its bounding box, nodes by name, visible edges."""
+
+    width: float
+    height: float
+    nodes: dict[str, NodeBox] = field(default_factory=dict)
+    edges: list[EdgeCurve] = field(default_factory=list)
+    clusters: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
+
+
+def _bezier(points: Sequence[Point]) -> list[Point]:
+    """A piecewise cubic Bézier (as in xdot's "b" op) sampled to a polyline."""
+    out: list[Point] = [points[0]]
+    for start in range(0, len(points) - 3, 3):
+        p0, p1, p2, p3 = points[start:start + 4]
+        for step in range(1, BEZIER_STEPS + 1):
+            t = step / BEZIER_STEPS
+            a, b, c, d = (1 - t) ** 3, 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t ** 2, t ** 3
+            out.append((a * p0[0] + b * p1[0] + c * p2[0] + d * p3[0],
+                        a * p0[1] + b * p1[1] + c * p2[1] + d * p3[1]))
+    return out
+
+
+def layout_of(dot_text: str, command: Sequence[str] = ("dot",)) -> Layout:
+    """Lay a chart out (`dot -Tjson`, or e.g. `neato -n2 -Tjson` for a positioned chart) and read back
+    nodes, cluster boxes and the visible edges' curves."""
+    try:
+        result = subprocess.run([*command, "-Tjson"], input=dot_text.encode("utf-8"), capture_output=True,
+                                check=False, timeout=120)
+    except FileNotFoundError:
+        raise LayoutError("the Graphviz program 'dot' was not found",
+                          hint="install the Debian package graphviz (apt-get install graphviz)") from None
+    if result.returncode != 0:
+        raise LayoutError(f"Graphviz could not lay the chart out: {result.stderr.decode('utf-8', 'replace')}",
+                          hint="check the DOT text with --format dot")
+    data = json.loads(result.stdout)
+    _, _, width, height = (float(v) for v in data["bb"].split(","))
+    layout = Layout(width=width, height=height)
+    names: dict[int, str] = {}
+    for obj in data.get("objects", []):
+        if "pos" not in obj:  # clusters have no position, only a bounding box
+            if "bb" in obj:
+                x1, y1, x2, y2 = (float(v) for v in obj["bb"].split(","))
+                layout.clusters[obj["name"]] = (x1, y1, x2, y2)
+            continue
+        names[obj["_gvid"]] = obj["name"]
+        x, y = (float(v) for v in obj["pos"].split(","))
+        layout.nodes[obj["name"]] = NodeBox(obj["name"], x, y, float(obj["width"]) * 72, float(obj["height"]) * 72)
+    for edge in data.get("edges", []):
+        if "invis" in edge.get("style", ""):
+            continue
+        curve: list[Point] = []
+        for op in edge.get("_draw_", []):
+            if op.get("op") in ("b", "B"):
+                curve.extend(_bezier([(float(x), float(y)) for x, y in op["points"]]))
+        if len(curve) < 2:
+            continue
+        layout.edges.append(EdgeCurve(
+            id=str(edge.get("id", "")), classes=frozenset(str(edge.get("class", "")).split()),
+            tail=names[edge["tail"]], head=names[edge["head"]], points=tuple(curve),
+        ))
+    return layout
+
+
+def _segments_cross(a: Point, b: Point, c: Point, d: Point) -> Point | None:
+    """Where segment ab properly crosses segment cd, if it does."""
+    rx, ry = b[0] - a[0], b[1] - a[1]
+    sx, sy = d[0] - c[0], d[1] - c[1]
+    denominator = rx * sy - ry * sx
+    if abs(denominator) < 1e-9:
+        return None  # parallel or overlapping: running alongside is not a crossing
+    qx, qy = c[0] - a[0], c[1] - a[1]
+    t = (qx * sy - qy * sx) / denominator
+    u = (qx * ry - qy * rx) / denominator
+    if 0 < t < 1 and 0 < u < 1:
+        return a[0] + t * rx, a[1] + t * ry
+    return None
+
+
+def _crossing_point(first: EdgeCurve, second: EdgeCurve) -> Point | None:
+    for i in range(len(first.points) - 1):
+        a, b = first.points[i], first.points[i + 1]
+        for j in range(len(second.points) - 1):
+            c, d = second.points[j], second.points[j + 1]
+            if max(a[0], b[0]) < min(c[0], d[0]) or max(c[0], d[0]) < min(a[0], b[0]):
+                continue
+            if max(a[1], b[1]) < min(c[1], d[1]) or max(c[1], d[1]) < min(a[1], b[1]):
+                continue
+            found = _segments_cross(a, b, c, d)
+            if found is not None:
+                return found
+    return None
+
+
+def crossing_pairs(layout: Layout, classes: Iterable[str] = ("flow", "escalation")) -> list[tuple[str, str]]:
+    """Pairs of edges (by id) whose curves cross, among the edges of the given classes.
+
+    Two edges that share a node meet at that node; touching there is not a crossing, so points
+    inside a shared end node are ignored.
+    """
+    wanted = set(classes)
+    edges = [edge for edge in layout.edges if edge.classes & wanted]
+    pairs: list[tuple[str, str]] = []
+    for first, second in combinations(edges, 2):
+        shared = {first.tail, first.head} & {second.tail, second.head}
+        point = _crossing_point(first, second)
+        if point is None:
+            continue
+        if any(layout.nodes[name].contains(point, slack=6) for name in shared if name in layout.nodes):
+            continue
+        pairs.append((first.id, second.id))
+    return pairs
+
+
+__all__ = ["EdgeCurve", "Layout", "LayoutError", "NodeBox", "crossing_pairs", "layout_of"]

@@ -1,0 +1,182 @@
+"""Where things go on a chart: lanes, loops, and full-width lane bands in the definition's order.
+
+Graphviz's `dot` is good at one thing we need (ordering steps left to right and keeping edges
+short) and bad at another: it draws lanes as clusters in an order of its own choosing, each as
+wide as its own steps. So a chart is laid out twice. `dot` first lays out the steps with one
+cluster per lane; then every lane becomes a band spanning the whole chart, stacked in the
+definition's lane order (customer-facing first), each step keeping its column and its place
+inside its lane; `neato -n2` finally routes the edges around the steps at those fixed positions.
+Positions depend only on the definition, so a small edit moves only what it touches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from engine.definition.graph import ProcessGraph
+from visualize.geometry import Layout
+
+LANE_PAD = 8.0  # points between a band's edge and the steps inside it
+HEADER_GAP = 8.0  # points between the lane names' column and the first step
+BLOCK_GAP = 12.0  # points between the title, the bands and the legend
+
+
+def assign_lanes(graph: ProcessGraph) -> dict[str, str]:
+    """Every node's lane: its own, else its neighbours' (a gateway sits with the role that decides,
+    an automatic step or a timer with the step it serves), else the first lane of the definition.
+
+    There is no "System" lane: it would be a lane no role owns, pulling automatic steps away
+    from the work they belong to.
+    """
+    definition = graph.definition
+    lanes: dict[str, str] = {}
+    for node in definition.nodes:
+        lane = getattr(node, "lane", None)
+        if lane:
+            lanes[node.id] = lane
+    lane_order = {lane.id: i for i, lane in enumerate(definition.lanes)}
+    normal = [e for e in definition.edges if e.kind != "escalation"]
+    preds: dict[str, list[str]] = {node_id: [] for node_id in graph.nodes}
+    succs: dict[str, list[str]] = {node_id: [] for node_id in graph.nodes}
+    for edge in normal:
+        if edge.source in graph.nodes and edge.target in graph.nodes:
+            succs[edge.source].append(edge.target)
+            preds[edge.target].append(edge.source)
+    changed = True
+    while changed:
+        changed = False
+        for node in definition.nodes:
+            if node.id in lanes:
+                continue
+            # predecessors weigh more: a gateway belongs to whoever just decided
+            votes: dict[str, int] = {}
+            for other in preds[node.id]:
+                if other in lanes:
+                    votes[lanes[other]] = votes.get(lanes[other], 0) + 2
+            for other in succs[node.id]:
+                if other in lanes:
+                    votes[lanes[other]] = votes.get(lanes[other], 0) + 1
+            if len(preds[node.id]) > 1 and len(succs[node.id]) == 1 and succs[node.id][0] in lanes:
+                votes = {lanes[succs[node.id][0]]: 1}  # a join sits with the step that follows it
+            if votes:
+                lanes[node.id] = min(votes, key=lambda lane: (-votes[lane], lane_order.get(lane, 999), lane))
+                changed = True
+    first = definition.lanes[0].id if definition.lanes else ""
+    for node in definition.nodes:
+        lanes.setdefault(node.id, first)
+    return lanes
+
+
+def back_edges(graph: ProcessGraph) -> set[int]:
+    """Indexes (in definition.edges) of edges that close a loop.
+
+    They are drawn without ranking constraint so rework loops run back across the chart instead
+    of bending it out of left-to-right. Which edge of a cycle is "the way back" is taken from the
+    definition's node order, because designers write steps in the order they happen: an edge is a
+    loop edge when it points to an earlier (or the same) node of its own strongly connected part.
+    Every cycle has such an edge, so what remains is acyclic.
+    """
+    definition = graph.definition
+    order = {node.id: i for i, node in enumerate(definition.nodes)}
+    flow = nx.DiGraph()
+    flow.add_nodes_from(order)
+    for edge in definition.edges:
+        if edge.kind != "escalation" and edge.source in order and edge.target in order:
+            flow.add_edge(edge.source, edge.target)
+    component: dict[str, int] = {}
+    for number, members in enumerate(nx.strongly_connected_components(flow)):
+        for member in members:
+            component[member] = number
+    found: set[int] = set()
+    for index, edge in enumerate(definition.edges):
+        if edge.kind == "escalation" or edge.source not in order or edge.target not in order:
+            continue
+        if order[edge.target] <= order[edge.source] and component[edge.target] == component[edge.source]:
+            found.add(index)
+    return found
+
+
+@dataclass
+class Placement:
+    """Fixed positions (Graphviz points, y up) of every node, and each lane band's box."""
+
+    width: float
+    height: float
+    nodes: dict[str, tuple[float, float]] = field(default_factory=dict)
+    bands: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
+
+
+def place(first_pass: Layout, lane_members: Sequence[tuple[str, str, Sequence[str]]],
+          above: Sequence[str], below: Sequence[str],
+          captions: Mapping[str, tuple[str, float]] | None = None, headers_on_top: bool = False) -> Placement:
+    """Stack the lanes of a first `dot` pass as full-width bands.
+
+    `lane_members` is (lane id, header node, member nodes) in the definition's lane order;
+    `above` and `below` are free-standing blocks (title, legend) placed left-aligned above and
+    below the bands; `captions` maps a caption node to (its shape's node, the shape's height):
+    a caption hangs right under its shape. Lane names take a column on the left, or with
+    `headers_on_top` a line at the top of each band (narrower, for charts limited by width).
+    Coordinates are computed top-down, then flipped to Graphviz's y-up.
+    """
+    boxes = first_pass.nodes
+    headers = [boxes[header] for _, header, _ in lane_members]
+    header_width = max((box.width for box in headers), default=0.0) + 2 * LANE_PAD
+    if headers_on_top:
+        header_width = 0.0
+    members = [boxes[name] for lane_id, _, names in lane_members for name in names
+               if f"cluster_{lane_id}" in first_pass.clusters]
+    left = min((box.x - box.width / 2 for box in members), default=0.0)
+    right = max((box.x + box.width / 2 for box in members), default=0.0)
+    shift_x = header_width + HEADER_GAP - left
+    band_width = header_width + HEADER_GAP + (right - left) + LANE_PAD
+    width = max([band_width, *(boxes[name].width for name in [*above, *below])])
+
+    down: dict[str, tuple[float, float]] = {}  # y grows downwards until the flip
+    y = 0.0
+    for name in above:
+        down[name] = (boxes[name].width / 2, y + boxes[name].height / 2)
+        y += boxes[name].height + BLOCK_GAP
+    bands_down: dict[str, tuple[float, float]] = {}
+    for lane_id, header, names in lane_members:
+        cluster = first_pass.clusters.get(f"cluster_{lane_id}")
+        label_height = boxes[header].height if headers_on_top else 0.0
+        if cluster is not None:
+            _, bottom, _, top = cluster
+            inner = top - bottom
+            height = max(inner + label_height, boxes[header].height + 2 * LANE_PAD)
+            offset = y + label_height + (height - label_height - inner) / 2
+            for name in names:
+                down[name] = (boxes[name].x + shift_x, offset + (top - boxes[name].y))
+        else:  # a lane without steps (it only receives escalations): its note in the first column
+            height = max([boxes[header].height, *(boxes[n].height for n in names)]) + 2 * LANE_PAD
+            for name in names:
+                down[name] = (header_width + HEADER_GAP + boxes[name].width / 2, y + height / 2)
+        if headers_on_top:
+            down[header] = (LANE_PAD + boxes[header].width / 2, y + 2 + boxes[header].height / 2)
+        else:
+            down[header] = (header_width / 2, y + height / 2)
+        bands_down[lane_id] = (y, y + height)
+        y += height
+    for caption, (owner, shape_height) in (captions or {}).items():
+        # the first pass reserved the shape with its caption under it: the shape moves to the top
+        x, centre = down[owner]
+        top = centre - boxes[owner].height / 2
+        down[owner] = (x, top + shape_height / 2)
+        down[caption] = (x, top + shape_height + boxes[caption].height / 2)
+    y += BLOCK_GAP
+    for name in below:
+        down[name] = (boxes[name].width / 2, y + boxes[name].height / 2)
+        y += boxes[name].height + BLOCK_GAP
+    total = y - BLOCK_GAP if below else y
+    placement = Placement(width=width, height=total)
+    for name, (x, yd) in down.items():
+        placement.nodes[name] = (round(x, 1), round(total - yd, 1))
+    for lane_id, (top_down, bottom_down) in bands_down.items():
+        placement.bands[lane_id] = (0.0, round(total - bottom_down, 1), round(band_width, 1), round(total - top_down, 1))
+    return placement
+
+
+__all__ = ["Placement", "assign_lanes", "back_edges", "place"]
