@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_review import replicate  # noqa: E402
-from simulation.simulator import load_scenario, simulate  # noqa: E402
+from simulation.scenario import load_scenario  # noqa: E402
+from simulation.simulator import simulate  # noqa: E402
 
 PROCESS = "complaint_handling"
 CHILD = r"""

@@ -20,7 +20,6 @@ from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from engine.errors import DefinitionError, InputError, SvcflowError

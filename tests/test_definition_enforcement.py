@@ -21,7 +21,8 @@ from engine.run.runtime import Engine, LogNotifier
 from engine.store.sql import Store
 from engine.time.clock import FakeClock
 from tests.conftest import MONDAY_9AM
-from simulation.simulator import scenario_for, simulate
+from simulation.scenario import scenario_for
+from simulation.simulator import simulate
 from svcflow.cli import app
 
 CLOCK = FakeClock(MONDAY_9AM)

@@ -17,7 +17,8 @@ from interop.csv_log import write_csv
 from interop.eventlog import cases
 from interop.ocel import write_ocel
 from interop.xes import XES_NS, write_xes
-from simulation.simulator import SimulationResult, load_scenario, simulate
+from simulation.scenario import load_scenario
+from simulation.simulator import SimulationResult, simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 X = f"{{{XES_NS}}}"

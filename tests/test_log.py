@@ -29,7 +29,8 @@ from engine.store.sql import Store
 from engine.store.tables import SCHEMA_VERSION
 from engine.time.clock import FakeClock
 from flows.artifacts import path_rows
-from simulation.simulator import load_scenario, simulate
+from simulation.scenario import load_scenario
+from simulation.simulator import simulate
 from visualize.overlay import case_overlay
 from analytics.weekly import build_weekly
 
