@@ -140,7 +140,7 @@ def test_a_wrong_role_gets_403_the_store_is_unchanged_and_the_refusal_is_logged(
     assert "holds none of the roles" in complete.json()["error"]
     assert site.snapshot() == before
     refused = [e.data for e in site.engine.store.events(case_id) if e.type == "refused"]
-    assert [(r["actor"], r["action"]) for r in refused] == [
+    assert [(r["actor"], r["event"]) for r in refused] == [
         ("token:handler", "complete"), ("token:handler", "update"), ("token:desk", "cancel")]
 
 
