@@ -23,7 +23,7 @@ from sqlalchemy import text
 from analytics.stats import compute_stats
 from engine.definition.graph import compile_graph
 from engine.definition.loader import load_text
-from engine.errors import LogError
+from engine.errors import AccessDenied, InputError, LogError
 from engine.run import log
 from engine.run.log import LOG_SCHEMA_VERSION, SCHEMA, LogEntry
 from engine.run.runtime import Engine, LogNotifier
@@ -35,6 +35,8 @@ from simulation.scenario import load_scenario
 from simulation.simulator import simulate
 from visualize.overlay import case_overlay
 from analytics.weekly import build_weekly
+from engine.access import Gate
+from tests.test_access import COMPLAINT, complaint_at_register, gate  # noqa: F401  (fixture)
 
 V1 = Path(__file__).resolve().parent / "fixtures" / "v1"
 ROOT = V1.parents[2]
@@ -121,6 +123,18 @@ def test_the_contract_declares_each_type_once_with_its_fields() -> None:
                                    {"notify", "reassign", "raise_priority", "route"})
     assert fields["node_completed"] == ({"token"}, {"branches"})
     assert set(log.EventType.__args__) == set(SCHEMA)  # type: ignore[attr-defined]
+
+
+def test_refusals_by_the_engine_and_by_the_access_rules_are_both_in_the_contract(gate: Gate) -> None:
+    case_id, task_id = complaint_at_register(gate)
+    with pytest.raises(AccessDenied):  # the access rules: not a user of the directory
+        gate.complete(gate.principal("mallory"), task_id, {"channel": "phone", **COMPLAINT})
+    with pytest.raises(InputError):  # the engine: a form that does not fit
+        gate.complete(gate.principal("wang"), task_id, {**COMPLAINT, "channel": "phone", "tier": "diamond"})
+    refused = [e for e in gate.engine.store.events(case_id) if e.type == "refused"]
+    assert [(e.data.get("action"), e.data.get("event")) for e in refused] == [("complete", None),
+                                                                              (None, "CompleteTask")]
+    assert [p for p in map(log.problem, refused) if p is not None] == []
 
 
 # -- old rows stay readable -----------------------------------------------------------------------------

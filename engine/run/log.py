@@ -228,13 +228,21 @@ class Escalated(TypedDict):
 
 
 class Refused(TypedDict):
-    """An action refused: nothing changed, but who tried what, and why, is kept."""
+    """An action refused: nothing changed, but who tried what, and why, is kept.
+
+    Two places refuse, and each names what was tried in its own terms: the engine (a form that does
+    not fit, a task already done) records the refused `event` (`CompleteTask`, ...); the access rules
+    (engine/access.py: the caller may not act) record the `action` (`complete`, `assign`, ...) and
+    what kind of principal the actor was (`actor_kind`: user, token, unknown).
+    """
 
     reason: str
-    event: str
+    event: NotRequired[str]
+    action: NotRequired[str]
+    actor_kind: NotRequired[str]
     task_id: NotRequired[str]
-    actor: NotRequired[str]
-    role: NotRequired[str]
+    actor: NotRequired[str | None]
+    role: NotRequired[str | None]
 
 
 ESCALATION_ACTIONS: Final = ("notify", "reassign", "raise_priority", "route")
