@@ -42,7 +42,7 @@ from prefect.logging import get_run_logger
 from prefect.states import Running, Scheduled
 
 from engine.time import sla
-from engine.definition.model import FieldSpec, FormField, HumanTask, ProcessDefinition, Text
+from engine.definition.model import FieldSpec, FormField, ProcessDefinition, Text
 from engine.errors import InputError, TaskRefused
 from engine.definition.graph import ProcessGraph
 from engine.access import open_gate
@@ -170,8 +170,7 @@ def form_field(spec: FormField, current: Any = None) -> tuple[Any, Any]:
 def task_input_model(graph: ProcessGraph, state: InstanceState, task: Task, *, now: dt.datetime,
                      zone: str = "Asia/Shanghai", refusal: str | None = None) -> type[TaskInput]:
     """The Resume form of one open task: its form fields, then who completes it and as which role."""
-    node = graph.nodes[task.node]
-    assert isinstance(node, HumanTask)
+    node = graph.human_tasks[task.node]
     fields: dict[str, Any] = {}
     for spec in node.form:
         if spec.id in RESERVED:
@@ -249,8 +248,7 @@ def describe_task(graph: ProcessGraph, state: InstanceState, task: Task, *, now:
                   zone: str = "Asia/Shanghai", refusal: str | None = None) -> str:
     """Markdown above the Resume form: the case, what to do, the due time in business time, the level."""
     definition = graph.definition
-    node = graph.nodes[task.node]
-    assert isinstance(node, HumanTask)
+    node = graph.human_tasks[task.node]
     tz = ZoneInfo(zone)
     lines = [f"### {node.label()}", ""]
     if refusal:  # the operator who just resumed sees why the run is waiting again, not "resumed"

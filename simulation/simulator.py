@@ -660,11 +660,11 @@ class Simulation(CaseHost):
             elif name in profile:
                 output[name] = profile[name]
             elif spec.required:
-                output[name] = _filler(name, spec, now)
+                output[name] = happy_path_value(name, spec, now)
         return output
 
 
-def _filler(name: str, spec: FieldSpec, now: datetime) -> Any:
+def happy_path_value(name: str, spec: FieldSpec, now: datetime) -> Any:
     """A value for a required field the scenario says nothing about: the happy path.
 
     Yes/no answers are yes, bounded scores the best, amounts the minimum, choices the first one

@@ -828,6 +828,9 @@ CHECKER = """
 id: checker
 version: 1
 name: {zh: 检查, en: Check}
+data:
+  is_major: {type: boolean, default: false}
+  major_reasons: {type: list}
 lanes:
   - {id: agent, name: {zh: 坐席, en: Agent}}
 nodes:

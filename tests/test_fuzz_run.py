@@ -29,6 +29,7 @@ from engine.run.runtime import Engine, LogNotifier
 from engine.run.state import InstanceState
 from engine.store.sql import Store
 from engine.time.clock import FakeClock
+from simulation.simulator import happy_path_value
 from tests.conftest import MONDAY_9AM
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,7 +109,8 @@ def mutated_library(process_id: str, draw: Any) -> ProcessLibrary | None:
     return None if problems else library
 
 
-def value_for(spec: FieldSpec, rng: random.Random, now: Any) -> Any:
+def value_for(name: str, spec: FieldSpec, rng: random.Random, now: Any) -> Any:
+    """A random answer where the field has a range of them; otherwise the simulator's happy-path value."""
     if spec.default is not None and rng.random() < 0.3:
         return spec.default
     kind = spec.type
@@ -121,17 +123,12 @@ def value_for(spec: FieldSpec, rng: random.Random, now: Any) -> Any:
         high = spec.maximum if spec.maximum is not None else 1_000_000
         value = rng.uniform(float(low), float(high))
         return int(value) if kind == "integer" else round(value, 2)
-    if kind == "date":
-        return now.date().isoformat()
-    if kind == "datetime":
-        return now.isoformat()
-    if kind == "list":
-        return []
-    return f"fuzz {rng.randrange(1000)}"
+    return happy_path_value(name, spec, now)
 
 
 def form(specs: dict[str, FieldSpec], rng: random.Random, now: Any) -> dict[str, Any]:
-    return {name: value_for(spec, rng, now) for name, spec in specs.items() if spec.required or rng.random() < 0.5}
+    return {name: value_for(name, spec, rng, now) for name, spec in specs.items()
+            if spec.required or rng.random() < 0.5}
 
 
 def stalled(engine: Engine, state: InstanceState) -> str | None:

@@ -21,7 +21,9 @@ import pytest
 from sqlalchemy import text
 
 from analytics.stats import compute_stats
-from engine.errors import LogError
+from engine.definition.graph import compile_graph
+from engine.definition.loader import load_text
+from engine.errors import AccessDenied, InputError, LogError
 from engine.run import log
 from engine.run.log import LOG_SCHEMA_VERSION, SCHEMA, LogEntry
 from engine.run.runtime import Engine, LogNotifier
@@ -33,6 +35,8 @@ from simulation.scenario import load_scenario
 from simulation.simulator import simulate
 from visualize.overlay import case_overlay
 from analytics.weekly import build_weekly
+from engine.access import Gate
+from tests.test_access import COMPLAINT, complaint_at_register, gate  # noqa: F401  (fixture)
 
 V1 = Path(__file__).resolve().parent / "fixtures" / "v1"
 ROOT = V1.parents[2]
@@ -121,6 +125,18 @@ def test_the_contract_declares_each_type_once_with_its_fields() -> None:
     assert set(log.EventType.__args__) == set(SCHEMA)  # type: ignore[attr-defined]
 
 
+def test_refusals_by_the_engine_and_by_the_access_rules_are_both_in_the_contract(gate: Gate) -> None:
+    case_id, task_id = complaint_at_register(gate)
+    with pytest.raises(AccessDenied):  # the access rules: not a user of the directory
+        gate.complete(gate.principal("mallory"), task_id, {"channel": "phone", **COMPLAINT})
+    with pytest.raises(InputError):  # the engine: a form that does not fit
+        gate.complete(gate.principal("wang"), task_id, {**COMPLAINT, "channel": "phone", "tier": "diamond"})
+    refused = [e for e in gate.engine.store.events(case_id) if e.type == "refused"]
+    assert [(e.data.get("action"), e.data.get("event")) for e in refused] == [("complete", None),
+                                                                              (None, "CompleteTask")]
+    assert [p for p in map(log.problem, refused) if p is not None] == []
+
+
 # -- old rows stay readable -----------------------------------------------------------------------------
 def test_a_store_of_the_first_release_is_migrated_and_keeps_every_event(v1_store: Store, expected: dict[str, Any]) -> None:
     with v1_store.engine.connect() as conn:
@@ -145,13 +161,18 @@ def test_a_case_overlay_and_path_table_read_a_first_release_store_as_before(v1_s
     assert plain(overlay) == expected["overlay_B"]
 
 
-def test_statistics_of_a_first_release_log_are_the_same(tmp_path: Path, expected: dict[str, Any]) -> None:
+V1_COMPLAINT_HASH = "5d650349479c60e9"
+"""The complaint_handling version both v1 fixtures were written under (stored in store.sql)."""
+
+
+def test_statistics_of_a_first_release_log_are_the_same(tmp_path: Path, v1_store: Store,
+                                                        expected: dict[str, Any]) -> None:
     store = Store(f"sqlite:///{tmp_path / 'log.db'}")
     insert_rows(store, v1_rows())  # no version: written before the log had one
     # the store gives instants in UTC; the reference was computed on the simulator's Shanghai times
     events = [e._replace(at=e.at.astimezone(SHANGHAI)) for e in store.events()]
-    library = Engine.in_memory().library
-    graph = library.graph_of(library.latest["complaint_handling"])
+    # statistics are read against the definition the cases ran on, not today's edited library
+    graph = compile_graph(load_text(*v1_store.definition_source(V1_COMPLAINT_HASH)))
     assert sorted({e.type for e in events}) == expected["stats_types"]
     assert plain(compute_stats(graph, events, workers=1).to_dict()) == expected["stats"]
     store.dispose()

@@ -552,7 +552,7 @@ def _placement(chart: _Chart, first_pass: str) -> Placement:
             caption = _caption_stmt(chart, node, None)
             if caption is not None:
                 free.append(caption)
-                captions[CAPTION + node_id] = (node_id, EVENT_SHAPES[node.kind][1])  # type: ignore[attr-defined]
+                captions[CAPTION + node_id] = (node_id, EVENT_SHAPES[node.kind][1])
     blocks = layout_of("\n".join([*_header(chart, [("charset", "UTF-8")]), *("  " + stmt for stmt in free), "}"])
                        + "\n")
     steps.nodes.update(blocks.nodes)

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TypeVar
 
 import networkx as nx
 
 from engine.time.calendar import BusinessCalendar
 from engine.definition.model import (
-    CaseClock, Edge, EscalationLevel, FieldSpec, HumanTask, NodeBase, Policy, ProcessDefinition,
+    AutoTask, CaseClock, Edge, EscalationLevel, FieldSpec, HumanTask, MessageWait, Node, NodeBase, Policy,
+    ProcessDefinition, SubProcess,
 )
 from engine.expressions.cel import ExpressionError, compile_expression
 from engine.time.sla import BREACH_PCT, thresholds
@@ -20,14 +22,26 @@ from engine.definition.loader import LoadedDefinition
 
 SPLIT_KINDS = frozenset({"parallel", "inclusive"})
 _SINK = "__sink__"
+_N = TypeVar("_N", bound=NodeBase)
+
+
+def nodes_of_kind(nodes: dict[str, Node], cls: type[_N]) -> dict[str, _N]:
+    """The nodes of one class by id, in definition order: a typed view for code that needs one kind."""
+    return {node_id: node for node_id, node in nodes.items() if isinstance(node, cls)}
 
 
 @dataclass
 class ProcessGraph:
-    """A definition ready to run: nodes by id, edges by source, split/join pairs."""
+    """A definition ready to run: nodes by id, edges by source, split/join pairs.
+
+    `nodes` holds every node as the union of the node classes, so code that matches on the class
+    (`match node: case HumanTask(): ...`) is checked for every kind. Code that needs one kind reads the
+    typed maps (`human_tasks`, `auto_tasks`, `message_waits`, `subprocesses`): a node of another kind is
+    simply not there, so no caller needs an `isinstance` assert.
+    """
 
     loaded: LoadedDefinition
-    nodes: dict[str, NodeBase]
+    nodes: dict[str, Node]
     outgoing: dict[str, list[Edge]]
     incoming: dict[str, list[Edge]]
     escalation_edges: dict[str, Edge]
@@ -48,7 +62,23 @@ class ProcessGraph:
         return self.definition.id
 
     def kind(self, node_id: str) -> str:
-        return self.nodes[node_id].kind  # type: ignore[attr-defined,no-any-return]
+        return self.nodes[node_id].kind
+
+    @cached_property
+    def human_tasks(self) -> dict[str, HumanTask]:
+        return nodes_of_kind(self.nodes, HumanTask)
+
+    @cached_property
+    def auto_tasks(self) -> dict[str, AutoTask]:
+        return nodes_of_kind(self.nodes, AutoTask)
+
+    @cached_property
+    def message_waits(self) -> dict[str, MessageWait]:
+        return nodes_of_kind(self.nodes, MessageWait)
+
+    @cached_property
+    def subprocesses(self) -> dict[str, SubProcess]:
+        return nodes_of_kind(self.nodes, SubProcess)
 
     def is_join(self, node_id: str) -> bool:
         return self.kind(node_id) in SPLIT_KINDS and len(self.incoming.get(node_id, [])) > 1
@@ -99,8 +129,7 @@ class ProcessGraph:
     @cached_property
     def form_specs(self) -> dict[str, dict[str, FieldSpec]]:
         """Each human step's form fields by id; every completion checks its output against them."""
-        return {node_id: {spec.id: spec for spec in node.form}
-                for node_id, node in self.nodes.items() if isinstance(node, HumanTask)}
+        return {node_id: {spec.id: spec for spec in node.form} for node_id, node in self.human_tasks.items()}
 
     @cached_property
     def clocks_started_at(self) -> dict[str, list[CaseClock]]:
@@ -151,8 +180,8 @@ class ProcessGraph:
     @cached_property
     def sla_policies(self) -> dict[str, list[Policy]]:
         """Each SLA'd human step's policies (a fixed target as the one policy); every task opened reads them."""
-        return {node_id: node.sla.effective_policies() for node_id, node in self.nodes.items()
-                if isinstance(node, HumanTask) and node.sla is not None}
+        return {node_id: node.sla.effective_policies() for node_id, node in self.human_tasks.items()
+                if node.sla is not None}
 
     @cached_property
     def _ladders(self) -> dict[str, tuple[list[EscalationLevel], tuple[int, ...]]]:
@@ -161,8 +190,8 @@ class ProcessGraph:
         for clock in definition.clocks:
             levels = sorted(definition.ladder(clock.escalation), key=lambda level: level.at)
             ladders[f"clock:{clock.id}"] = (levels, thresholds(levels))
-        for node_id, node in self.nodes.items():
-            if isinstance(node, HumanTask) and node.sla is not None:
+        for node_id, node in self.human_tasks.items():
+            if node.sla is not None:
                 levels = sorted(definition.ladder(node.sla.escalation), key=lambda level: level.at)
                 ladders[f"node:{node_id}"] = (levels, thresholds(levels))
         return ladders
@@ -200,7 +229,7 @@ def compile_graph(loaded: LoadedDefinition) -> ProcessGraph:
     # default edges last, so "first match wins" reads in file order with the default as fallback
     for edges in outgoing.values():
         edges.sort(key=lambda e: e.default)
-    starts = [node.id for node in definition.nodes if node.kind == "start"]  # type: ignore[attr-defined]
+    starts = [node.id for node in definition.nodes if node.kind == "start"]
     return ProcessGraph(
         loaded=loaded,
         nodes=nodes,

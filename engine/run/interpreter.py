@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, assert_never
 
 from engine.time import sla
 from engine.definition.model import (
-    PRIORITIES, AutoTask, CaseClock, Edge, EndNode, EscalationLevel, HumanTask, MessageWait, SubProcess, TimerWait,
+    PRIORITIES, AutoTask, CaseClock, Edge, EndNode, EscalationLevel, ExclusiveGateway, HumanTask, InclusiveGateway,
+    MessageWait, ParallelGateway, StartNode, SubProcess, TimerWait,
 )
 from engine.errors import InputError, SvcflowError, TaskRefused
 from engine.run.events import (
@@ -250,8 +251,7 @@ class _Run:
 
     def complete_task(self, event: CompleteTask) -> None:
         task = self.open_task_for(event.task_id, event.actor, event.role)
-        node = self.graph.nodes[task.node]
-        assert isinstance(node, HumanTask)
+        node = self.graph.human_tasks[task.node]
         for other in node.different_actor_from:
             earlier = [t for t in self.state.tasks.values()
                        if t.node == other and t.status == "completed" and t.completed_by == event.actor]
@@ -276,11 +276,10 @@ class _Run:
 
     def auto_done(self, event: AutoStepDone) -> None:
         token = self.state.tokens.get(event.token_id)
-        if token is None or self.graph.kind(token.node) != "auto" or token.attempt != event.attempt:
+        node = self.graph.auto_tasks.get(token.node) if token is not None else None
+        if token is None or node is None or token.attempt != event.attempt:
             # a re-run delivering a result already applied: exactly-once means ignore it
             return
-        node = self.graph.nodes[token.node]
-        assert isinstance(node, AutoTask)
         try:
             output = check_fields(node.outputs, event.output, what=f"handler '{node.handler}' output",
                                   allow_unknown=True) if node.outputs else dict(event.output)
@@ -313,8 +312,7 @@ class _Run:
                 hint=f"it waits for: {', '.join(expected)}" if expected else "it waits for no message now",
             )
         token = sorted(waiting, key=lambda t: (t.since, t.id))[0]
-        node = self.graph.nodes[token.node]
-        assert isinstance(node, MessageWait)
+        node = self.graph.message_waits[token.node]
         payload = check_fields(node.fields, event.payload, what=f"message '{event.message}'")
         token.message = None
         self.emit("message_received", token.node, log.MessageReceived(message=event.message, payload=payload,
@@ -326,8 +324,7 @@ class _Run:
         token = self.state.tokens.get(event.token_id)
         if token is None or token.child_case != event.child_case:
             return
-        node = self.graph.nodes[token.node]
-        assert isinstance(node, SubProcess)
+        node = self.graph.subprocesses[token.node]
         child_scope = {"data": event.child_data, "steps": {}, "params": {}, "case": {"outcome": event.outcome}}
         output: dict[str, Any] = {}
         try:
@@ -350,9 +347,9 @@ class _Run:
         self.update_priority()
         self.guarded(self.retarget_case_clocks)
         for task in self.state.open_tasks():
-            node = self.graph.nodes[task.node]
+            node = self.graph.human_tasks[task.node]
             clock = self.state.clocks.get(f"task:{task.id}")
-            if isinstance(node, HumanTask) and node.sla and clock is not None:
+            if node.sla and clock is not None:
                 self.retarget(clock, self.graph.sla_policies[node.id], f"SLA of '{node.id}'")
                 task.due_at = clock.due_at
                 task.priority = _max_priority(task.priority, self.state.priority)
@@ -374,60 +371,60 @@ class _Run:
             raise _Incident(f"more than {MAX_STEPS_PER_EVENT} steps without waiting: an endless loop?", token.node)
         node_id = self.at_node = token.node
         node = self.graph.nodes[node_id]
-        kind = node.kind  # type: ignore[attr-defined]
         token.since = self.now
         self.state.visits[node_id] = self.state.visits.get(node_id, 0) + 1
-        self.emit("node_entered", node_id, log.NodeEntered(token=token.id, kind=kind))
+        self.emit("node_entered", node_id, log.NodeEntered(token=token.id, kind=node.kind))
         for clock_def in self.graph.clocks_started_at.get(node_id, ()):
             if f"case:{clock_def.id}" not in self.state.clocks:
                 self.start_case_clock(clock_def)
-        if kind == "start":
-            self.leave(token, {})
-        elif kind == "end":
-            assert isinstance(node, EndNode)
-            self.apply_compute(node_id)
-            del self.state.tokens[token.id]
-            self.emit("node_completed", node_id, log.NodeCompleted(token=token.id))
-            if not self.state.tokens:
-                self.finish("completed", node.outcome or node_id)
-        elif kind == "human":
-            assert isinstance(node, HumanTask)
-            self.open_task(token, node)
-        elif kind == "auto":
-            assert isinstance(node, AutoTask)
-            token.attempt += 1
-            self.commands.append(RunAutoStep(
-                token.id, node_id, node.handler, token.attempt, node.retries, node.retry_delay_seconds,
-                node.timeout_seconds, f"{self.state.case_id}:{token.id}:{node_id}:{self.state.visits[node_id]}",
-            ))
-            self.emit("step_started", node_id, log.StepStarted(handler=node.handler, attempt=token.attempt))
-        elif kind == "timer":
-            assert isinstance(node, TimerWait)
-            if node.duration is not None:
-                token.timer_due = self.calendar.add(self.now, sla.target_seconds(node.duration, self.calendar))
-            else:
-                value = self.evaluate(node.until or "", f"timer '{node_id}'")
-                try:
-                    due = datetime.fromisoformat(str(value))
-                except ValueError:
-                    raise _Incident(f"timer '{node_id}': 'until' gave {value!r}, not a date-time", node_id) from None
-                token.timer_due = due if due.tzinfo else due.replace(tzinfo=self.now.tzinfo)
-            self.emit("timer_started", node_id, log.TimerStarted(due=token.timer_due.isoformat()))
-        elif kind == "message":
-            assert isinstance(node, MessageWait)
-            token.message = node.message
-            self.emit("message_awaited", node_id, log.MessageAwaited(message=node.message))
-            self.update_pauses()
-        elif kind == "subprocess":
-            assert isinstance(node, SubProcess)
-            data = {name: self.evaluate(text, f"input '{name}' of '{node_id}'") for name, text in node.inputs.items()}
-            token.child_case = f"{self.state.case_id}.{token.id}.{self.state.visits[node_id]}"
-            self.commands.append(StartChild(token.id, node.process, data))
-            self.emit("subprocess_started", node_id, log.SubprocessStarted(process=node.process, child_case=token.child_case))
-        elif kind in ("exclusive", "inclusive", "parallel"):
-            self.gateway(token, kind)
-        else:  # pragma: no cover
-            raise _Incident(f"unknown node kind {kind}", node_id)
+        match node:  # one case per node class; mypy checks that none is missing (assert_never)
+            case StartNode():
+                self.leave(token, {})
+            case EndNode():
+                self.apply_compute(node_id)
+                del self.state.tokens[token.id]
+                self.emit("node_completed", node_id, log.NodeCompleted(token=token.id))
+                if not self.state.tokens:
+                    self.finish("completed", node.outcome or node_id)
+            case HumanTask():
+                self.open_task(token, node)
+            case AutoTask():
+                token.attempt += 1
+                self.commands.append(RunAutoStep(
+                    token.id, node_id, node.handler, token.attempt, node.retries, node.retry_delay_seconds,
+                    node.timeout_seconds, f"{self.state.case_id}:{token.id}:{node_id}:{self.state.visits[node_id]}",
+                ))
+                self.emit("step_started", node_id, log.StepStarted(handler=node.handler, attempt=token.attempt))
+            case TimerWait():
+                self.start_timer(token, node)
+            case MessageWait():
+                token.message = node.message
+                self.emit("message_awaited", node_id, log.MessageAwaited(message=node.message))
+                self.update_pauses()
+            case SubProcess():
+                data = {name: self.evaluate(text, f"input '{name}' of '{node_id}'")
+                        for name, text in node.inputs.items()}
+                token.child_case = f"{self.state.case_id}.{token.id}.{self.state.visits[node_id]}"
+                self.commands.append(StartChild(token.id, node.process, data))
+                self.emit("subprocess_started", node_id,
+                          log.SubprocessStarted(process=node.process, child_case=token.child_case))
+            case ExclusiveGateway() | InclusiveGateway() | ParallelGateway():
+                self.gateway(token, node.kind)
+            case _:  # pragma: no cover - a node class added to the model but not here fails mypy
+                assert_never(node)
+
+    def start_timer(self, token: Token, node: TimerWait) -> None:
+        """Set the token's due instant: a business duration from now, or the date `until` computes."""
+        if node.duration is not None:
+            token.timer_due = self.calendar.add(self.now, sla.target_seconds(node.duration, self.calendar))
+        else:
+            value = self.evaluate(node.until or "", f"timer '{node.id}'")
+            try:
+                due = datetime.fromisoformat(str(value))
+            except ValueError:
+                raise _Incident(f"timer '{node.id}': 'until' gave {value!r}, not a date-time", node.id) from None
+            token.timer_due = due if due.tzinfo else due.replace(tzinfo=self.now.tzinfo)
+        self.emit("timer_started", node.id, log.TimerStarted(due=token.timer_due.isoformat()))
 
     def leave(self, token: Token, output: dict[str, Any]) -> None:
         """Complete the token's node with its output and follow the single outgoing edge."""
@@ -643,8 +640,8 @@ class _Run:
     def paused_by_wait(self) -> bool:
         for token in self.state.tokens.values():
             if token.message:
-                node = self.graph.nodes[token.node]
-                if isinstance(node, MessageWait) and node.pauses_sla:
+                node = self.graph.message_waits.get(token.node)
+                if node is not None and node.pauses_sla:
                     return True
         return False
 

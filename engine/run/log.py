@@ -228,7 +228,13 @@ class Escalated(TypedDict):
 
 
 class Refused(TypedDict):
-    """An action refused: nothing changed, but who tried what, and why, is kept."""
+    """An action refused: nothing changed, but who tried what, and why, is kept.
+
+    Two places refuse, both through Engine.record_refusal: the engine (a form that does not fit, a
+    task already done) names the refused event type (`CompleteTask`, ...); the access rules
+    (engine/access.py: the caller may not act) name the action (`complete`, `assign`, ...) and what
+    kind of principal the actor was (`actor_kind`: user, token, unknown, disabled).
+    """
 
     reason: str
     event: str  # what was tried: an event type (CompleteTask...) or a directory-checked action (update, cancel...)

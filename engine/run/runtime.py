@@ -349,18 +349,19 @@ class Engine(CaseHost):
         graph = self.graph_for(state)
         queue: deque[WorkItem] = deque()
         for token in state.tokens.values():
-            node = graph.nodes[token.node]
-            if node.kind == "auto" and token.attempt and not token.incident:  # type: ignore[attr-defined]
+            auto = graph.auto_tasks.get(token.node)
+            if auto is not None and token.attempt and not token.incident:
                 queue.append((case_id, RunAutoStep(
-                    token.id, node.id, node.handler, token.attempt, node.retries,  # type: ignore[attr-defined]
-                    node.retry_delay_seconds, node.timeout_seconds,  # type: ignore[attr-defined]
-                    f"{case_id}:{token.id}:{node.id}:{state.visits.get(node.id, 1)}")))
+                    token.id, auto.id, auto.handler, token.attempt, auto.retries,
+                    auto.retry_delay_seconds, auto.timeout_seconds,
+                    f"{case_id}:{token.id}:{auto.id}:{state.visits.get(auto.id, 1)}")))
             if token.child_case:
                 if not self.store.case_exists(token.child_case):
+                    call = graph.subprocesses[token.node]
                     scope = case_scope(state, graph.definition.parameters)
                     data = {name: compile_expression(text).evaluate(scope)
-                            for name, text in node.inputs.items()}  # type: ignore[attr-defined]
-                    queue.append((case_id, StartChild(token.id, node.process, data)))  # type: ignore[attr-defined]
+                            for name, text in call.inputs.items()}
+                    queue.append((case_id, StartChild(token.id, call.process, data)))
                 else:
                     child, _ = self.store.load_case(token.child_case)
                     if child.status in ("completed", "cancelled"):
