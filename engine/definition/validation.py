@@ -16,8 +16,8 @@ from __future__ import annotations
 import difflib
 import functools
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -31,6 +31,7 @@ from engine.definition.model import (
     FieldSpec,
     HumanTask,
     MessageWait,
+    PRIORITIES,
     NodeBase,
     Policy,
     ProcessDefinition,
@@ -39,6 +40,17 @@ from engine.definition.model import (
 )
 from engine.errors import Problem
 from engine.expressions.cel import ExpressionError, compile_expression
+from engine.expressions.static import (
+    DYN,
+    Atom,
+    Finding,
+    StaticType,
+    Value,
+    check_types,
+    condition_atoms,
+    field_type,
+    params_resolver,
+)
 from engine.definition.graph import ProcessGraph
 from engine.run.handlers import HandlerRegistry
 from engine.definition.library import DEFAULT_DIR, ProcessLibrary, definition_files
@@ -63,7 +75,10 @@ CODES: Final[dict[str, str]] = {
     "no_default": "a branching gateway whose conditions may all be false and which has no default edge",
     "misplaced_condition": "`when` on an edge where it is never evaluated",
     "misplaced_default": "`default` on an edge where it means nothing",
-    "unknown_choice": "a condition compares an enum/boolean field with a value it can never have",
+    "unknown_choice": "an expression compares an enum/boolean field with a value it can never have (or writes "
+    "such a value into it)",
+    "type_mismatch": "an expression whose operand types can never fit: a number compared with a string, a "
+    "non-boolean where true/false is needed, a value of the wrong type written into a declared field",
     "split_join_mismatch": "a parallel/inclusive split without its matching join, or a join without a split",
     "unknown_role": "a lane, notify or reassign role that is not a lane of the definition",
     "unknown_handler": "an automatic step names a handler that is not registered",
@@ -268,113 +283,16 @@ def _sorted(problems: list[Problem]) -> list[Problem]:
 # Conditions that can be proven to cover every case
 # ----------------------------------------------------------------------------------------------
 
-_LITERAL = r'(?:"[^"\\]*"|\'[^\'\\]*\'|true|false|-?\d+(?:\.\d+)?)'
-_FIELD_REF = r"data\.([a-z_][a-z0-9_]*)"
-_EQ_LEFT = re.compile(rf"^{_FIELD_REF}\s*(==|!=)\s*({_LITERAL})$")
-_EQ_RIGHT = re.compile(rf"^({_LITERAL})\s*(==|!=)\s*{_FIELD_REF}$")
-_IN_LIST = re.compile(rf"^{_FIELD_REF}\s+in\s+\[\s*((?:{_LITERAL}\s*,\s*)*{_LITERAL})?\s*,?\s*\]$")
-_BARE = re.compile(rf"^(!?)\s*{_FIELD_REF}$")
-_LITERAL_ITEM = re.compile(_LITERAL)
 
-Value = tuple[str, Any]  # ("str", "gold"), ("bool", True), ("num", 3.0): keeps True and 1 apart
+def _atoms(condition: str) -> list[Atom] | None:
+    """The disjuncts of a condition if each is a simple test of one data field, else None.
 
-
-@dataclass(frozen=True)
-class _Atom:
-    """`data.f == v`, `data.f in [..]`, `data.f`, `!data.f` (negated = the complement)."""
-
-    field: str
-    values: frozenset[Value]
-    negated: bool
-
-
-def _literal(text: str) -> Value:
-    if text[:1] in {'"', "'"}:
-        return ("str", text[1:-1])
-    if text in {"true", "false"}:
-        return ("bool", text == "true")
-    return ("num", float(text))
-
-
-def _split_top_level(text: str, operator: str) -> list[str]:
-    """Split on `operator` outside quotes and brackets; CEL's || is the only disjunction."""
-    parts: list[str] = []
-    depth = 0
-    quote: str | None = None
-    start = 0
-    i = 0
-    while i < len(text):
-        char = text[i]
-        if quote:
-            if char == "\\":
-                i += 2
-                continue
-            if char == quote:
-                quote = None
-        elif char in {'"', "'"}:
-            quote = char
-        elif char in "([{":
-            depth += 1
-        elif char in ")]}":
-            depth -= 1
-        elif depth == 0 and text.startswith(operator, i):
-            parts.append(text[start:i])
-            i += len(operator)
-            start = i
-            continue
-        i += 1
-    parts.append(text[start:])
-    return [part.strip() for part in parts]
-
-
-def _strip_parens(text: str) -> str:
-    """`(a || b)` -> `a || b`, but `(a) || (b)` stays: the outer pair must enclose everything."""
-    text = text.strip()
-    while text.startswith("(") and text.endswith(")"):
-        depth = 0
-        quote: str | None = None
-        encloses = True
-        for i, char in enumerate(text):
-            if quote:
-                if char == quote:
-                    quote = None
-            elif char in {'"', "'"}:
-                quote = char
-            elif char == "(":
-                depth += 1
-            elif char == ")":
-                depth -= 1
-                if depth == 0 and i < len(text) - 1:
-                    encloses = False
-                    break
-        if not encloses or depth != 0:
-            break
-        text = text[1:-1].strip()
-    return text
-
-
-def _atoms(condition: str) -> list[_Atom] | None:
-    """The disjuncts of a condition if each is a simple test of one data field, else None."""
-    atoms: list[_Atom] = []
-    for disjunct in _split_top_level(_strip_parens(condition), "||"):
-        text = _strip_parens(disjunct)
-        if match := _EQ_LEFT.match(text):
-            name, operator, literal = match.groups()
-        elif match := _EQ_RIGHT.match(text):
-            literal, operator, name = match.groups()
-        elif match := _IN_LIST.match(text):
-            name, items = match.groups()
-            values = frozenset(_literal(item) for item in _LITERAL_ITEM.findall(items or ""))
-            atoms.append(_Atom(name, values, negated=False))
-            continue
-        elif match := _BARE.match(text):
-            bang, name = match.groups()
-            atoms.append(_Atom(name, frozenset({("bool", True)}), negated=bool(bang)))
-            continue
-        else:
-            return None
-        atoms.append(_Atom(name, frozenset({_literal(literal)}), negated=operator == "!="))
-    return atoms
+    Read from the expression's one parsed tree (engine.expressions.static), never from its text.
+    """
+    try:
+        return condition_atoms(compile_expression(condition))
+    except ExpressionError:
+        return None
 
 
 def _domain(spec: FieldSpec | None) -> frozenset[Value] | None:
@@ -395,7 +313,7 @@ def _conditions_complete(conditions: list[str], fields: Mapping[str, FieldSpec |
     """
     field_name: str | None = None
     covered: set[Value] = set()
-    atoms: list[_Atom] = []
+    atoms: list[Atom] = []
     for condition in conditions:
         parsed = _atoms(condition)
         if parsed is None:
@@ -491,6 +409,7 @@ class _Scope:
     params: frozenset[str]
     case: frozenset[str] = CASE_FIELDS
     note: str | None = None
+    parameters: Mapping[str, Any] = field(default_factory=dict)
 
 
 def fields_of(definition: ProcessDefinition) -> dict[str, FieldSpec | None]:
@@ -524,7 +443,24 @@ def _scope_of(definition: ProcessDefinition) -> _Scope:
         data=fields_of(definition),
         steps=frozenset(node.id for node in definition.nodes),
         params=frozenset(definition.parameters),
+        parameters=definition.parameters,
     )
+
+
+def _resolver(scope: _Scope) -> Callable[[tuple[str, ...]], StaticType]:
+    """The static type of each field path an expression in `scope` may read."""
+    params = params_resolver(scope.parameters)
+
+    def resolve(path: tuple[str, ...]) -> StaticType:
+        if path[0] == "data" and len(path) == 2 and scope.data is not None:
+            spec = scope.data.get(path[1])
+            if spec is not None:
+                return field_type(spec.type, spec.choices, shown=f"data.{path[1]}")
+        if path[0] == "params" and len(path) >= 2:
+            return params(path)
+        return DYN
+
+    return resolve
 
 
 def _child_output_scope(process_id: str, child: ProcessDefinition | None) -> _Scope:
@@ -1083,30 +1019,44 @@ class _Checker:
     # -- expressions ------------------------------------------------------------------------
 
     def check_expressions(self) -> None:
+        condition = StaticType("bool")
         for index, edge in enumerate(self.definition.edges):
             if edge.when is not None:
                 self._check_expression(edge.when, ("edges", index, "when"), edge.source, self.scope,
-                                       condition=True)
+                                       expect=condition, expect_what="a condition")
         for index, node in enumerate(self.definition.nodes):
             base: PathKey = ("nodes", index)
             for key, text in node.compute.items():
-                self._check_expression(text, (*base, "compute", key), node.id, self.scope)
+                self._check_expression(text, (*base, "compute", key), node.id, self.scope,
+                                       expect=self._declared(key), expect_what=f"data.{key}")
             if isinstance(node, HumanTask) and node.sla is not None:
                 for p, policy in enumerate(node.sla.policies):
                     if policy.when is not None:
                         self._check_expression(policy.when, (*base, "sla", "policies", p, "when"), node.id,
-                                               self.scope, condition=True)
+                                               self.scope, expect=condition, expect_what="a policy's `when`")
             elif isinstance(node, TimerWait) and node.until is not None:
-                self._check_expression(node.until, (*base, "until"), node.id, self.scope)
+                result = self._check_expression(node.until, (*base, "until"), node.id, self.scope)
+                if result is not None and result.known and result.kind not in {"string", "timestamp", "null"}:
+                    self.add("type_mismatch", f"the timer's `until` gives {result.describe()}, not a date-time",
+                             (*base, "until"), node=node.id,
+                             hint='give an ISO date-time text or a timestamp, e.g. '
+                                  '`timestamp(data.promised_at) + duration("24h")`')
             elif isinstance(node, SubProcess):
                 self._check_subprocess_mappings(node, base)
         for index, clock in enumerate(self.definition.clocks):
             for p, policy in enumerate(clock.policies):
                 if policy.when is not None:
                     self._check_expression(policy.when, ("clocks", index, "policies", p, "when"), None,
-                                           self.scope, condition=True)
+                                           self.scope, expect=condition, expect_what="a policy's `when`")
         if self.definition.case_priority is not None:
-            self._check_expression(self.definition.case_priority, ("case_priority",), None, self.scope)
+            priority = field_type("enum", list(PRIORITIES), shown="the case priority")
+            self._check_expression(self.definition.case_priority, ("case_priority",), None, self.scope,
+                                   expect=priority, expect_what="the case priority")
+
+    def _declared(self, name: str) -> StaticType | None:
+        """The declared type of a field of this case (None when nothing declares its type)."""
+        spec = self.fields.get(name)
+        return None if spec is None else field_type(spec.type, spec.choices, shown=f"data.{name}")
 
     def _child(self, node: SubProcess) -> ProcessDefinition | None:
         if self.library is None or node.process not in self.library.latest:
@@ -1118,20 +1068,29 @@ class _Checker:
         child = self._child(node)
         child_fields = fields_of(child) if child is not None else None
         for key, text in node.inputs.items():
-            self._check_expression(text, (*base, "inputs", key), node.id, self.scope)
+            expect: StaticType | None = None
             if child_fields is not None and key not in child_fields:
                 self.add("unknown_field", f"input '{key}' is not a field of the sub-process '{node.process}'",
                          (*base, "inputs", key), node=node.id,
                          hint=_did_you_mean(key, child_fields,
                                             f"declare it under data: in {node.process} "
                                             f"(its fields: {_listing(child_fields)})"))
+            elif child_fields is not None and child_fields.get(key) is not None:
+                spec = child_fields[key]
+                assert spec is not None
+                expect = field_type(spec.type, spec.choices, shown=f"data.{key} of '{node.process}'")
+            self._check_expression(text, (*base, "inputs", key), node.id, self.scope,
+                                   expect=expect, expect_what=f"the input {key}")
         output_scope = _child_output_scope(node.process, child)
         for key, text in node.outputs.items():
-            self._check_expression(text, (*base, "outputs", key), node.id, output_scope)
+            self._check_expression(text, (*base, "outputs", key), node.id, output_scope,
+                                   expect=self._declared(key), expect_what=f"data.{key}")
 
     def _check_expression(self, text: str, path: PathKey, node_id: str | None, scope: _Scope,
-                          *, condition: bool = False) -> None:
-        """Parse `text` and check every name it reads against what `scope` provides."""
+                          *, expect: StaticType | None = None, expect_what: str = "") -> StaticType | None:
+        """Parse `text`, check every name it reads against what `scope` provides, and check that
+        its operands' types can fit (and its result fits `expect`). Returns its type, None when
+        it does not parse."""
         try:
             expression = compile_expression(text)
         except ExpressionError as exc:
@@ -1140,15 +1099,21 @@ class _Checker:
                 where = f" at line {exc.line}, column {exc.column} of the expression"
             self.add("bad_expression", f"expression `{' '.join(text.split())}` does not parse{where}: {exc.message}",
                      path, node=node_id, hint=exc.hint or "CEL syntax: ==, !=, &&, ||, !, in [..], has(data.x)")
-            return
+            return None
         shown = " ".join(text.split())
         for reference in sorted(expression.references):
             problem = self._reference_problem(reference, scope)
             if problem is not None:
                 message, hint = problem
                 self.add("unknown_field", f"expression `{shown}` {message}", path, node=node_id, hint=hint)
-        if condition and scope is self.scope:  # choices are only known for this case's own fields
-            self._check_choices(text, path, node_id)
+        result, findings = check_types(expression, _resolver(scope), expect=expect, expect_what=expect_what)
+        for finding in findings:
+            if finding.code == "unknown_choice" and finding.value is not None:
+                self._unknown_choice(finding, path, node_id)
+            else:
+                self.add(finding.code, f"expression `{shown}`: {finding.message}", path, node=node_id,
+                         hint=finding.hint)
+        return result
 
     def _reference_problem(self, reference: tuple[str, ...], scope: _Scope) -> tuple[str, str] | None:
         root = reference[0]
@@ -1174,23 +1139,17 @@ class _Checker:
         return (f"reads {root}.{name}, which is not {what} of {scope.where}",
                 _did_you_mean(name, known, scope.note or otherwise))
 
-    def _check_choices(self, text: str, path: PathKey, node_id: str | None) -> None:
+    def _unknown_choice(self, finding: Finding, path: PathKey, node_id: str | None) -> None:
         """`data.tier == "golden"` is always false; for enum/boolean fields that is surely a typo."""
-        atoms = _atoms(text)
-        if atoms is None:
-            return
-        for atom in atoms:
-            spec = self.fields.get(atom.field)
-            domain = _domain(spec)
-            if spec is None or domain is None:
-                continue
-            for value in sorted(atom.values - domain, key=repr):
-                shown = f'"{value[1]}"' if value[0] == "str" else str(value[1]).lower()
-                allowed = _listing(spec.choices or []) if spec.type == "enum" else "true, false"
-                hint = (_did_you_mean(str(value[1]), spec.choices or [], f"allowed: {allowed}")
-                        if spec.type == "enum" and value[0] == "str" else f"allowed: {allowed}")
-                self.add("unknown_choice", f"data.{atom.field} is never {shown} (allowed: {allowed})", path,
-                         node=node_id, hint=hint)
+        assert finding.value is not None
+        kind, value = finding.value
+        shown = f'"{value}"' if kind == "str" else str(value).lower() if kind == "bool" else f"{value:g}"
+        choices = list(finding.choices or [])
+        allowed = _listing(choices) if finding.choices is not None else "true, false"
+        hint = (_did_you_mean(str(value), choices, f"allowed: {allowed}")
+                if finding.choices is not None and kind == "str" else f"allowed: {allowed}")
+        self.add("unknown_choice", f"{finding.field} is never {shown} (allowed: {allowed})", path,
+                 node=node_id, hint=hint)
 
     def check_schedules(self) -> None:
         for index, schedule in enumerate(self.definition.schedules):
