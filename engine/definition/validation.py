@@ -52,6 +52,7 @@ from engine.expressions.static import (
     params_resolver,
 )
 from engine.definition.graph import ProcessGraph
+from engine.run.forms import coerce
 from engine.run.handlers import HandlerRegistry
 from engine.definition.library import DEFAULT_DIR, ProcessLibrary, definition_files
 from engine.definition.loader import LoadedDefinition
@@ -87,6 +88,10 @@ CODES: Final[dict[str, str]] = {
     "bad_expression": "a CEL expression that does not parse",
     "unknown_field": "an expression (or input, or schedule data) names a field, step, parameter or case "
     "property that does not exist",
+    "missing_input": "a sub-process call or schedule that does not give a field the started case requires",
+    "bad_field": "a typed field whose default does not fit its type, bounds on a non-number, min above max, "
+    "or repeated choices",
+    "message_conflict": "two waits for the same message name that expect different payload fields",
     "unknown_edge": "an escalation route that is not an escalation edge leaving the SLA's node",
     "unknown_ladder": "an SLA names an escalation ladder that is not under `ladders`",
     "bad_ladder": "escalation levels whose `at` percentages do not strictly increase",
@@ -437,6 +442,20 @@ def fields_of(definition: ProcessDefinition) -> dict[str, FieldSpec | None]:
     return fields
 
 
+def _required_without_default(fields: Mapping[str, FieldSpec]) -> list[str]:
+    """Fields a case cannot start without: required, with no default to fill them."""
+    return [name for name, spec in fields.items() if spec.required and spec.default is None]
+
+
+def _value_problem(spec: FieldSpec, value: Any) -> str | None:
+    """Why `value` does not fit `spec` (as every entry point would refuse it), or None."""
+    try:
+        coerce("value", spec, value)
+    except (ValueError, TypeError) as exc:
+        return str(exc)
+    return None
+
+
 def _scope_of(definition: ProcessDefinition) -> _Scope:
     return _Scope(
         where=f"'{definition.id}'",
@@ -521,6 +540,7 @@ class _Checker:
             self.check_split_joins, self.check_roles, self.check_handlers, self.check_subprocesses,
             self.check_escalations, self.check_policies_and_durations, self.check_clocks,
             self.check_expressions, self.check_schedules, self.check_separation_of_duties,
+            self.check_declarations, self.check_messages,
         ]
         for check in checks:
             try:
@@ -1066,21 +1086,33 @@ class _Checker:
     def _check_subprocess_mappings(self, node: SubProcess, base: PathKey) -> None:
         """Inputs read this case and write the child; outputs read the child and write this case."""
         child = self._child(node)
-        child_fields = fields_of(child) if child is not None else None
+        # a child case starts with its declared data only: anything else is refused at its start
+        child_fields = child.data if child is not None else None
         for key, text in node.inputs.items():
             expect: StaticType | None = None
-            if child_fields is not None and key not in child_fields:
-                self.add("unknown_field", f"input '{key}' is not a field of the sub-process '{node.process}'",
+            if child is not None and child_fields is not None and key not in child_fields:
+                written = key in fields_of(child)
+                self.add("unknown_field",
+                         f"input '{key}' is not declared under data: of the sub-process '{node.process}'"
+                         + (" (a step of it writes the field, but a case starts with declared data only)"
+                            if written else ""),
                          (*base, "inputs", key), node=node.id,
                          hint=_did_you_mean(key, child_fields,
                                             f"declare it under data: in {node.process} "
-                                            f"(its fields: {_listing(child_fields)})"))
-            elif child_fields is not None and child_fields.get(key) is not None:
+                                            f"(its fields: {_listing(child_fields)})")
+                         if not written else f"declare {key} under data: in {node.process}")
+            elif child_fields is not None:
                 spec = child_fields[key]
-                assert spec is not None
                 expect = field_type(spec.type, spec.choices, shown=f"data.{key} of '{node.process}'")
             self._check_expression(text, (*base, "inputs", key), node.id, self.scope,
                                    expect=expect, expect_what=f"the input {key}")
+        if child is not None:
+            for key in _required_without_default(child.data):
+                if key not in node.inputs:
+                    self.add("missing_input", f"the sub-process '{node.process}' requires data.{key}, which no "
+                             "input gives: the child case would be refused at its start",
+                             (*base, "inputs") if node.inputs else (*base, "process"), node=node.id,
+                             hint=f"add `{key}: <CEL expression>` under inputs:")
         output_scope = _child_output_scope(node.process, child)
         for key, text in node.outputs.items():
             self._check_expression(text, (*base, "outputs", key), node.id, output_scope,
@@ -1152,10 +1184,99 @@ class _Checker:
                  node=node_id, hint=hint)
 
     def check_schedules(self) -> None:
+        """A scheduled case starts with the schedule's data, checked like any start: declared fields
+        only, each value of its field's type, every required field given."""
+        declared = self.definition.data
         for index, schedule in enumerate(self.definition.schedules):
-            for key in schedule.data:
-                if key not in self.fields:
-                    self.add("unknown_field", f"the schedule '{schedule.id}' sets data.{key}, which is not a field "
-                             "of this process", ("schedules", index, "data", key),
-                             hint=_did_you_mean(key, self.fields, "declare it under data:"))
+            for key, value in schedule.data.items():
+                path: PathKey = ("schedules", index, "data", key)
+                if key not in declared:
+                    written = key in self.fields
+                    self.add("unknown_field", f"the schedule '{schedule.id}' sets data.{key}, which is not "
+                             "declared under data: of this process"
+                             + (" (a step writes it, but a case starts with declared data only)" if written else ""),
+                             path, hint=_did_you_mean(key, declared, "declare it under data:")
+                             if not written else f"declare {key} under data:")
+                    continue
+                problem = _value_problem(declared[key], value)
+                if problem is not None:
+                    self.add("type_mismatch", f"the schedule '{schedule.id}' sets data.{key} to {value!r}: "
+                             f"{problem}", path, hint=f"give a value of type {declared[key].type}")
+            for key in _required_without_default(declared):
+                if key not in schedule.data:
+                    self.add("missing_input", f"the schedule '{schedule.id}' does not set data.{key}, which is "
+                             "required: every scheduled case would be refused at its start",
+                             ("schedules", index), hint=f"add {key} under the schedule's data:")
+
+    # -- declared fields --------------------------------------------------------------------
+
+    def check_declarations(self) -> None:
+        """Each typed field is coherent (its default fits, bounds only on numbers) and agrees with
+        the case data it writes: a form, handler output or message field of another type than
+        the declared field would store values that the declared type refuses everywhere else."""
+        declared = self.definition.data
+        for name, spec in declared.items():
+            self._check_spec(spec, ("data", name), None, f"data.{name}")
+        for index, node in enumerate(self.definition.nodes):
+            places: list[tuple[str, FieldSpec, PathKey, str]] = []
+            if isinstance(node, HumanTask):
+                places = [(f.id, f, ("nodes", index, "form", j), "form field") for j, f in enumerate(node.form)]
+            elif isinstance(node, AutoTask):
+                places = [(k, v, ("nodes", index, "outputs", k), "handler output") for k, v in node.outputs.items()]
+            elif isinstance(node, MessageWait):
+                places = [(k, v, ("nodes", index, "fields", k), "message field") for k, v in node.fields.items()]
+            for name, spec, path, what in places:
+                self._check_spec(spec, path, node.id, f"the {what} '{name}'")
+                target = declared.get(name)
+                if target is not None:
+                    self._check_agrees(name, spec, target, path, node.id, what)
+
+    def _check_spec(self, spec: FieldSpec, path: PathKey, node_id: str | None, what: str) -> None:
+        if spec.type not in {"integer", "number"} and (spec.minimum is not None or spec.maximum is not None):
+            self.add("bad_field", f"{what} is of type {spec.type}, which has no minimum or maximum", path,
+                     node=node_id, hint="remove minimum/maximum, or make the field integer or number")
+        elif spec.minimum is not None and spec.maximum is not None and spec.minimum > spec.maximum:
+            self.add("bad_field", f"{what} has minimum {spec.minimum:g} above its maximum {spec.maximum:g}", path,
+                     node=node_id, hint="swap them: no value could be entered")
+        if spec.choices is not None and len(set(spec.choices)) != len(spec.choices):
+            repeated = sorted({c for c in spec.choices if spec.choices.count(c) > 1})
+            self.add("bad_field", f"{what} lists the choice(s) {', '.join(repeated)} more than once", path,
+                     node=node_id, hint="list each choice once")
+        if spec.default is not None:
+            problem = _value_problem(spec, spec.default)
+            if problem is not None:
+                self.add("bad_field", f"the default {spec.default!r} of {what} does not fit: {problem}",
+                         (*path, "default"), node=node_id, hint=f"give a default of type {spec.type}")
+
+    def _check_agrees(self, name: str, spec: FieldSpec, target: FieldSpec, path: PathKey, node_id: str,
+                      what: str) -> None:
+        if field_type(spec.type).kind != field_type(target.type).kind:
+            self.add("type_mismatch", f"the {what} '{name}' is {spec.type}, but data: declares {name} as "
+                     f"{target.type}", path, node=node_id,
+                     hint=f"give the {what} type {target.type}, or write a field of another name")
+        elif spec.type == "enum" and target.type == "enum":
+            extra = [c for c in spec.choices or [] if c not in (target.choices or [])]
+            if extra:
+                self.add("unknown_choice", f"the {what} '{name}' offers {_listing(extra)}, which data.{name} "
+                         f"does not allow (allowed: {_listing(target.choices or [])})", path, node=node_id,
+                         hint=f"offer only choices of data.{name}, or add them to its choices")
+
+    def check_messages(self) -> None:
+        """A sender names only the message; if two waits of one name expect different payloads,
+        the same message is accepted at one step and refused at the other."""
+        first: dict[str, tuple[MessageWait, int]] = {}
+        for index, node in enumerate(self.definition.nodes):
+            if not isinstance(node, MessageWait):
+                continue
+            if node.message not in first:
+                first[node.message] = (node, index)
+                continue
+            other, _ = first[node.message]
+            mine = {k: v.type for k, v in node.fields.items()}
+            theirs = {k: v.type for k, v in other.fields.items()}
+            if mine != theirs:
+                self.add("message_conflict", f"'{node.id}' and '{other.id}' both wait for the message "
+                         f"'{node.message}' but expect different payload fields", ("nodes", index, "fields"),
+                         node=node.id, hint=f"give both the same fields, or name one message differently, "
+                         f"e.g. '{node.message}_{node.id}'")
 
