@@ -51,6 +51,7 @@ from engine.expressions.static import (
     field_type,
     params_resolver,
 )
+from engine.definition.designer import DESIGNER_CODES, designer_notes
 from engine.definition.graph import ProcessGraph
 from engine.run.forms import coerce
 from engine.run.handlers import HandlerRegistry
@@ -104,8 +105,10 @@ CODES: Final[dict[str, str]] = {
     "internal_error": "a check crashed; reported instead of a traceback (a bug in svcflow)",
 }
 
+CODES.update(DESIGNER_CODES)
+
 # Problems that do not stop a case from running correctly: reported, never refused at load.
-WARNING_CODES: Final[frozenset[str]] = frozenset({"id_mismatch", "unused_escalation_edge"})
+WARNING_CODES: Final[frozenset[str]] = frozenset({"id_mismatch", "unused_escalation_edge", *DESIGNER_CODES})
 
 CASE_FIELDS: Final[frozenset[str]] = frozenset({"id", "process_id", "priority", "tier", "started_at", "status"})
 GATEWAY_KINDS: Final[frozenset[str]] = frozenset({"exclusive", "parallel", "inclusive"})
@@ -540,7 +543,7 @@ class _Checker:
             self.check_split_joins, self.check_roles, self.check_handlers, self.check_subprocesses,
             self.check_escalations, self.check_policies_and_durations, self.check_clocks,
             self.check_expressions, self.check_schedules, self.check_separation_of_duties,
-            self.check_declarations, self.check_messages,
+            self.check_declarations, self.check_messages, self.check_design,
         ]
         for check in checks:
             try:
@@ -1207,6 +1210,11 @@ class _Checker:
                     self.add("missing_input", f"the schedule '{schedule.id}' does not set data.{key}, which is "
                              "required: every scheduled case would be refused at its start",
                              ("schedules", index), hint=f"add {key} under the schedule's data:")
+
+    def check_design(self) -> None:
+        """Designer warnings (engine/definition/designer.py): reported, never refused."""
+        for note in designer_notes(self.graph, self.fields):
+            self.add(note.code, note.message, note.path, node=note.node, hint=note.hint)
 
     # -- declared fields --------------------------------------------------------------------
 

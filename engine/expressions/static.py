@@ -32,10 +32,12 @@ __all__ = [
     "DYN",
     "Atom",
     "Finding",
+    "Interval",
     "StaticType",
     "Value",
     "check_types",
     "condition_atoms",
+    "condition_interval",
     "field_type",
     "params_resolver",
     "value_type",
@@ -522,3 +524,89 @@ def params_resolver(parameters: Mapping[str, Any]) -> Callable[[tuple[str, ...]]
         return replace(found, value=None, items=None)
 
     return resolve
+
+
+# ----------------------------------------------------------------------------------------------
+# Numeric ranges
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Interval:
+    """The values of one number field a condition `data.f <op> constant` holds for."""
+
+    field: str
+    low: float = float("-inf")
+    low_closed: bool = False
+    high: float = float("inf")
+    high_closed: bool = False
+
+    def _overlap(self, other: Interval) -> tuple[float, bool, float, bool]:
+        low, low_closed = max((self.low, self.low_closed), (other.low, other.low_closed),
+                              key=lambda bound: (bound[0], not bound[1]))
+        high, high_closed = min((self.high, self.high_closed), (other.high, other.high_closed),
+                                key=lambda bound: (bound[0], bound[1]))
+        return low, low_closed, high, high_closed
+
+    def meets(self, other: Interval) -> bool:
+        """Both hold for some value of the field."""
+        if self.field != other.field:
+            return False
+        low, low_closed, high, high_closed = self._overlap(other)
+        return low < high or (low == high and low_closed and high_closed)
+
+    def example(self, other: Interval) -> float:
+        """A value both hold for (when they `meet`), to show in a warning."""
+        low, low_closed, high, high_closed = self._overlap(other)
+        if low == high:
+            return low
+        if low == float("-inf"):
+            return 0.0 if high == float("inf") else high if high_closed else high - 1
+        if high == float("inf"):
+            return low if low_closed else low + 1
+        return (low + high) / 2
+
+
+_FLIPPED: Final[dict[str, str]] = {"relation_lt": "relation_gt", "relation_gt": "relation_lt",
+                                   "relation_le": "relation_ge", "relation_ge": "relation_le",
+                                   "relation_eq": "relation_eq"}
+
+
+def condition_interval(expression: Expression, parameters: Mapping[str, Any]) -> Interval | None:
+    """`data.f > 1000`, `params.x <= data.f`, `data.f == 3`: the range of `f` it holds for, else None.
+
+    Parameters count as their current values: the result feeds designer warnings, which describe
+    the definition as written."""
+    node = unwrap(expression.tree)
+    for operator in _FLIPPED:
+        pair = _operands(node, operator)
+        if pair is None:
+            continue
+        left, right = pair
+        name, bound = _data_field(left), _constant(right, parameters)
+        if name is None:
+            name, bound, operator = _data_field(right), _constant(left, parameters), _FLIPPED[operator]
+        if name is None or bound is None:
+            return None
+        if operator == "relation_lt":
+            return Interval(name, high=bound)
+        if operator == "relation_le":
+            return Interval(name, high=bound, high_closed=True)
+        if operator == "relation_gt":
+            return Interval(name, low=bound)
+        if operator == "relation_ge":
+            return Interval(name, low=bound, low_closed=True)
+        return Interval(name, bound, True, bound, True)
+    return None
+
+
+def _constant(node: Node, parameters: Mapping[str, Any]) -> float | None:
+    value = _literal_value(node)
+    if value is not None:
+        return float(value[1]) if value[0] == "num" else None
+    path = field_path(node, frozenset())
+    if path is not None and len(path) == 2 and path[0] == "params":
+        found = parameters.get(path[1])
+        if isinstance(found, (int, float)) and not isinstance(found, bool):
+            return float(found)
+    return None
