@@ -172,13 +172,32 @@ def _unresolved(library: ProcessLibrary, loaded: LoadedDefinition) -> set[str]:
             if isinstance(node, SubProcess) and node.process not in library.latest}
 
 
+_NEIGHBOURS: dict[tuple[Path, int, int], LoadedDefinition | None] = {}
+_NEIGHBOURS_KEPT: Final = 64
+
+
 def _load_quietly(path: Path) -> LoadedDefinition | None:
-    """A neighbour that does not load only fails to resolve; its own problems are not ours to report."""
+    """A neighbour that does not load only fails to resolve; its own problems are not ours to report.
+
+    Neighbours are kept by path, size and modification time: an editor validating one draft on
+    every save (or the fuzz test, thousands of times) should not re-read the library each time.
+    """
+    try:
+        status = path.stat()
+        key = (path.resolve(), status.st_size, status.st_mtime_ns)
+    except OSError:
+        return None
+    if key in _NEIGHBOURS:
+        return _NEIGHBOURS[key]
     try:
         found, _problems = ProcessLibrary.load([path])
+        loaded = next(iter(found.latest.values()), None)
     except Exception:
-        return None
-    return next(iter(found.latest.values()), None)
+        loaded = None
+    if len(_NEIGHBOURS) >= _NEIGHBOURS_KEPT:
+        _NEIGHBOURS.pop(next(iter(_NEIGHBOURS)))
+    _NEIGHBOURS[key] = loaded
+    return loaded
 
 
 def _resolve_references(targets: list[LoadedDefinition], directories: list[Path]) -> ProcessLibrary:
