@@ -29,10 +29,12 @@ from engine.definition.library import DEFAULT_DIR
 from engine.definition.validation import validate_paths
 from engine.errors import Problem
 from engine.limits import definition_limits
+from engine.run.handlers import default_registry
 
 FILES = sorted(DEFAULT_DIR.glob("*.yaml"))
 TEXTS = {path.name: path.read_text(encoding="utf-8") for path in FILES}
 PARSED = {name: yaml.safe_load(text) for name, text in TEXTS.items()}
+HANDLERS = default_registry()  # as `svcflow validate` checks them
 
 # deadline=None: a busy CI machine must not fail an example for being slow; `time_limit` fails a hang.
 FUZZ = settings(max_examples=40, derandomize=True, deadline=None, database=None,
@@ -75,7 +77,7 @@ def write_and_validate(name: str, text: str) -> tuple[list[Problem], Path]:
         path = Path(directory) / name
         path.write_text(text, encoding="utf-8", errors="surrogatepass")
         with time_limit(HANG_SECONDS):
-            return validate_paths([path], None), path
+            return validate_paths([path], HANDLERS), path
 
 
 def node_ids(text: str) -> set[str]:
