@@ -108,3 +108,17 @@ def test_two_waits_for_one_message_with_different_payloads_conflict(tmp_path: Pa
 
 def test_linear_sample_stays_clean(tmp_path: Path) -> None:
     assert_clean(check(tmp_path, process_yaml(edges=LINEAR_EDGES)))
+
+
+def test_a_cron_text_no_scheduler_can_read_is_reported(tmp_path: Path) -> None:
+    text = process_yaml(extra="schedules:\n  - {id: monthly, cron: '0 9 32 * *'}\n")
+    problem = only(check(tmp_path, text), "bad_cron")
+    assert problem.line == line_of(text, "cron:")
+    assert "the day of month field '32' is outside 1-31" in problem.message
+    assert "this one has 2" in only(check(tmp_path, text.replace("'0 9 32 * *'", "'every monday'")),
+                                  "bad_cron").message
+
+
+def test_common_cron_forms_are_accepted(tmp_path: Path) -> None:
+    for cron in ["0 9 1 * *", "*/15 8-18 * * mon-fri", "30 9 1,15 jan,jul 1", "@daily"]:
+        assert_clean(check(tmp_path, process_yaml(extra=f"schedules:\n  - {{id: s, cron: '{cron}'}}\n")))

@@ -51,6 +51,7 @@ from engine.expressions.static import (
     field_type,
     params_resolver,
 )
+from engine.definition.cron import cron_problem
 from engine.definition.designer import DESIGNER_CODES, designer_notes
 from engine.definition.graph import ProcessGraph
 from engine.run.forms import coerce
@@ -92,6 +93,7 @@ CODES: Final[dict[str, str]] = {
     "missing_input": "a sub-process call or schedule that does not give a field the started case requires",
     "bad_field": "a typed field whose default does not fit its type, bounds on a non-number, min above max, "
     "or repeated choices",
+    "bad_cron": "a schedule's cron text that is not a five-field cron expression",
     "message_conflict": "two waits for the same message name that expect different payload fields",
     "unknown_edge": "an escalation route that is not an escalation edge leaving the SLA's node",
     "unknown_ladder": "an SLA names an escalation ladder that is not under `ladders`",
@@ -1210,6 +1212,12 @@ class _Checker:
         only, each value of its field's type, every required field given."""
         declared = self.definition.data
         for index, schedule in enumerate(self.definition.schedules):
+            problem = cron_problem(schedule.cron) if schedule.cron is not None else None
+            if problem is not None:
+                self.add("bad_cron", f"the schedule '{schedule.id}' has the cron {schedule.cron!r}: {problem}",
+                         ("schedules", index, "cron"),
+                         hint='write minute hour day-of-month month day-of-week, e.g. "0 9 1 * *" (09:00 on the '
+                              "1st of each month), or use `every: 30d`")
             for key, value in schedule.data.items():
                 path: PathKey = ("schedules", index, "data", key)
                 if key not in declared:
