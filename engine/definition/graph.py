@@ -48,7 +48,7 @@ class ProcessGraph:
         return self.definition.id
 
     def kind(self, node_id: str) -> str:
-        return self.nodes[node_id].kind  # type: ignore[attr-defined,no-any-return]
+        return str(self.nodes[node_id].kind)  # type: ignore[attr-defined]  # each concrete node model has it
 
     def is_join(self, node_id: str) -> bool:
         return self.kind(node_id) in SPLIT_KINDS and len(self.incoming.get(node_id, [])) > 1
@@ -181,7 +181,7 @@ class ProcessGraph:
 def compile_graph(loaded: LoadedDefinition) -> ProcessGraph:
     """Index a loaded definition. Structural errors are the validator's job; this never raises on them."""
     definition = loaded.definition
-    nodes = {node.id: node for node in definition.nodes}
+    nodes: dict[str, NodeBase] = {node.id: node for node in definition.nodes}
     outgoing: dict[str, list[Edge]] = {node_id: [] for node_id in nodes}
     incoming: dict[str, list[Edge]] = {node_id: [] for node_id in nodes}
     escalation_edges: dict[str, Edge] = {}
@@ -200,7 +200,7 @@ def compile_graph(loaded: LoadedDefinition) -> ProcessGraph:
     # default edges last, so "first match wins" reads in file order with the default as fallback
     for edges in outgoing.values():
         edges.sort(key=lambda e: e.default)
-    starts = [node.id for node in definition.nodes if node.kind == "start"]  # type: ignore[attr-defined]
+    starts = [node.id for node in definition.nodes if node.kind == "start"]
     return ProcessGraph(
         loaded=loaded,
         nodes=nodes,

@@ -58,7 +58,7 @@ def problems_from_validation(error: ValidationError, source: SourceDocument) -> 
         for i, part in enumerate(loc):
             if i == 2 and loc[0] == "nodes" and isinstance(part, str) and part in _KIND_TAGS:
                 continue
-            cleaned.append(part)  # type: ignore[arg-type]
+            cleaned.append(part)
         key = (tuple(cleaned), item["type"])
         if key in seen:
             continue

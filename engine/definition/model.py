@@ -270,13 +270,12 @@ class SubProcess(NodeBase):
     lane: Ident | None = Field(default=None, description="lane the call is drawn in")
 
 
-Node = Annotated[
-    Union[
-        StartNode, EndNode, AutoTask, HumanTask, ExclusiveGateway, ParallelGateway,
-        InclusiveGateway, TimerWait, MessageWait, SubProcess,
-    ],
-    Field(discriminator="kind"),
+# Every concrete node model; each has a `kind` literal, so code typed with it needs no casts.
+AnyNode = Union[
+    StartNode, EndNode, AutoTask, HumanTask, ExclusiveGateway, ParallelGateway,
+    InclusiveGateway, TimerWait, MessageWait, SubProcess,
 ]
+Node = Annotated[AnyNode, Field(discriminator="kind")]
 NODE_KINDS: tuple[str, ...] = (
     "start", "end", "auto", "human", "exclusive", "parallel", "inclusive", "timer", "message", "subprocess",
 )

@@ -882,7 +882,7 @@ class _Checker:
 
     def check_separation_of_duties(self) -> None:
         """`different_actor_from` must name human tasks: only they have a person who completed them."""
-        humans = {n.id for n in self.definition.nodes if n.kind == "human"}  # type: ignore[attr-defined]
+        humans = {n.id for n in self.definition.nodes if n.kind == "human"}
         for index, node in enumerate(self.definition.nodes):
             for k, other in enumerate(getattr(node, "different_actor_from", [])):
                 if other not in humans:
