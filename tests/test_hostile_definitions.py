@@ -70,6 +70,12 @@ def test_an_alias_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
     assert "aliases" in problem.message and problem.line is not None
 
 
+def test_an_alias_inside_its_own_anchor_is_refused_not_a_recursion(tmp_path: Path) -> None:
+    text = COMPLAINT.replace("lanes:\n", "lanes: &lanes\n  - *lanes\n", 1)
+    problem = only(problems_of(tmp_path, text), "yaml_alias")
+    assert problem.line == line_of(text, "- *lanes") and "contain itself" in problem.message
+
+
 def test_aliases_within_the_limit_still_work(tmp_path: Path) -> None:
     text = COMPLAINT.replace("lanes:\n", "lanes: &lanes\n", 1) + "schedules: []\n"
     assert [p for p in problems_of(tmp_path, text) if p.is_error] == []

@@ -16,8 +16,8 @@ from __future__ import annotations
 import difflib
 import functools
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -31,6 +31,7 @@ from engine.definition.model import (
     FieldSpec,
     HumanTask,
     MessageWait,
+    PRIORITIES,
     NodeBase,
     Policy,
     ProcessDefinition,
@@ -39,7 +40,21 @@ from engine.definition.model import (
 )
 from engine.errors import Problem
 from engine.expressions.cel import ExpressionError, compile_expression
+from engine.expressions.static import (
+    DYN,
+    Atom,
+    Finding,
+    StaticType,
+    Value,
+    check_types,
+    condition_atoms,
+    field_type,
+    params_resolver,
+)
+from engine.definition.cron import cron_problem
+from engine.definition.designer import DESIGNER_CODES, designer_notes
 from engine.definition.graph import ProcessGraph
+from engine.run.forms import coerce
 from engine.run.handlers import HandlerRegistry
 from engine.definition.library import DEFAULT_DIR, ProcessLibrary, definition_files
 from engine.definition.loader import LoadedDefinition
@@ -63,7 +78,10 @@ CODES: Final[dict[str, str]] = {
     "no_default": "a branching gateway whose conditions may all be false and which has no default edge",
     "misplaced_condition": "`when` on an edge where it is never evaluated",
     "misplaced_default": "`default` on an edge where it means nothing",
-    "unknown_choice": "a condition compares an enum/boolean field with a value it can never have",
+    "unknown_choice": "an expression compares an enum/boolean field with a value it can never have (or writes "
+    "such a value into it)",
+    "type_mismatch": "an expression whose operand types can never fit: a number compared with a string, a "
+    "non-boolean where true/false is needed, a value of the wrong type written into a declared field",
     "split_join_mismatch": "a parallel/inclusive split without its matching join, or a join without a split",
     "unknown_role": "a lane, notify or reassign role that is not a lane of the definition",
     "unknown_handler": "an automatic step names a handler that is not registered",
@@ -72,6 +90,11 @@ CODES: Final[dict[str, str]] = {
     "bad_expression": "a CEL expression that does not parse",
     "unknown_field": "an expression (or input, or schedule data) names a field, step, parameter or case "
     "property that does not exist",
+    "missing_input": "a sub-process call or schedule that does not give a field the started case requires",
+    "bad_field": "a typed field whose default does not fit its type, bounds on a non-number, min above max, "
+    "or repeated choices",
+    "bad_cron": "a schedule's cron text that is not a five-field cron expression",
+    "message_conflict": "two waits for the same message name that expect different payload fields",
     "unknown_edge": "an escalation route that is not an escalation edge leaving the SLA's node",
     "unknown_ladder": "an SLA names an escalation ladder that is not under `ladders`",
     "bad_ladder": "escalation levels whose `at` percentages do not strictly increase",
@@ -84,8 +107,10 @@ CODES: Final[dict[str, str]] = {
     "internal_error": "a check crashed; reported instead of a traceback (a bug in svcflow)",
 }
 
+CODES.update(DESIGNER_CODES)
+
 # Problems that do not stop a case from running correctly: reported, never refused at load.
-WARNING_CODES: Final[frozenset[str]] = frozenset({"id_mismatch", "unused_escalation_edge"})
+WARNING_CODES: Final[frozenset[str]] = frozenset({"id_mismatch", "unused_escalation_edge", *DESIGNER_CODES})
 
 CASE_FIELDS: Final[frozenset[str]] = frozenset({"id", "process_id", "priority", "tier", "started_at", "status"})
 GATEWAY_KINDS: Final[frozenset[str]] = frozenset({"exclusive", "parallel", "inclusive"})
@@ -149,13 +174,32 @@ def _unresolved(library: ProcessLibrary, loaded: LoadedDefinition) -> set[str]:
             if isinstance(node, SubProcess) and node.process not in library.latest}
 
 
+_NEIGHBOURS: dict[tuple[Path, int, int], LoadedDefinition | None] = {}
+_NEIGHBOURS_KEPT: Final = 64
+
+
 def _load_quietly(path: Path) -> LoadedDefinition | None:
-    """A neighbour that does not load only fails to resolve; its own problems are not ours to report."""
+    """A neighbour that does not load only fails to resolve; its own problems are not ours to report.
+
+    Neighbours are kept by path, size and modification time: an editor validating one draft on
+    every save (or the fuzz test, thousands of times) should not re-read the library each time.
+    """
+    try:
+        status = path.stat()
+        key = (path.resolve(), status.st_size, status.st_mtime_ns)
+    except OSError:
+        return None
+    if key in _NEIGHBOURS:
+        return _NEIGHBOURS[key]
     try:
         found, _problems = ProcessLibrary.load([path])
+        loaded = next(iter(found.latest.values()), None)
     except Exception:
-        return None
-    return next(iter(found.latest.values()), None)
+        loaded = None
+    if len(_NEIGHBOURS) >= _NEIGHBOURS_KEPT:
+        _NEIGHBOURS.pop(next(iter(_NEIGHBOURS)))
+    _NEIGHBOURS[key] = loaded
+    return loaded
 
 
 def _resolve_references(targets: list[LoadedDefinition], directories: list[Path]) -> ProcessLibrary:
@@ -268,113 +312,16 @@ def _sorted(problems: list[Problem]) -> list[Problem]:
 # Conditions that can be proven to cover every case
 # ----------------------------------------------------------------------------------------------
 
-_LITERAL = r'(?:"[^"\\]*"|\'[^\'\\]*\'|true|false|-?\d+(?:\.\d+)?)'
-_FIELD_REF = r"data\.([a-z_][a-z0-9_]*)"
-_EQ_LEFT = re.compile(rf"^{_FIELD_REF}\s*(==|!=)\s*({_LITERAL})$")
-_EQ_RIGHT = re.compile(rf"^({_LITERAL})\s*(==|!=)\s*{_FIELD_REF}$")
-_IN_LIST = re.compile(rf"^{_FIELD_REF}\s+in\s+\[\s*((?:{_LITERAL}\s*,\s*)*{_LITERAL})?\s*,?\s*\]$")
-_BARE = re.compile(rf"^(!?)\s*{_FIELD_REF}$")
-_LITERAL_ITEM = re.compile(_LITERAL)
 
-Value = tuple[str, Any]  # ("str", "gold"), ("bool", True), ("num", 3.0): keeps True and 1 apart
+def _atoms(condition: str) -> list[Atom] | None:
+    """The disjuncts of a condition if each is a simple test of one data field, else None.
 
-
-@dataclass(frozen=True)
-class _Atom:
-    """`data.f == v`, `data.f in [..]`, `data.f`, `!data.f` (negated = the complement)."""
-
-    field: str
-    values: frozenset[Value]
-    negated: bool
-
-
-def _literal(text: str) -> Value:
-    if text[:1] in {'"', "'"}:
-        return ("str", text[1:-1])
-    if text in {"true", "false"}:
-        return ("bool", text == "true")
-    return ("num", float(text))
-
-
-def _split_top_level(text: str, operator: str) -> list[str]:
-    """Split on `operator` outside quotes and brackets; CEL's || is the only disjunction."""
-    parts: list[str] = []
-    depth = 0
-    quote: str | None = None
-    start = 0
-    i = 0
-    while i < len(text):
-        char = text[i]
-        if quote:
-            if char == "\\":
-                i += 2
-                continue
-            if char == quote:
-                quote = None
-        elif char in {'"', "'"}:
-            quote = char
-        elif char in "([{":
-            depth += 1
-        elif char in ")]}":
-            depth -= 1
-        elif depth == 0 and text.startswith(operator, i):
-            parts.append(text[start:i])
-            i += len(operator)
-            start = i
-            continue
-        i += 1
-    parts.append(text[start:])
-    return [part.strip() for part in parts]
-
-
-def _strip_parens(text: str) -> str:
-    """`(a || b)` -> `a || b`, but `(a) || (b)` stays: the outer pair must enclose everything."""
-    text = text.strip()
-    while text.startswith("(") and text.endswith(")"):
-        depth = 0
-        quote: str | None = None
-        encloses = True
-        for i, char in enumerate(text):
-            if quote:
-                if char == quote:
-                    quote = None
-            elif char in {'"', "'"}:
-                quote = char
-            elif char == "(":
-                depth += 1
-            elif char == ")":
-                depth -= 1
-                if depth == 0 and i < len(text) - 1:
-                    encloses = False
-                    break
-        if not encloses or depth != 0:
-            break
-        text = text[1:-1].strip()
-    return text
-
-
-def _atoms(condition: str) -> list[_Atom] | None:
-    """The disjuncts of a condition if each is a simple test of one data field, else None."""
-    atoms: list[_Atom] = []
-    for disjunct in _split_top_level(_strip_parens(condition), "||"):
-        text = _strip_parens(disjunct)
-        if match := _EQ_LEFT.match(text):
-            name, operator, literal = match.groups()
-        elif match := _EQ_RIGHT.match(text):
-            literal, operator, name = match.groups()
-        elif match := _IN_LIST.match(text):
-            name, items = match.groups()
-            values = frozenset(_literal(item) for item in _LITERAL_ITEM.findall(items or ""))
-            atoms.append(_Atom(name, values, negated=False))
-            continue
-        elif match := _BARE.match(text):
-            bang, name = match.groups()
-            atoms.append(_Atom(name, frozenset({("bool", True)}), negated=bool(bang)))
-            continue
-        else:
-            return None
-        atoms.append(_Atom(name, frozenset({_literal(literal)}), negated=operator == "!="))
-    return atoms
+    Read from the expression's one parsed tree (engine.expressions.static), never from its text.
+    """
+    try:
+        return condition_atoms(compile_expression(condition))
+    except ExpressionError:
+        return None
 
 
 def _domain(spec: FieldSpec | None) -> frozenset[Value] | None:
@@ -395,7 +342,7 @@ def _conditions_complete(conditions: list[str], fields: Mapping[str, FieldSpec |
     """
     field_name: str | None = None
     covered: set[Value] = set()
-    atoms: list[_Atom] = []
+    atoms: list[Atom] = []
     for condition in conditions:
         parsed = _atoms(condition)
         if parsed is None:
@@ -491,6 +438,7 @@ class _Scope:
     params: frozenset[str]
     case: frozenset[str] = CASE_FIELDS
     note: str | None = None
+    parameters: Mapping[str, Any] = field(default_factory=dict)
 
 
 def fields_of(definition: ProcessDefinition) -> dict[str, FieldSpec | None]:
@@ -518,13 +466,44 @@ def fields_of(definition: ProcessDefinition) -> dict[str, FieldSpec | None]:
     return fields
 
 
+def _required_without_default(fields: Mapping[str, FieldSpec]) -> list[str]:
+    """Fields a case cannot start without: required, with no default to fill them."""
+    return [name for name, spec in fields.items() if spec.required and spec.default is None]
+
+
+def _value_problem(spec: FieldSpec, value: Any) -> str | None:
+    """Why `value` does not fit `spec` (as every entry point would refuse it), or None."""
+    try:
+        coerce("value", spec, value)
+    except (ValueError, TypeError) as exc:
+        return str(exc)
+    return None
+
+
 def _scope_of(definition: ProcessDefinition) -> _Scope:
     return _Scope(
         where=f"'{definition.id}'",
         data=fields_of(definition),
         steps=frozenset(node.id for node in definition.nodes),
         params=frozenset(definition.parameters),
+        parameters=definition.parameters,
     )
+
+
+def _resolver(scope: _Scope) -> Callable[[tuple[str, ...]], StaticType]:
+    """The static type of each field path an expression in `scope` may read."""
+    params = params_resolver(scope.parameters)
+
+    def resolve(path: tuple[str, ...]) -> StaticType:
+        if path[0] == "data" and len(path) == 2 and scope.data is not None:
+            spec = scope.data.get(path[1])
+            if spec is not None:
+                return field_type(spec.type, spec.choices, shown=f"data.{path[1]}")
+        if path[0] == "params" and len(path) >= 2:
+            return params(path)
+        return DYN
+
+    return resolve
 
 
 def _child_output_scope(process_id: str, child: ProcessDefinition | None) -> _Scope:
@@ -585,6 +564,7 @@ class _Checker:
             self.check_split_joins, self.check_roles, self.check_handlers, self.check_subprocesses,
             self.check_escalations, self.check_policies_and_durations, self.check_clocks,
             self.check_expressions, self.check_schedules, self.check_separation_of_duties,
+            self.check_declarations, self.check_messages, self.check_design,
         ]
         for check in checks:
             try:
@@ -1083,30 +1063,44 @@ class _Checker:
     # -- expressions ------------------------------------------------------------------------
 
     def check_expressions(self) -> None:
+        condition = StaticType("bool")
         for index, edge in enumerate(self.definition.edges):
             if edge.when is not None:
                 self._check_expression(edge.when, ("edges", index, "when"), edge.source, self.scope,
-                                       condition=True)
+                                       expect=condition, expect_what="a condition")
         for index, node in enumerate(self.definition.nodes):
             base: PathKey = ("nodes", index)
             for key, text in node.compute.items():
-                self._check_expression(text, (*base, "compute", key), node.id, self.scope)
+                self._check_expression(text, (*base, "compute", key), node.id, self.scope,
+                                       expect=self._declared(key), expect_what=f"data.{key}")
             if isinstance(node, HumanTask) and node.sla is not None:
                 for p, policy in enumerate(node.sla.policies):
                     if policy.when is not None:
                         self._check_expression(policy.when, (*base, "sla", "policies", p, "when"), node.id,
-                                               self.scope, condition=True)
+                                               self.scope, expect=condition, expect_what="a policy's `when`")
             elif isinstance(node, TimerWait) and node.until is not None:
-                self._check_expression(node.until, (*base, "until"), node.id, self.scope)
+                result = self._check_expression(node.until, (*base, "until"), node.id, self.scope)
+                if result is not None and result.known and result.kind not in {"string", "timestamp", "null"}:
+                    self.add("type_mismatch", f"the timer's `until` gives {result.describe()}, not a date-time",
+                             (*base, "until"), node=node.id,
+                             hint='give an ISO date-time text or a timestamp, e.g. '
+                                  '`timestamp(data.promised_at) + duration("24h")`')
             elif isinstance(node, SubProcess):
                 self._check_subprocess_mappings(node, base)
         for index, clock in enumerate(self.definition.clocks):
             for p, policy in enumerate(clock.policies):
                 if policy.when is not None:
                     self._check_expression(policy.when, ("clocks", index, "policies", p, "when"), None,
-                                           self.scope, condition=True)
+                                           self.scope, expect=condition, expect_what="a policy's `when`")
         if self.definition.case_priority is not None:
-            self._check_expression(self.definition.case_priority, ("case_priority",), None, self.scope)
+            priority = field_type("enum", list(PRIORITIES), shown="the case priority")
+            self._check_expression(self.definition.case_priority, ("case_priority",), None, self.scope,
+                                   expect=priority, expect_what="the case priority")
+
+    def _declared(self, name: str) -> StaticType | None:
+        """The declared type of a field of this case (None when nothing declares its type)."""
+        spec = self.fields.get(name)
+        return None if spec is None else field_type(spec.type, spec.choices, shown=f"data.{name}")
 
     def _child(self, node: SubProcess) -> ProcessDefinition | None:
         if self.library is None or node.process not in self.library.latest:
@@ -1116,22 +1110,43 @@ class _Checker:
     def _check_subprocess_mappings(self, node: SubProcess, base: PathKey) -> None:
         """Inputs read this case and write the child; outputs read the child and write this case."""
         child = self._child(node)
-        child_fields = fields_of(child) if child is not None else None
+        # a child case starts with its declared data only: anything else is refused at its start
+        child_fields = child.data if child is not None else None
         for key, text in node.inputs.items():
-            self._check_expression(text, (*base, "inputs", key), node.id, self.scope)
-            if child_fields is not None and key not in child_fields:
-                self.add("unknown_field", f"input '{key}' is not a field of the sub-process '{node.process}'",
+            expect: StaticType | None = None
+            if child is not None and child_fields is not None and key not in child_fields:
+                written = key in fields_of(child)
+                self.add("unknown_field",
+                         f"input '{key}' is not declared under data: of the sub-process '{node.process}'"
+                         + (" (a step of it writes the field, but a case starts with declared data only)"
+                            if written else ""),
                          (*base, "inputs", key), node=node.id,
                          hint=_did_you_mean(key, child_fields,
                                             f"declare it under data: in {node.process} "
-                                            f"(its fields: {_listing(child_fields)})"))
+                                            f"(its fields: {_listing(child_fields)})")
+                         if not written else f"declare {key} under data: in {node.process}")
+            elif child_fields is not None:
+                spec = child_fields[key]
+                expect = field_type(spec.type, spec.choices, shown=f"data.{key} of '{node.process}'")
+            self._check_expression(text, (*base, "inputs", key), node.id, self.scope,
+                                   expect=expect, expect_what=f"the input {key}")
+        if child is not None:
+            for key in _required_without_default(child.data):
+                if key not in node.inputs:
+                    self.add("missing_input", f"the sub-process '{node.process}' requires data.{key}, which no "
+                             "input gives: the child case would be refused at its start",
+                             (*base, "inputs") if node.inputs else (*base, "process"), node=node.id,
+                             hint=f"add `{key}: <CEL expression>` under inputs:")
         output_scope = _child_output_scope(node.process, child)
         for key, text in node.outputs.items():
-            self._check_expression(text, (*base, "outputs", key), node.id, output_scope)
+            self._check_expression(text, (*base, "outputs", key), node.id, output_scope,
+                                   expect=self._declared(key), expect_what=f"data.{key}")
 
     def _check_expression(self, text: str, path: PathKey, node_id: str | None, scope: _Scope,
-                          *, condition: bool = False) -> None:
-        """Parse `text` and check every name it reads against what `scope` provides."""
+                          *, expect: StaticType | None = None, expect_what: str = "") -> StaticType | None:
+        """Parse `text`, check every name it reads against what `scope` provides, and check that
+        its operands' types can fit (and its result fits `expect`). Returns its type, None when
+        it does not parse."""
         try:
             expression = compile_expression(text)
         except ExpressionError as exc:
@@ -1140,15 +1155,21 @@ class _Checker:
                 where = f" at line {exc.line}, column {exc.column} of the expression"
             self.add("bad_expression", f"expression `{' '.join(text.split())}` does not parse{where}: {exc.message}",
                      path, node=node_id, hint=exc.hint or "CEL syntax: ==, !=, &&, ||, !, in [..], has(data.x)")
-            return
+            return None
         shown = " ".join(text.split())
         for reference in sorted(expression.references):
             problem = self._reference_problem(reference, scope)
             if problem is not None:
                 message, hint = problem
                 self.add("unknown_field", f"expression `{shown}` {message}", path, node=node_id, hint=hint)
-        if condition and scope is self.scope:  # choices are only known for this case's own fields
-            self._check_choices(text, path, node_id)
+        result, findings = check_types(expression, _resolver(scope), expect=expect, expect_what=expect_what)
+        for finding in findings:
+            if finding.code == "unknown_choice" and finding.value is not None:
+                self._unknown_choice(finding, path, node_id)
+            else:
+                self.add(finding.code, f"expression `{shown}`: {finding.message}", path, node=node_id,
+                         hint=finding.hint)
+        return result
 
     def _reference_problem(self, reference: tuple[str, ...], scope: _Scope) -> tuple[str, str] | None:
         root = reference[0]
@@ -1174,29 +1195,123 @@ class _Checker:
         return (f"reads {root}.{name}, which is not {what} of {scope.where}",
                 _did_you_mean(name, known, scope.note or otherwise))
 
-    def _check_choices(self, text: str, path: PathKey, node_id: str | None) -> None:
+    def _unknown_choice(self, finding: Finding, path: PathKey, node_id: str | None) -> None:
         """`data.tier == "golden"` is always false; for enum/boolean fields that is surely a typo."""
-        atoms = _atoms(text)
-        if atoms is None:
-            return
-        for atom in atoms:
-            spec = self.fields.get(atom.field)
-            domain = _domain(spec)
-            if spec is None or domain is None:
-                continue
-            for value in sorted(atom.values - domain, key=repr):
-                shown = f'"{value[1]}"' if value[0] == "str" else str(value[1]).lower()
-                allowed = _listing(spec.choices or []) if spec.type == "enum" else "true, false"
-                hint = (_did_you_mean(str(value[1]), spec.choices or [], f"allowed: {allowed}")
-                        if spec.type == "enum" and value[0] == "str" else f"allowed: {allowed}")
-                self.add("unknown_choice", f"data.{atom.field} is never {shown} (allowed: {allowed})", path,
-                         node=node_id, hint=hint)
+        assert finding.value is not None
+        kind, value = finding.value
+        shown = f'"{value}"' if kind == "str" else str(value).lower() if kind == "bool" else f"{value:g}"
+        choices = list(finding.choices or [])
+        allowed = _listing(choices) if finding.choices is not None else "true, false"
+        hint = (_did_you_mean(str(value), choices, f"allowed: {allowed}")
+                if finding.choices is not None and kind == "str" else f"allowed: {allowed}")
+        self.add("unknown_choice", f"{finding.field} is never {shown} (allowed: {allowed})", path,
+                 node=node_id, hint=hint)
 
     def check_schedules(self) -> None:
+        """A scheduled case starts with the schedule's data, checked like any start: declared fields
+        only, each value of its field's type, every required field given."""
+        declared = self.definition.data
         for index, schedule in enumerate(self.definition.schedules):
-            for key in schedule.data:
-                if key not in self.fields:
-                    self.add("unknown_field", f"the schedule '{schedule.id}' sets data.{key}, which is not a field "
-                             "of this process", ("schedules", index, "data", key),
-                             hint=_did_you_mean(key, self.fields, "declare it under data:"))
+            problem = cron_problem(schedule.cron) if schedule.cron is not None else None
+            if problem is not None:
+                self.add("bad_cron", f"the schedule '{schedule.id}' has the cron {schedule.cron!r}: {problem}",
+                         ("schedules", index, "cron"),
+                         hint='write minute hour day-of-month month day-of-week, e.g. "0 9 1 * *" (09:00 on the '
+                              "1st of each month), or use `every: 30d`")
+            for key, value in schedule.data.items():
+                path: PathKey = ("schedules", index, "data", key)
+                if key not in declared:
+                    written = key in self.fields
+                    self.add("unknown_field", f"the schedule '{schedule.id}' sets data.{key}, which is not "
+                             "declared under data: of this process"
+                             + (" (a step writes it, but a case starts with declared data only)" if written else ""),
+                             path, hint=_did_you_mean(key, declared, "declare it under data:")
+                             if not written else f"declare {key} under data:")
+                    continue
+                problem = _value_problem(declared[key], value)
+                if problem is not None:
+                    self.add("type_mismatch", f"the schedule '{schedule.id}' sets data.{key} to {value!r}: "
+                             f"{problem}", path, hint=f"give a value of type {declared[key].type}")
+            for key in _required_without_default(declared):
+                if key not in schedule.data:
+                    self.add("missing_input", f"the schedule '{schedule.id}' does not set data.{key}, which is "
+                             "required: every scheduled case would be refused at its start",
+                             ("schedules", index), hint=f"add {key} under the schedule's data:")
+
+    def check_design(self) -> None:
+        """Designer warnings (engine/definition/designer.py): reported, never refused."""
+        for note in designer_notes(self.graph, self.fields):
+            self.add(note.code, note.message, note.path, node=note.node, hint=note.hint)
+
+    # -- declared fields --------------------------------------------------------------------
+
+    def check_declarations(self) -> None:
+        """Each typed field is coherent (its default fits, bounds only on numbers) and agrees with
+        the case data it writes: a form, handler output or message field of another type than
+        the declared field would store values that the declared type refuses everywhere else."""
+        declared = self.definition.data
+        for name, spec in declared.items():
+            self._check_spec(spec, ("data", name), None, f"data.{name}")
+        for index, node in enumerate(self.definition.nodes):
+            places: list[tuple[str, FieldSpec, PathKey, str]] = []
+            if isinstance(node, HumanTask):
+                places = [(f.id, f, ("nodes", index, "form", j), "form field") for j, f in enumerate(node.form)]
+            elif isinstance(node, AutoTask):
+                places = [(k, v, ("nodes", index, "outputs", k), "handler output") for k, v in node.outputs.items()]
+            elif isinstance(node, MessageWait):
+                places = [(k, v, ("nodes", index, "fields", k), "message field") for k, v in node.fields.items()]
+            for name, spec, path, what in places:
+                self._check_spec(spec, path, node.id, f"the {what} '{name}'")
+                target = declared.get(name)
+                if target is not None:
+                    self._check_agrees(name, spec, target, path, node.id, what)
+
+    def _check_spec(self, spec: FieldSpec, path: PathKey, node_id: str | None, what: str) -> None:
+        if spec.type not in {"integer", "number"} and (spec.minimum is not None or spec.maximum is not None):
+            self.add("bad_field", f"{what} is of type {spec.type}, which has no minimum or maximum", path,
+                     node=node_id, hint="remove minimum/maximum, or make the field integer or number")
+        elif spec.minimum is not None and spec.maximum is not None and spec.minimum > spec.maximum:
+            self.add("bad_field", f"{what} has minimum {spec.minimum:g} above its maximum {spec.maximum:g}", path,
+                     node=node_id, hint="swap them: no value could be entered")
+        if spec.choices is not None and len(set(spec.choices)) != len(spec.choices):
+            repeated = sorted({c for c in spec.choices if spec.choices.count(c) > 1})
+            self.add("bad_field", f"{what} lists the choice(s) {', '.join(repeated)} more than once", path,
+                     node=node_id, hint="list each choice once")
+        if spec.default is not None:
+            problem = _value_problem(spec, spec.default)
+            if problem is not None:
+                self.add("bad_field", f"the default {spec.default!r} of {what} does not fit: {problem}",
+                         (*path, "default"), node=node_id, hint=f"give a default of type {spec.type}")
+
+    def _check_agrees(self, name: str, spec: FieldSpec, target: FieldSpec, path: PathKey, node_id: str,
+                      what: str) -> None:
+        if field_type(spec.type).kind != field_type(target.type).kind:
+            self.add("type_mismatch", f"the {what} '{name}' is {spec.type}, but data: declares {name} as "
+                     f"{target.type}", path, node=node_id,
+                     hint=f"give the {what} type {target.type}, or write a field of another name")
+        elif spec.type == "enum" and target.type == "enum":
+            extra = [c for c in spec.choices or [] if c not in (target.choices or [])]
+            if extra:
+                self.add("unknown_choice", f"the {what} '{name}' offers {_listing(extra)}, which data.{name} "
+                         f"does not allow (allowed: {_listing(target.choices or [])})", path, node=node_id,
+                         hint=f"offer only choices of data.{name}, or add them to its choices")
+
+    def check_messages(self) -> None:
+        """A sender names only the message; if two waits of one name expect different payloads,
+        the same message is accepted at one step and refused at the other."""
+        first: dict[str, tuple[MessageWait, int]] = {}
+        for index, node in enumerate(self.definition.nodes):
+            if not isinstance(node, MessageWait):
+                continue
+            if node.message not in first:
+                first[node.message] = (node, index)
+                continue
+            other, _ = first[node.message]
+            mine = {k: v.type for k, v in node.fields.items()}
+            theirs = {k: v.type for k, v in other.fields.items()}
+            if mine != theirs:
+                self.add("message_conflict", f"'{node.id}' and '{other.id}' both wait for the message "
+                         f"'{node.message}' but expect different payload fields", ("nodes", index, "fields"),
+                         node=node.id, hint=f"give both the same fields, or name one message differently, "
+                         f"e.g. '{node.message}_{node.id}'")
 

@@ -90,6 +90,10 @@ def _check_events(text: str, file: str) -> None:
                 raise _refuse("the file holds more than one YAML document", file, line,
                               "one definition per file: remove the '---' and what follows, or split the file")
         elif isinstance(event, yaml.AliasEvent):
+            if any(anchor == event.anchor for anchor, _ in open_anchors):
+                raise _refuse(f"the alias *{event.anchor} stands inside its own anchor &{event.anchor}: the value "
+                              "would contain itself", file, line, "write the values out instead of the alias",
+                              code="yaml_alias")
             nodes += sizes.get(str(event.anchor), 1)
         elif isinstance(event, (yaml.ScalarEvent, yaml.CollectionStartEvent)):
             nodes += 1

@@ -331,14 +331,14 @@ def _position(node: Node) -> tuple[int | None, int | None]:
     return meta.line, meta.column
 
 
-def _unwrap(node: Node) -> Node:
+def unwrap(node: Node) -> Node:
     while isinstance(node, lark.Tree) and node.data in _WRAPPERS and len(node.children) == 1:
         node = node.children[0]
     return node
 
 
 def _string_literal(node: Node) -> str | None:
-    node = _unwrap(node)
+    node = unwrap(node)
     if isinstance(node, lark.Tree) and node.data == "literal":
         token = node.children[0]
         if isinstance(token, lark.Token) and token.type in {"STRING_LIT", "MLSTRING_LIT"}:
@@ -346,23 +346,23 @@ def _string_literal(node: Node) -> str | None:
     return None
 
 
-def _field_path(node: Node, bound: frozenset[str]) -> Path | None:
+def field_path(node: Node, bound: frozenset[str]) -> Path | None:
     """The dotted path a pure field selection reads (``data.a["b"].c``), else None.
 
     Only selections rooted at a top-level name count; a macro's own variable (the ``i`` in
     ``data.items.exists(i, i.amount > 10)``) is local and never a root.
     """
-    node = _unwrap(node)
+    node = unwrap(node)
     if not isinstance(node, lark.Tree):
         return None
     if node.data in {"ident", "dot_ident"}:
         name = str(node.children[0])
         return None if name in bound else (name,)
     if node.data == "member_dot":
-        base = _field_path(node.children[0], bound)
+        base = field_path(node.children[0], bound)
         return None if base is None else (*base, str(node.children[1]))
     if node.data == "member_index":
-        base = _field_path(node.children[0], bound)
+        base = field_path(node.children[0], bound)
         key = _string_literal(node.children[1])
         return None if base is None or key is None else (*base, key)
     return None
@@ -399,7 +399,7 @@ class _Analysis:
             self.check_name(node, str(node.children[0]))
         elif node.data == "member_dot" and str(node.children[1]).startswith("__"):
             self.check_name(node.children[1], str(node.children[1]))
-        path = _field_path(node, bound)
+        path = field_path(node, bound)
         if path is not None:
             self._check_path(node)
             self.references.add(path)
@@ -417,7 +417,7 @@ class _Analysis:
             self.visit(child, bound)
 
     def _check_path(self, node: Node) -> None:
-        node = _unwrap(node)
+        node = unwrap(node)
         if not isinstance(node, lark.Tree):
             return
         if node.data in {"ident", "dot_ident"}:
@@ -442,7 +442,7 @@ class _Analysis:
         name = str(name_token)
         arguments = self._arguments(node, 2)
         if name in _MACROS:
-            variable = _unwrap(arguments[0]) if arguments else None
+            variable = unwrap(arguments[0]) if arguments else None
             if (
                 len(arguments) != 2
                 or not isinstance(variable, lark.Tree)
@@ -472,7 +472,7 @@ class _Analysis:
         if name not in _FUNCTIONS:
             self._unknown_function(name_token, name)
         if name == "has":
-            selection = _unwrap(arguments[0]) if len(arguments) == 1 else None
+            selection = unwrap(arguments[0]) if len(arguments) == 1 else None
             if not (
                 isinstance(selection, lark.Tree)
                 and selection.data in {"member_dot", "member_index"}
@@ -985,13 +985,15 @@ class Expression:
     """A compiled CEL expression; immutable and shared by every instance of a process.
 
     Build it with :func:`compile_expression`, which caches, rather than calling the class.
-    ``references`` lists every dotted field path the expression reads (``("data", "tier")``),
+    ``tree`` is the parsed syntax tree, the one the validator's static analysis
+    (:mod:`engine.expressions.static`) reads. ``references`` lists every dotted field path the expression reads (``("data", "tier")``),
     including paths rooted at unknown names, so the validator can check them against the
     process's data schema without evaluating anything.
     """
 
     text: str
     references: frozenset[Path] = field(init=False, compare=False)
+    tree: Tree = field(init=False, compare=False, repr=False)
     _program: Callable[[_Activation], Any] = field(init=False, compare=False, repr=False)
     _shapes: tuple[tuple[str, Shape], ...] = field(init=False, compare=False, repr=False)
     _fast: FastProgram | None = field(init=False, compare=False, repr=False)
@@ -1012,6 +1014,7 @@ class Expression:
             (root, _shape(path[1:] for path in references if path[0] == root)) for root in roots
         )
         object.__setattr__(self, "references", references)
+        object.__setattr__(self, "tree", tree)
         object.__setattr__(self, "_shapes", shapes)
         object.__setattr__(self, "_fast", fast_program(tree, references))
         object.__setattr__(self, "_program", _transpile(self.text, tree))

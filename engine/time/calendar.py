@@ -82,13 +82,14 @@ class CalendarConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    timezone: str = "Asia/Shanghai"
+    timezone: str = Field(default="Asia/Shanghai", description="IANA time zone the working hours are in")
     working_hours: list[str] = Field(default_factory=lambda: ["09:00-12:00", "13:30-18:00"],
                                      description='periods "HH:MM-HH:MM", in order')
     working_weekdays: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], description="Monday = 0")
     holidays: list[date] = Field(default_factory=list, description="extra non-working days")
     workdays: list[date] = Field(default_factory=list, description="extra working days (e.g. 调休 make-up days)")
-    use_chinese_holidays: bool = True
+    use_chinese_holidays: bool = Field(default=True, description="skip official Chinese public holidays and "
+                                       "work on their make-up days (调休)")
 
     @field_validator("timezone")
     @classmethod
