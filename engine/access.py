@@ -220,17 +220,23 @@ class Gate:
 
     def _refuse(self, who: Principal, action: str, state: InstanceState | None, reason: str, hint: str, *,
                 task: Task | None = None, role: str | None = None, process: str | None = None) -> None:
-        now = self.engine.clock.now()
-        details: dict[str, Any] = {"reason": reason, "action": action, "actor": who.id, "actor_kind": who.kind,
-                                   "role": role}
-        if task is not None:
-            details["task_id"] = task.id
-        if state is not None:
-            self.engine.store.record_refusal(state.case_id, state.process_id, now, "refused",
-                                             task.node if task else None, details)
+        refusal = AccessDenied(reason, hint=hint)
+        if state is not None:  # the engine's record: the log's `refused` contract, clipped values, "what was stored"
+            self.engine.record_refusal(refusal, _EVENT_OF_ACTION[action], state=state, node=task.node if task else None,
+                                       task_id=task.id if task else None, actor=who.id, role=role,
+                                       action=action, actor_kind=who.kind)
         else:
-            self.directory.audit("refused", who.id, {**details, "process": process}, now)
-        raise AccessDenied(reason, hint=hint)
+            details: dict[str, Any] = {"reason": reason, "action": action, "actor": who.id,
+                                       "actor_kind": who.kind, "role": role, "process": process}
+            if task is not None:
+                details["task_id"] = task.id
+            self.directory.audit("refused", who.id, details, self.engine.clock.now())
+        raise refusal
+
+
+_EVENT_OF_ACTION = {"start": "StartCase", "complete": "CompleteTask", "claim": "AssignTask", "assign": "AssignTask",
+                    "message": "MessageArrived", "update": "UpdateData", "cancel": "CancelCase"}
+"""The engine event each gated action would have been: a gate refusal reads like the engine's own."""
 
 
 def refusal_status(exc: Exception) -> int:

@@ -153,7 +153,10 @@ def test_bad_form_data_gets_the_same_located_message_as_the_cli(site: Site) -> N
     body = response.json()
     assert body["error"] == (f"invalid input for task {task_id} ('register'): field 'tier': "
                              "expected one of platinum, gold, silver, standard, got 'diamond'")
-    assert body["hint"] == "fix the fields named above; nothing was stored"
+    assert body["hint"] == (f"fix the fields named above; case {case_id} is unchanged; "
+                            "the refusal is recorded in its history")
+    refused = [e.data for e in site.engine.store.events(case_id) if e.type == "refused"]
+    assert [(r["event"], r["actor"]) for r in refused] == [("CompleteTask", "token:desk")]
 
 
 def test_a_completion_records_the_token_as_the_actor_and_moves_the_case_on(site: Site) -> None:

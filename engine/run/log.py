@@ -235,6 +235,8 @@ class Refused(TypedDict):
     task_id: NotRequired[str]
     actor: NotRequired[str]
     role: NotRequired[str]
+    action: NotRequired[str]  # the access rule that refused (engine/access.py): complete, claim, assign, ...
+    actor_kind: NotRequired[str]  # user, token, unknown or disabled: who tried, as the directory knew them
 
 
 ESCALATION_ACTIONS: Final = ("notify", "reassign", "raise_priority", "route")
