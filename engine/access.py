@@ -26,6 +26,7 @@ from typing import Any
 
 from engine.definition.library import ProcessLibrary
 from engine.errors import AccessDenied, InputError, NotFound, TaskRefused
+from engine.run.limits import Limits
 from engine.run.runtime import Engine
 from engine.run.state import InstanceState, Task
 from engine.settings import Settings
@@ -213,7 +214,7 @@ class Gate:
         if not who.id:
             reason = "no user named: the directory requires one"
         else:
-            reason = f"'{who.id}' is " + ("disabled in the directory" if who.kind == "disabled"
+            reason = f"{Limits.clip(who.id, 80)!r} is " + ("disabled in the directory" if who.kind == "disabled"
                                            else "not a user of the directory")
         self._refuse(who, action, state, reason, "act as an active directory user (`svcflow users list`)",
                      task=task, role=role, process=process)
