@@ -2,8 +2,8 @@
 
 The cases are opened beforehand at known times on the same store, so the SLA colours and the order
 by due time are known: at 15:20 on a working Monday, complaint A (registered at 14:00, 1 h target)
-is red, B (14:30) amber, C (15:10) green, and a credit rating opened at 13:00 (1 working day) is due
-last although it is the oldest task.
+is red, B (14:30) amber, C (15:10) and H (15:17, hostile text) green, and a credit rating opened at
+13:00 (1 working day) is due last although it is the oldest task.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from tests.server_harness import running_server
 
 NOW = MONDAY_9AM.replace(hour=15, minute=20)
 FROZEN = f"accelerated|{NOW.isoformat()}|{NOW.isoformat()}|0"  # the server's clock stands still at NOW
+SCRIPT = "<script>alert('data')</script>"  # stored text that must be shown, never run
+EVE = '<img src=x onerror="alert(1)">'
 
 
 def complaint(name: str, phone: str) -> dict[str, str]:
@@ -71,6 +73,10 @@ def inbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inbox]:
                                  ("C", 15 * 60 + 10, "王五", "13800000003")):
         clock.set(NOW.replace(hour=at // 60, minute=at % 60))
         cases[key] = engine.start("complaint_handling", complaint(name, phone), actor="li")
+    directory.add_user("eve", EVE, ["front_desk"], clock.now(), password="eve-password")
+    clock.set(NOW - timedelta(minutes=3))
+    cases["H"] = engine.start("complaint_handling", {**complaint(SCRIPT, "13800000009"), "description": SCRIPT},
+                              actor="eve")
     with running_server(url, workdir, SVCFLOW_CLOCK=FROZEN) as base:
         yield Inbox(base, engine, cases)
     engine.store.dispose()
@@ -92,7 +98,8 @@ def test_my_roles_tasks_are_sorted_by_due_time_and_coloured_by_the_sla_used(inbo
     with inbox.login("li") as client:
         tree = page(client, "/inbox")
     c = inbox.cases
-    assert rows(tree, "role-tasks") == [(c["A"], "red"), (c["B"], "amber"), (c["C"], "green"), (c["R"], "green")]
+    assert rows(tree, "role-tasks") == [(c["A"], "red"), (c["B"], "amber"), (c["C"], "green"), (c["H"], "green"),
+                                        (c["R"], "green")]
     badges = [b.text_content() for b in tree.xpath("//table[@id='role-tasks']//span[contains(@class, 'badge')]")]
     assert badges[:3] == ["133 %", "83 %", "17 %"]
 
@@ -185,3 +192,21 @@ def test_the_language_switch_keeps_the_page_and_changes_the_words(inbox: Inbox) 
         answer = client.get("/inbox/lang/en", params={"back": f"/inbox/cases/{inbox.cases['A']}"})
         assert answer.url.path == f"/inbox/cases/{inbox.cases['A']}"
         assert "Progress by department" in answer.text and "各部门进度" not in answer.text
+
+
+def test_stored_text_and_names_are_shown_escaped_on_every_page(inbox: Inbox) -> None:
+    case_id, task_id = inbox.cases["H"], inbox.task("H")
+    with inbox.login("eve") as client:
+        pages = {path: client.get(path) for path in (
+            "/inbox", f"/inbox/tasks/{task_id}", f"/inbox/cases/{case_id}", "/inbox/cases?q=13800000009",
+            f"/inbox/cases?q={SCRIPT}")}
+        refused = client.post(f"/inbox/tasks/{task_id}", data={
+            "csrf": client.cookies["svcflow_csrf"], "channel": SCRIPT, "customer_id": "C1", "customer_name": "x",
+            "tier": "gold", "category": "billing", "description": "d"})
+    pages["refused form"] = refused
+    error = html.fromstring(refused.text).xpath("string(//div[@id='form-error'])")
+    assert refused.status_code == 422 and "field 'channel'" in error and SCRIPT in error, error
+    for path, answer in pages.items():
+        assert "<script>" not in answer.text and "<img src=x" not in answer.text, path
+        assert "&lt;script&gt;" in answer.text or "&lt;img" in answer.text, path
+    assert html.fromstring(pages[f"/inbox/cases/{case_id}"].text).xpath("string(//b[@id='who'])") == EVE
