@@ -232,6 +232,8 @@ class Gate:
             if task is not None:
                 details["task_id"] = task.id
             self.directory.audit("refused", who.id, details, self.engine.clock.now())
+            refusal.hint = f"{hint}; no case was changed; the refusal is kept in the directory's audit trail " \
+                           "(`svcflow users audit`)"
         raise refusal
 
 

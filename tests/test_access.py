@@ -209,3 +209,25 @@ def test_passwords_are_stored_as_argon2_hashes_and_checked(gate: Gate) -> None:
     with gate.engine.store.engine.connect() as conn:
         stored = conn.exec_driver_sql("SELECT password_hash FROM directory_users WHERE id = 'wang'").scalar_one()
     assert stored.startswith("$argon2")
+
+
+def test_a_message_needs_a_lane_of_the_cases_process_and_is_refused_on_the_record(gate: Gate) -> None:
+    case_id, _ = complaint_at_register(gate)
+    before = gate.engine.case(case_id).version
+    with pytest.raises(AccessDenied, match="chen holds no role of process 'complaint_handling'"):
+        gate.message(gate.principal("chen"), case_id, "customer_reply", {"accepted": True})
+    assert gate.engine.case(case_id).version == before
+    refusal = refusals(gate, case_id)[-1]
+    assert (refusal["actor"], refusal["action"], refusal["event"]) == ("chen", "message", "MessageArrived")
+
+
+def test_a_gate_refusal_says_what_was_stored_like_every_other_refusal(gate: Gate) -> None:
+    case_id, task_id = complaint_at_register(gate)
+    with pytest.raises(AccessDenied) as on_a_case:
+        gate.complete(gate.principal("li"), task_id, {"channel": "phone", **COMPLAINT})
+    assert on_a_case.value.hint.endswith(f"case {case_id} is unchanged; the refusal is recorded in its history")
+    with pytest.raises(AccessDenied) as no_case:
+        gate.start(gate.principal("chen"), "complaint_handling", COMPLAINT)
+    assert no_case.value.hint.endswith("no case was changed; the refusal is kept in the directory's audit trail "
+                                       "(`svcflow users audit`)")
+    assert [a["details"]["action"] for a in gate.directory.audit_trail()] == ["start"]
