@@ -231,3 +231,29 @@ def test_a_gate_refusal_says_what_was_stored_like_every_other_refusal(gate: Gate
     assert no_case.value.hint.endswith("no case was changed; the refusal is kept in the directory's audit trail "
                                        "(`svcflow users audit`)")
     assert [a["details"]["action"] for a in gate.directory.audit_trail()] == ["start"]
+
+
+def test_a_staff_csv_saved_by_excel_as_gbk_is_refused_at_its_line_with_the_re_encoding_hint(gate: Gate,
+                                                                                           tmp_path: Path) -> None:
+    staff = tmp_path / "staff.csv"
+    staff.write_bytes("id,name,roles\nqian,王五,front_desk\n".encode("gbk"))
+    with pytest.raises(InputError) as refused:
+        gate.directory.import_file(staff, gate.engine.clock.now())
+    assert refused.value.message.startswith(f"{staff}:2: the file is not UTF-8 text")
+    assert "GBK/GB18030" in (refused.value.hint or "")
+    assert gate.directory.find_user("qian") is None
+
+
+def test_a_staff_csv_with_excels_utf8_byte_order_mark_is_read(gate: Gate, tmp_path: Path) -> None:
+    staff = tmp_path / "staff.csv"
+    staff.write_bytes("id,name,roles\nqian,钱前台,front_desk\n".encode("utf-8-sig"))
+    assert gate.directory.import_file(staff, gate.engine.clock.now()) == (1, 0)
+    assert gate.directory.user("qian").display_name == "钱前台"
+
+
+def test_a_staff_yaml_indented_with_a_tab_says_tab_and_the_line(gate: Gate, tmp_path: Path) -> None:
+    staff = tmp_path / "staff.yaml"
+    staff.write_text("- id: qian\n\tname: 钱\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"staff.yaml:2: not valid YAML: the line is indented with a tab") as refused:
+        gate.directory.import_file(staff, gate.engine.clock.now())
+    assert "spaces" in (refused.value.hint or "")

@@ -226,10 +226,7 @@ class Directory:
         """Add or update users from YAML (a list of {id, name, roles, active, password}) or CSV
         (columns id,name,roles with roles separated by ';'). All rows are checked first: a bad row
         imports nothing. Returns (added, updated)."""
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise InputError(f"no such file: {path}") from None
+        text = _read_staff_file(path)
         rows = _read_csv(text, path) if path.suffix.lower() == ".csv" else _read_yaml(text, path)
         checked: list[tuple[str, str, list[str], bool, str | None]] = []
         for line, row in rows:
@@ -341,6 +338,32 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
+IMPORT_FILE_BYTES = 10 * 1024 * 1024  # some 100,000 users; more is not a staff list
+
+
+def _read_staff_file(path: Path) -> str:
+    """The file's text: UTF-8 with or without a BOM (Excel's "CSV UTF-8"); GBK and others are
+    refused at their line with the same hint as a definition file."""
+    from engine.definition.yaml_source import decode
+    from engine.errors import DefinitionError
+
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(IMPORT_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise InputError(f"no such file: {path}") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(raw) > IMPORT_FILE_BYTES:
+        raise InputError(f"{path} is larger than {IMPORT_FILE_BYTES:,} bytes", hint="split it into several files")
+    try:
+        return decode(raw, str(path))
+    except DefinitionError as exc:
+        problem = exc.problems[0]
+        where = f"{path}:{problem.line}" if problem.line else str(path)
+        raise InputError(f"{where}: {problem.message}", hint=problem.hint) from None
+
+
 def _read_yaml(text: str, path: Path) -> list[tuple[int, dict[str, Any]]]:
     try:
         loaded = yaml.compose(text)
@@ -348,7 +371,11 @@ def _read_yaml(text: str, path: Path) -> list[tuple[int, dict[str, Any]]]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{path}{line}: not valid YAML") from None
+        if "'\\t'" in str(getattr(exc, "problem", "")):  # "found character '\t' that cannot start any token"
+            raise InputError(f"{path}{line}: not valid YAML: the line is indented with a tab",
+                             hint="YAML indentation must use spaces: replace the tab by spaces") from None
+        raise InputError(f"{path}{line}: not valid YAML: {getattr(exc, 'problem', None) or 'unreadable'}",
+                         hint="- {id: li, name: 李四, roles: [front_desk]}") from None
     if isinstance(data, dict) and "users" in data:
         data = data["users"]
         loaded = next((v for k, v in loaded.value if k.value == "users"), loaded) if loaded else loaded
