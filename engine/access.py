@@ -26,6 +26,8 @@ from typing import Any
 
 from engine.definition.library import ProcessLibrary
 from engine.errors import AccessDenied, InputError, NotFound, TaskRefused
+from engine.run.limits import Limits
+from engine.run.events import CompleteTask
 from engine.run.runtime import Engine
 from engine.run.state import InstanceState, Task
 from engine.settings import Settings
@@ -109,16 +111,19 @@ class Gate:
             if not role:
                 raise InputError("say which role you act in", hint="add --role ROLE")
             return self.engine.complete(task_id, actor=who.id, role=role, data=data)
-        state, task = self._task(task_id)
+        state, version, task = self._task(task_id)
         role = self._acting_role(who, "complete", state, task, role)
-        return self.engine.complete(task_id, actor=who.id, role=role, data=data)
+        # Engine.complete's own call, on the state just loaded for the rule (one load, not two; a
+        # concurrent change still fails the engine's version check)
+        return self.engine.act(state.case_id, CompleteTask(task_id, who.id, role, dict(data or {})),
+                               node=task.node, loaded=(state, version))
 
     def assign(self, who: Principal, task_id: str, assignee: str, role: str | None = None) -> InstanceState:
         if not self.enforced:
             if not role:
                 raise InputError("say which role you act in", hint="add --role ROLE")
             return self.engine.assign(task_id, assignee, actor=who.id, role=role)
-        state, task = self._task(task_id)
+        state, _, task = self._task(task_id)
         target = canonical_user_id(assignee)
         if target == who.id:  # claiming: the same right as completing it
             role = self._acting_role(who, "claim", state, task, role)
@@ -180,12 +185,12 @@ class Gate:
         """Whether the inbox should offer this task to this principal."""
         return bool(who.roles & {task.role, *task.escalation_roles}) or task.assignee == who.id
 
-    def _task(self, task_id: str) -> tuple[InstanceState, Task]:
-        state, _, _ = self.engine.store.load_case_of_task(task_id)
+    def _task(self, task_id: str) -> tuple[InstanceState, int, Task]:
+        state, version, _ = self.engine.store.load_case_of_task(task_id)
         task = state.tasks.get(task_id)
         if task is None:
             raise NotFound(f"no task with id '{task_id}'", hint="list open tasks with `svcflow tasks`")
-        return state, task
+        return state, version, task
 
     def _acting_role(self, who: Principal, action: str, state: InstanceState, task: Task, role: str | None) -> str:
         """The role the principal acts in: the one named (it must be theirs), else the first they hold
@@ -213,24 +218,32 @@ class Gate:
         if not who.id:
             reason = "no user named: the directory requires one"
         else:
-            reason = f"'{who.id}' is " + ("disabled in the directory" if who.kind == "disabled"
+            reason = f"{Limits.clip(who.id, 80)!r} is " + ("disabled in the directory" if who.kind == "disabled"
                                            else "not a user of the directory")
         self._refuse(who, action, state, reason, "act as an active directory user (`svcflow users list`)",
                      task=task, role=role, process=process)
 
     def _refuse(self, who: Principal, action: str, state: InstanceState | None, reason: str, hint: str, *,
                 task: Task | None = None, role: str | None = None, process: str | None = None) -> None:
-        """Refuse with AccessDenied, recorded on the case (the engine's refusal record) or in the directory's audit."""
-        exc = AccessDenied(reason, hint=hint)
-        if state is not None:
-            self.engine.record_refusal(exc, action, case_id=state.case_id, task_id=task.id if task else None,
-                                       node=task.node if task else None, actor=who.id, state=state, role=role,
-                                       actor_kind=who.kind)
+        refusal = AccessDenied(reason, hint=hint)
+        if state is not None:  # the engine's record: the log's `refused` contract, clipped values, "what was stored"
+            self.engine.record_refusal(refusal, _EVENT_OF_ACTION[action], state=state, node=task.node if task else None,
+                                       task_id=task.id if task else None, actor=who.id, role=role,
+                                       action=action, actor_kind=who.kind)
         else:
-            details: dict[str, Any] = {"reason": reason, "action": action, "actor": who.id, "actor_kind": who.kind,
-                                       "role": role, "process": process}
+            details: dict[str, Any] = {"reason": reason, "action": action, "actor": who.id,
+                                       "actor_kind": who.kind, "role": role, "process": process}
+            if task is not None:
+                details["task_id"] = task.id
             self.directory.audit("refused", who.id, details, self.engine.clock.now())
-        raise exc
+            refusal.hint = f"{hint}; no case was changed; the refusal is kept in the directory's audit trail " \
+                           "(`svcflow users audit`)"
+        raise refusal
+
+
+_EVENT_OF_ACTION = {"start": "StartCase", "complete": "CompleteTask", "claim": "AssignTask", "assign": "AssignTask",
+                    "message": "MessageArrived", "update": "UpdateData", "cancel": "CancelCase"}
+"""The engine event each gated action would have been: a gate refusal reads like the engine's own."""
 
 
 def refusal_status(exc: Exception) -> int:

@@ -83,6 +83,10 @@ def register(app: typer.Typer) -> None:
         limit: int | None = typer.Option(None, "--limit", help="most flow runs at once (default: SVCFLOW_SERVE_LIMIT, 4)"),
     ) -> None:
         """Serve case flows and the escalation sweep against PREFECT_API_URL (or a local server it starts)."""
+        from engine.settings import get_settings
+        from flows.notify import webhook_notifier_from_settings
+
+        webhook_notifier_from_settings(get_settings())  # a webhook without its secret is refused now, not mid-sweep
         if os.environ.get("PREFECT_API_URL"):
             out.print(f"serving against {os.environ['PREFECT_API_URL']}")
             serve_deployments(sweep=not no_sweep, sweep_interval=sweep_interval, limit=limit)

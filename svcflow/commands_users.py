@@ -127,6 +127,25 @@ def register(app: typer.Typer) -> None:
         if not rows:
             out.print("the directory is empty: names are not checked until a user is added")
 
+    @users.command("audit")
+    @friendly
+    def users_audit(limit: int = typer.Option(50, "--limit", help="the latest N records"),
+                    as_json: bool = typer.Option(False, "--json")) -> None:
+        """Refusals outside any case (a refused start, a failed login, a bad token), newest last.
+        Refusals on a case are in its history (`svcflow show CASE`)."""
+        directory, _ = _directory()
+        rows = directory.audit_trail()[-limit:] if limit > 0 else []
+        if as_json:
+            sys.stdout.write(json.dumps(rows, ensure_ascii=False, indent=2, default=str) + "\n")
+            return
+        table = Table("at", "kind", "who", "details")
+        for row in rows:
+            details = row["details"]
+            text = details.get("reason") or ", ".join(f"{k}={v}" for k, v in details.items())
+            table.add_row(row["at"].isoformat(timespec="seconds"), escape(row["kind"]), escape(row["principal"]),
+                          escape(str(text)))
+        out.print(table)
+
     @users.command("import")
     @friendly
     def users_import(path: Path) -> None:

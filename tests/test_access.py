@@ -109,7 +109,7 @@ def test_update_is_refused_to_a_user_holding_no_open_task_of_the_case(gate: Gate
         gate.update(gate.principal("chen"), case_id, {"proposed_rating": "AAA", "proposed_limit": 50_000_000})
     after = gate.engine.case(case_id)
     assert (after.version, after.data["proposed_rating"]) == (before.version, "BBB")
-    assert refusals(gate, case_id)[-1]["event"] == "update"
+    assert refusals(gate, case_id)[-1]["action"] == "update"
 
 
 def test_update_is_allowed_to_a_supervisor_role(gate: Gate) -> None:
@@ -209,3 +209,51 @@ def test_passwords_are_stored_as_argon2_hashes_and_checked(gate: Gate) -> None:
     with gate.engine.store.engine.connect() as conn:
         stored = conn.exec_driver_sql("SELECT password_hash FROM directory_users WHERE id = 'wang'").scalar_one()
     assert stored.startswith("$argon2")
+
+
+def test_a_message_needs_a_lane_of_the_cases_process_and_is_refused_on_the_record(gate: Gate) -> None:
+    case_id, _ = complaint_at_register(gate)
+    before = gate.engine.case(case_id).version
+    with pytest.raises(AccessDenied, match="chen holds no role of process 'complaint_handling'"):
+        gate.message(gate.principal("chen"), case_id, "customer_reply", {"accepted": True})
+    assert gate.engine.case(case_id).version == before
+    refusal = refusals(gate, case_id)[-1]
+    assert (refusal["actor"], refusal["action"], refusal["event"]) == ("chen", "message", "MessageArrived")
+
+
+def test_a_gate_refusal_says_what_was_stored_like_every_other_refusal(gate: Gate) -> None:
+    case_id, task_id = complaint_at_register(gate)
+    with pytest.raises(AccessDenied) as on_a_case:
+        gate.complete(gate.principal("li"), task_id, {"channel": "phone", **COMPLAINT})
+    assert on_a_case.value.hint.endswith(f"case {case_id} is unchanged; the refusal is recorded in its history")
+    with pytest.raises(AccessDenied) as no_case:
+        gate.start(gate.principal("chen"), "complaint_handling", COMPLAINT)
+    assert no_case.value.hint.endswith("no case was changed; the refusal is kept in the directory's audit trail "
+                                       "(`svcflow users audit`)")
+    assert [a["details"]["action"] for a in gate.directory.audit_trail()] == ["start"]
+
+
+def test_a_staff_csv_saved_by_excel_as_gbk_is_refused_at_its_line_with_the_re_encoding_hint(gate: Gate,
+                                                                                           tmp_path: Path) -> None:
+    staff = tmp_path / "staff.csv"
+    staff.write_bytes("id,name,roles\nqian,王五,front_desk\n".encode("gbk"))
+    with pytest.raises(InputError) as refused:
+        gate.directory.import_file(staff, gate.engine.clock.now())
+    assert refused.value.message.startswith(f"{staff}:2: the file is not UTF-8 text")
+    assert "GBK/GB18030" in (refused.value.hint or "")
+    assert gate.directory.find_user("qian") is None
+
+
+def test_a_staff_csv_with_excels_utf8_byte_order_mark_is_read(gate: Gate, tmp_path: Path) -> None:
+    staff = tmp_path / "staff.csv"
+    staff.write_bytes("id,name,roles\nqian,钱前台,front_desk\n".encode("utf-8-sig"))
+    assert gate.directory.import_file(staff, gate.engine.clock.now()) == (1, 0)
+    assert gate.directory.user("qian").display_name == "钱前台"
+
+
+def test_a_staff_yaml_indented_with_a_tab_says_tab_and_the_line(gate: Gate, tmp_path: Path) -> None:
+    staff = tmp_path / "staff.yaml"
+    staff.write_text("- id: qian\n\tname: 钱\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"staff.yaml:2: not valid YAML: the line is indented with a tab") as refused:
+        gate.directory.import_file(staff, gate.engine.clock.now())
+    assert "spaces" in (refused.value.hint or "")

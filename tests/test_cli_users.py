@@ -103,3 +103,17 @@ def test_the_required_setting_refuses_names_even_with_an_empty_directory(monkeyp
     assert result.exit_code == 1
     assert "'anyone' is not a user of the directory" in result.stderr
     assert json.loads(run("cases", "--json").stdout) == []
+
+
+def test_a_refused_start_says_where_it_is_kept_and_users_audit_shows_it() -> None:
+    assert run("users", "add", "wang", "--role", "front_desk").exit_code == 0
+    assert run("users", "add", "chen", "--name", "[/x]陈", "--role", "credit_analyst").exit_code == 0
+    refused = run("start", "complaint_handling", "--as", "chen", *COMPLAINT)
+    assert refused.exit_code == 1 and "the refusal is kept in the directory's audit trail" in refused.stderr
+    assert json.loads(run("cases", "--json").stdout) == []
+    audit = run("users", "audit")
+    assert audit.exit_code == 0 and "refused" in audit.output and "chen" in audit.output
+    (record,) = json.loads(run("users", "audit", "--json").stdout)
+    assert (record["kind"], record["principal"], record["details"]["reason"]) == \
+        ("refused", "chen", "chen holds no role of process 'complaint_handling'")
+    assert "[/x]陈" in run("users", "list").output  # a stored name is printed as it is, never as markup

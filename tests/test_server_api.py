@@ -140,7 +140,7 @@ def test_a_wrong_role_gets_403_the_store_is_unchanged_and_the_refusal_is_logged(
     assert "holds none of the roles" in complete.json()["error"]
     assert site.snapshot() == before
     refused = [e.data for e in site.engine.store.events(case_id) if e.type == "refused"]
-    assert [(r["actor"], r["event"]) for r in refused] == [
+    assert [(r["actor"], r["action"]) for r in refused] == [
         ("token:handler", "complete"), ("token:handler", "update"), ("token:desk", "cancel")]
 
 
@@ -155,6 +155,8 @@ def test_bad_form_data_gets_the_same_located_message_as_the_cli(site: Site) -> N
                              "expected one of platinum, gold, silver, standard, got 'diamond'")
     assert body["hint"] == (f"fix the fields named above; case {case_id} is unchanged; "
                             "the refusal is recorded in its history")
+    refused = [e.data for e in site.engine.store.events(case_id) if e.type == "refused"]
+    assert [(r["event"], r["actor"]) for r in refused] == [("CompleteTask", "token:desk")]
 
 
 def test_a_completion_records_the_token_as_the_actor_and_moves_the_case_on(site: Site) -> None:
@@ -234,3 +236,27 @@ def test_the_openapi_document_lists_the_api(site: Site) -> None:
     assert {"/api/cases", "/api/cases/{case_id}", "/api/tasks", "/api/tasks/{task_id}/complete",
             "/api/tasks/{task_id}/claim", "/api/tasks/{task_id}/assign", "/api/cases/{case_id}/messages",
             "/api/cases/{case_id}/data", "/api/cases/{case_id}/cancel"} <= set(paths)
+
+
+def test_a_body_bigger_than_any_acceptable_case_is_refused_413_before_it_is_read(site: Site) -> None:
+    from svcflow.server.body_limit import body_limit_bytes
+
+    before = site.snapshot()
+    huge = {"process": "complaint_handling", "data": {**COMPLAINT, "description": "多" * 2_000_000}}
+    with site.client("crm") as client:
+        declared = client.post("/api/cases", json=huge)
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it streams
+            yield b'{"process": "complaint_handling", "data": {"description": "'
+            for _ in range(40):
+                yield b"x" * 100_000
+            yield b'"}}'
+
+        streamed = client.post("/api/cases", content=chunks(), headers={"Content-Type": "application/json"})
+        over_value = client.post("/api/cases", json={"process": "complaint_handling",
+                                                     "data": {**COMPLAINT, "description": "x" * 20_000}})
+    assert (declared.status_code, streamed.status_code) == (413, 413)
+    assert f"more than {body_limit_bytes(200_000):,} bytes" in declared.json()["error"]
+    assert over_value.status_code == 422  # under the body bound: the engine's own located message
+    assert "SVCFLOW_MAX_VALUE_CHARS" in over_value.json()["error"]
+    assert site.snapshot() == before

@@ -102,9 +102,9 @@ def test_each_notification_is_posted_as_json_signed_over_its_timestamp_and_body(
         assert headers["content-type"] == "application/json"
     payloads = [json.loads(r["body"]) for r in requests]
     assert {p["kind"] for p in payloads} >= {"warned", "breached"}
-    first = payloads[0]
+    first = next(p for p in payloads if p["process"] == "complaint_handling")  # the sweep also starts schedules
     assert set(first) == {"case", "process", "kind", "level", "roles", "clock", "percent", "message", "time"}
-    assert first["process"] == "complaint_handling" and first["case"] == results[0][0]
+    assert first["case"].startswith("CH-") and first["case"] in {case for case, _ in results}
     assert first["roles"] and first["percent"] >= 50 and first["time"].startswith("2025-09-25T09:00")
 
 
@@ -194,3 +194,16 @@ def test_svcflow_sweep_delivers_its_webhooks_before_it_exits(receiver, tmp_path:
     assert result.exit_code == 0, result.output
     delivered = len(crm.requests())
     assert delivered > 0 and f"webhooks: {delivered} delivered, 0 not delivered" in result.output
+
+
+def test_svcflow_serve_refuses_webhooks_without_a_secret_before_starting_anything(monkeypatch: pytest.MonkeyPatch):
+    from typer.testing import CliRunner
+
+    from svcflow.cli import app
+
+    monkeypatch.setenv("SVCFLOW_WEBHOOK_URLS", "http://127.0.0.1:9/a")
+    monkeypatch.delenv("SVCFLOW_WEBHOOK_SECRET", raising=False)
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # never reached
+    result = CliRunner().invoke(app, ["serve"])
+    assert result.exit_code == 1 and "SVCFLOW_WEBHOOK_SECRET" in result.output
+    assert "serving against" not in result.output

@@ -228,20 +228,15 @@ class Escalated(TypedDict):
 
 
 class Refused(TypedDict):
-    """An action refused: nothing changed, but who tried what, and why, is kept.
-
-    Two places refuse, both through Engine.record_refusal: the engine (a form that does not fit, a
-    task already done) names the refused event type (`CompleteTask`, ...); the access rules
-    (engine/access.py: the caller may not act) name the action (`complete`, `assign`, ...) and what
-    kind of principal the actor was (`actor_kind`: user, token, unknown, disabled).
-    """
+    """An action refused: nothing changed, but who tried what, and why, is kept."""
 
     reason: str
-    event: str  # what was tried: an event type (CompleteTask...) or a directory-checked action (update, cancel...)
+    event: str
     task_id: NotRequired[str]
     actor: NotRequired[str]
     role: NotRequired[str]
-    actor_kind: NotRequired[str]  # the directory's view of the actor: user, unknown, disabled, token
+    action: NotRequired[str]  # the access rule that refused (engine/access.py): complete, claim, assign, ...
+    actor_kind: NotRequired[str]  # user, token, unknown or disabled: who tried, as the directory knew them
 
 
 ESCALATION_ACTIONS: Final = ("notify", "reassign", "raise_priority", "route")

@@ -27,6 +27,7 @@ from sqlalchemy import Column, Text, delete, insert, select, update
 from sqlmodel import Field, SQLModel
 
 from engine.errors import InputError, NotFound
+from engine.run.limits import Limits
 from engine.store.sql import Store, aware, utc
 
 USER_ID = re.compile(r"^[a-z0-9][a-z0-9_.@-]{0,63}$")
@@ -98,12 +99,24 @@ def canonical_user_id(text: str) -> str:
     return text.strip().lower()
 
 
+DISPLAY_NAME_CHARS = 200  # the column width (PostgreSQL enforces it; SQLite would store more)
+TOKEN_NAME_CHARS = 64  # "token:<name>" is then an actor within the 100-character name limit
+
+
 def _check_user_id(text: str) -> str:
     user_id = canonical_user_id(text)
     if not USER_ID.match(user_id):
-        raise InputError(f"'{text}' is not a valid user id",
+        raise InputError(f"{Limits.clip(text, 80)!r} is not a valid user id",
                          hint="use 1-64 letters, digits and . _ @ - (starting with a letter or digit)")
     return user_id
+
+
+def _check_display_name(name: str, user_id: str) -> str:
+    name = name.strip() or user_id
+    if len(name) > DISPLAY_NAME_CHARS:
+        raise InputError(f"the display name of '{user_id}' is {len(name):,} characters, more than "
+                         f"{DISPLAY_NAME_CHARS}", hint="give a shorter name (--name)")
+    return name
 
 
 def _check_roles(roles: list[str], known: set[str] | None) -> list[str]:
@@ -111,7 +124,7 @@ def _check_roles(roles: list[str], known: set[str] | None) -> list[str]:
     for role in roles:
         role = role.strip()
         if not ROLE_ID.match(role):
-            raise InputError(f"'{role}' is not a valid role id", hint="roles are lane ids such as front_desk")
+            raise InputError(f"{Limits.clip(role, 80)!r} is not a valid role id", hint="roles are lane ids such as front_desk")
         if known is not None and role not in known:
             raise InputError(f"role '{role}' is not a lane of any process definition",
                              hint="known roles: " + ", ".join(sorted(known)[:40]))
@@ -143,7 +156,7 @@ class Directory:
                  password: str | None = None) -> User:
         uid = _check_user_id(user_id)
         checked = _check_roles(roles, self.known_roles)
-        values = dict(display_name=display_name.strip() or uid, roles=json.dumps(checked), active=True,
+        values = dict(display_name=_check_display_name(display_name, uid), roles=json.dumps(checked), active=True,
                       password_hash=_hasher.hash(password) if password else None, updated_at=utc(now))
         with self.store.transaction() as conn:
             if conn.execute(select(USERS.c.id).where(USERS.c.id == uid)).first() is not None:
@@ -213,10 +226,7 @@ class Directory:
         """Add or update users from YAML (a list of {id, name, roles, active, password}) or CSV
         (columns id,name,roles with roles separated by ';'). All rows are checked first: a bad row
         imports nothing. Returns (added, updated)."""
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise InputError(f"no such file: {path}") from None
+        text = _read_staff_file(path)
         rows = _read_csv(text, path) if path.suffix.lower() == ".csv" else _read_yaml(text, path)
         checked: list[tuple[str, str, list[str], bool, str | None]] = []
         for line, row in rows:
@@ -224,12 +234,13 @@ class Directory:
             try:
                 uid = _check_user_id(str(row.get("id") or ""))
                 roles = _check_roles([str(r) for r in row.get("roles") or []], self.known_roles)
+                name = _check_display_name(str(row.get("name") or ""), uid)
             except InputError as exc:
                 raise InputError(f"{where}: {exc.message}", hint=exc.hint) from None
             password = row.get("password")
             if password is not None and len(str(password)) < 8:
                 raise InputError(f"{where}: the password of '{uid}' needs at least 8 characters")
-            checked.append((uid, str(row.get("name") or uid), roles, bool(row.get("active", True)),
+            checked.append((uid, name, roles, bool(row.get("active", True)),
                             str(password) if password is not None else None))
         added = updated = 0
         for uid, name, roles, active, password in checked:
@@ -251,6 +262,9 @@ class Directory:
         """A new token and its secret text, which is shown once and stored only as a hash."""
         if not name.strip():
             raise InputError("a token needs a name (what system uses it)", hint="e.g. --name crm")
+        if len(name.strip()) > TOKEN_NAME_CHARS:
+            raise InputError(f"a token name is at most {TOKEN_NAME_CHARS} characters, this one has "
+                             f"{len(name.strip()):,}", hint="name the system briefly, e.g. --name crm")
         checked = _check_roles(roles, self.known_roles)
         if not checked:
             raise InputError("a token needs at least one role", hint="e.g. --role front_desk")
@@ -297,7 +311,7 @@ class Directory:
     # -- audit -----------------------------------------------------------------------------------
     def audit(self, kind: str, principal: str, details: dict[str, Any], now: datetime) -> None:
         with self.store.transaction() as conn:
-            conn.execute(insert(AUDIT).values(at=utc(now), kind=kind, principal=principal[:200],
+            conn.execute(insert(AUDIT).values(at=utc(now), kind=kind, principal=Limits.clip(principal, 150),
                                               details=json.dumps(details, ensure_ascii=False, default=str)))
 
     def audit_trail(self) -> list[dict[str, Any]]:
@@ -324,6 +338,32 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
+IMPORT_FILE_BYTES = 10 * 1024 * 1024  # some 100,000 users; more is not a staff list
+
+
+def _read_staff_file(path: Path) -> str:
+    """The file's text: UTF-8 with or without a BOM (Excel's "CSV UTF-8"); GBK and others are
+    refused at their line with the same hint as a definition file."""
+    from engine.definition.yaml_source import decode
+    from engine.errors import DefinitionError
+
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(IMPORT_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise InputError(f"no such file: {path}") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(raw) > IMPORT_FILE_BYTES:
+        raise InputError(f"{path} is larger than {IMPORT_FILE_BYTES:,} bytes", hint="split it into several files")
+    try:
+        return decode(raw, str(path))
+    except DefinitionError as exc:
+        problem = exc.problems[0]
+        where = f"{path}:{problem.line}" if problem.line else str(path)
+        raise InputError(f"{where}: {problem.message}", hint=problem.hint) from None
+
+
 def _read_yaml(text: str, path: Path) -> list[tuple[int, dict[str, Any]]]:
     try:
         loaded = yaml.compose(text)
@@ -331,7 +371,11 @@ def _read_yaml(text: str, path: Path) -> list[tuple[int, dict[str, Any]]]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{path}{line}: not valid YAML") from None
+        if "'\\t'" in str(getattr(exc, "problem", "")):  # "found character '\t' that cannot start any token"
+            raise InputError(f"{path}{line}: not valid YAML: the line is indented with a tab",
+                             hint="YAML indentation must use spaces: replace the tab by spaces") from None
+        raise InputError(f"{path}{line}: not valid YAML: {getattr(exc, 'problem', None) or 'unreadable'}",
+                         hint="- {id: li, name: 李四, roles: [front_desk]}") from None
     if isinstance(data, dict) and "users" in data:
         data = data["users"]
         loaded = next((v for k, v in loaded.value if k.value == "users"), loaded) if loaded else loaded

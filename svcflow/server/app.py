@@ -20,6 +20,7 @@ from engine.store.directory import Directory
 from engine.store.idempotency import IdempotencyKeys
 from svcflow.server import api, inbox
 from svcflow.server.auth import Sessions
+from svcflow.server.body_limit import BodyLimit, body_limit_bytes
 from svcflow.server.context import Context
 
 log = logging.getLogger("svcflow.server")
@@ -43,6 +44,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
                   description="Customer-service cases: start, read, complete tasks, send messages. "
                               "Authenticate with `Authorization: Bearer <token>` (`svcflow tokens create`).")
     app.state.ctx = ctx
+    app.add_middleware(BodyLimit, max_bytes=body_limit_bytes(settings.max_data_chars))
 
     @app.exception_handler(SvcflowError)
     async def our_error(request: Request, exc: SvcflowError) -> Response:

@@ -23,7 +23,9 @@ from engine.settings import get_settings
 from svcflow.server.auth import CSRF_COOKIE, SESSION_COOKIE, SESSION_SECONDS, csrf_ok, new_csrf
 from svcflow.server.context import Context
 from svcflow.server.i18n import LANGS, words
-from svcflow.server.views import case_json, field_json, form_fields, task_json, tasks_for, text
+from svcflow.server.views import (
+    case_json, department_progress, field_json, form_fields, task_json, tasks_for, text,
+)
 
 LANG_COOKIE = "svcflow_lang"
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -222,6 +224,7 @@ def router(ctx: Context) -> APIRouter:
         children = [case_json(engine, child, now) for child in case["children"]]
         state, _ = engine.store.load_case(case_id)
         return page(request, "case.html", who=who, case=case, children=children, svg=_flowchart(case_id),
+                    departments=department_progress(engine, case_id, now, lang),
                     process=engine.graph_for(state).definition,
                     tasks=[task_json(engine, state, t, now, lang=lang) for t in state.open_tasks()])
 

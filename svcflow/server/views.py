@@ -47,7 +47,13 @@ def form_fields(engine: Engine, state: InstanceState, task: Task) -> list[dict[s
 def field_json(name: str, spec: FieldSpec, value: Any) -> dict[str, Any]:
     return {"id": name, "type": spec.type, "required": spec.required, "choices": spec.choices,
             "label": spec.label.model_dump() if spec.label else {"zh": name, "en": name},
-            "minimum": spec.minimum, "maximum": spec.maximum, "value": value if value is not None else spec.default}
+            "minimum": _bound(spec.type, spec.minimum), "maximum": _bound(spec.type, spec.maximum),
+            "value": value if value is not None else spec.default}
+
+
+def _bound(kind: str, bound: float | None) -> float | int | None:
+    """An integer field's bound as an integer (min="1", not "1.0", in the form)."""
+    return int(bound) if kind == "integer" and bound is not None and float(bound).is_integer() else bound
 
 
 def task_json(engine: Engine, state: InstanceState, task: Task, now: datetime, *, with_form: bool = False,
@@ -87,6 +93,52 @@ def case_json(engine: Engine, case_id: str, now: datetime) -> dict[str, Any]:
         "escalations": engine.store.escalations(case_id),
         "history": [{"seq": e.seq, "at": e.at, "type": e.type, "node": e.node, "data": e.data} for e in view.events],
     }
+
+
+def department_progress(engine: Engine, case_id: str, now: datetime, lang: str = "en") -> list[dict[str, Any]]:
+    """Every step a department (lane) took or holds on this case and its sub-cases, for the front desk's
+    one-stop answer to "where is my case": done steps with who and when, open ones with due time and SLA
+    colour. Read from each case's log (tasks of ended cases are gone from their state) and open tasks.
+
+    Rows are grouped by department in the order the definitions list their lanes, then by time."""
+    rows: list[dict[str, Any]] = []
+    order: dict[str, int] = {}
+    pending = [case_id]
+    while pending:
+        current = pending.pop(0)
+        view = engine.case(current)
+        state = view.state
+        graph = engine.graph_for(state)
+        lanes = {lane.id: lane for lane in graph.definition.lanes}
+        for lane_id in lanes:
+            order.setdefault(lane_id, len(order))
+        opened: dict[str, dict[str, Any]] = {}
+        for entry in view.events:
+            data = entry.data if isinstance(entry.data, dict) else {}
+            task_id = data.get("task_id")
+            if entry.type == "task_opened" and task_id:
+                node = graph.nodes.get(entry.node or "")
+                opened[task_id] = {"case_id": current, "task_id": task_id, "role": data.get("role", ""),
+                                   "step": text(node.name, lang, entry.node or "") if node else entry.node,
+                                   "status": "open", "who": None, "at": None, "due_at": None,
+                                   "sla_percent": None, "sla_colour": "none"}
+            elif entry.type in ("task_completed", "task_cancelled") and task_id in opened:
+                opened[task_id].update(status="completed" if entry.type == "task_completed" else "cancelled",
+                                       who=data.get("actor"), at=entry.at)
+        for task in state.open_tasks():
+            row = opened.get(task.id)
+            if row is not None:
+                shown = task_json(engine, state, task, now, lang=lang)
+                row.update(role=task.role, who=task.assignee, due_at=task.due_at,
+                           sla_percent=shown["sla_percent"], sla_colour=shown["sla_colour"])
+        for row in opened.values():
+            lane = lanes.get(row["role"])
+            row["department"] = text(lane.name, lang, row["role"]) if lane is not None else row["role"]
+            rows.append(row)
+        pending.extend(view.children)
+    far = datetime.max.replace(tzinfo=now.tzinfo)
+    rows.sort(key=lambda r: (order.get(r["role"], len(order)), r["at"] or r["due_at"] or far))
+    return rows
 
 
 def tasks_for(engine: Engine, gate: Gate, who: Principal, now: datetime, *, scope: str = "mine",
