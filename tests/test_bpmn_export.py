@@ -77,12 +77,11 @@ def test_the_structure_check_finds_flows_without_a_diagram_edge() -> None:
 
 @pytest.mark.parametrize("process", PROCESSES)
 def test_every_step_is_drawn_inside_its_lane_and_every_lane_inside_the_pool(process: str) -> None:
-    from interop.bpmn_layout import layout
-    from visualize.flowchart import assign_lanes
+    from interop.bpmn_layout import drawn_lanes, layout
 
     graph = LIBRARY.get(process)
     places = layout(graph)
-    for node_id, lane_id in assign_lanes(graph).items():
+    for node_id, lane_id in drawn_lanes(graph).items():
         lane, (x, y) = places.lanes[lane_id], places.nodes[node_id].centre
         assert lane.x <= x <= lane.x + lane.width and lane.y <= y <= lane.y + lane.height, node_id
     assert all(0 <= lane.y and lane.y + lane.height <= places.pool.height for lane in places.lanes.values())

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from analytics.stats import INSTANT_KINDS, ProcessStats, compute_stats
+from analytics.fold import INSTANT_KINDS
+from analytics.stats import ProcessStats, compute_stats
 from interop.csv_log import write_csv
 from interop.eventlog import cases
 from interop.ocel import write_ocel
@@ -244,3 +245,18 @@ def test_export_log_refuses_an_unreadable_since_date(store_with_cases: str, tmp_
     result = CliRunner().invoke(app, ["export", "log", "--format", "csv", "--out", str(tmp_path / "x.csv"),
                                       "--since", "last tuesday"])
     assert result.exit_code == 1 and "--since" in result.output and "Traceback" not in result.output
+
+
+def test_every_object_an_ocel_export_of_one_process_links_to_is_in_it(simulated: SimulationResult,
+                                                                       tmp_path: Path) -> None:
+    complaints = [e for e in simulated.events if e.process_id == "complaint_handling"]
+    out = tmp_path / "complaints.json"
+    write_ocel(cases(complaints), out)
+    document = json.loads(out.read_text(encoding="utf-8"))
+    ids = {o["id"] for o in document["objects"]}
+    links = [r["objectId"] for item in document["objects"] + document["events"] for r in item["relationships"]]
+    assert links and all(link in ids for link in links)
+    parents = {e.case_id for e in complaints if e.type == "subprocess_started"}
+    assert parents, "the scenario starts major-complaint children"
+    assert not [r for o in document["objects"] if o["id"] in parents for r in o["relationships"]
+                if r["qualifier"] == "started"]
