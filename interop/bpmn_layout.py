@@ -207,10 +207,18 @@ def layout(graph: ProcessGraph) -> Layout:
     routed += _edge_stmts(graph, loops)
     routed.append("}")
     data = _graphviz_json("\n".join(routed) + "\n", "neato", no_op=True)
+    # neato moves the drawing to the origin: read the shift back off any node it was given
+    dx = dy = 0.0
+    for obj in data.get("objects", []):
+        name = str(obj.get("name", ""))
+        if name in down and "pos" in obj:
+            x, y = (float(v) for v in str(obj["pos"]).split(","))
+            dx, dy = down[name][0] - x, (total - down[name][1]) - y
+            break
     for edge in data.get("edges", []):
         ident = str(edge.get("id", ""))
         if ident.startswith("edge-") and "pos" in edge:
-            result.edges[int(ident[len("edge-"):])] = [(round(x, 1), round(total - y, 1))
+            result.edges[int(ident[len("edge-"):])] = [(round(x + dx, 1), round(total - (y + dy), 1))
                                                        for x, y in _points(str(edge["pos"]))]
     result.pool = Box(0, 0, round(width, 1), round(total, 1))
     return result
