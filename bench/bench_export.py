@@ -104,11 +104,17 @@ def build_store(db: Path, base: list, copies: int) -> int:  # type: ignore[type-
     return len(rows) * copies
 
 
-def child(mode: str, url: str, out: Path) -> dict:  # type: ignore[type-arg]
+def start_child(mode: str, url: str, out: Path) -> subprocess.Popen[str]:
     code = CHILD.format(root=str(ROOT), process=PROCESS)
-    done = subprocess.run([sys.executable, "-c", code, mode, url, str(out)], check=True, capture_output=True,
-                          text=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return subprocess.Popen([sys.executable, "-c", code, mode, url, str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def child_result(process: subprocess.Popen[str]) -> dict:  # type: ignore[type-arg]
+    stdout, stderr = process.communicate()
+    if process.returncode != 0:
+        raise SystemExit(f"a measured child failed ({process.args!r}):\n{stderr}")
+    return json.loads(stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 def main() -> int:
@@ -120,24 +126,46 @@ def main() -> int:
     parser.add_argument("--no-peer", action="store_true", help="skip both reviews")
     parser.add_argument("--list-cases", type=int, default=10_000,
                         help="run review-list (the whole log in memory) only up to this many cases")
+    parser.add_argument("--reuse", action="store_true",
+                        help="measure the store already in --keep (built by an earlier run of the same --cases)")
+    parser.add_argument("--together", action="store_true",
+                        help="run the measured children at the same time (on a loaded machine: compare the CPU "
+                             "seconds and peak memory, which are each child's own; wall times share the CPUs)")
+    parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="svcflow-bench-export-"))
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    result = simulate(load_scenario(ROOT / "scenarios" / "complaint_as_is.yaml"), cases=args.base, seed=1)
     db = work / "svcflow.db"
-    db.unlink(missing_ok=True)
     url = f"sqlite:///{db}"
-    n_events = build_store(db, result.events, max(1, round(args.cases / args.base)))
-    del result
+    if args.build_only:
+        result = simulate(load_scenario(ROOT / "scenarios" / "complaint_as_is.yaml"), cases=args.base, seed=1)
+        db.unlink(missing_ok=True)
+        build_store(db, result.events, max(1, round(args.cases / args.base)))
+        return 0
+    if not (args.reuse and db.exists()):
+        # built in a child of its own: Linux keeps a process's peak RSS across fork and exec, so a
+        # measured child started from a parent that held the simulation would report the parent's peak
+        subprocess.run([sys.executable, __file__, "--cases", str(args.cases), "--base", str(args.base),
+                        "--keep", str(work), "--build-only"], check=True)
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        n_events = int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
     print(f"log: {args.cases:,} {PROCESS} cases, {n_events:,} events in {db} "
           f"({db.stat().st_size / 1e6:.0f} MB; built in {time.perf_counter() - t0:.0f} s)")
     results = {}
     peers = [] if args.no_peer else ["review"] + (["review-list"] if args.cases <= args.list_cases else [])
     modes = peers + args.formats
+    suffixes = {"review": "none", "review-list": "none", "xes": "xes", "ocel": "json", "csv": "csv"}
+    running = {}
     for mode in modes:
-        suffix = {"review": "none", "review-list": "none", "xes": "xes", "ocel": "json", "csv": "csv"}[mode]
-        results[mode] = child(mode, url, work / f"log.{suffix}")
+        running[mode] = start_child(mode, url, work / f"log.{suffixes[mode]}")
+        if not args.together:
+            results[mode] = child_result(running[mode])
+    for mode in modes:
+        if args.together:
+            results[mode] = child_result(running[mode])
         r = results[mode]
         print(f"{mode:>11}: {r['seconds']:7.1f} s (CPU {r['cpu']:6.1f} s)  peak {r['peak_mb']:7.0f} MB  "
               f"({r['count']:,} {'cases' if mode in ('review', 'review-list', 'xes') else 'events' if mode == 'ocel' else 'rows'}"
@@ -160,7 +188,8 @@ def main() -> int:
                                      cpu=round(results[mode]["cpu"] / results[peer]["cpu"], 3),
                                      peak_mb=round(results[mode]["peak_mb"] / results[peer]["peak_mb"], 3))
               for mode in args.formats for peer in peers}
-    runs[str(args.cases)] = dict(cases=args.cases, events=n_events, results=results, ratios=ratios)
+    runs[str(args.cases)] = dict(cases=args.cases, events=n_events, together=args.together, results=results,
+                                 ratios=ratios)
     out.write_text(json.dumps(dict(runs=runs), indent=2) + "\n", encoding="utf-8")
     return 0 if review is None or "xes" not in results or results["xes"]["count"] == review["count"] else 1
 
