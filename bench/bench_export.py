@@ -1,16 +1,21 @@
 """Bench: exporting a 100,000-case log from the store as XES / OCEL / CSV, against the review reading it.
 
 The log: BASE complaint cases simulated with the real interpreter (`simulation.simulator.simulate`,
-as-is scenario), copied under new case ids up to --cases (bench_review.replicate), then written into
+as-is scenario), copied under new case ids up to --cases (named as bench_review.replicate names them), written into
 a fresh SQLite store (events table only: what both readers read) — building it is setup, not timed.
 
 Measured, each in a fresh child process so that its peak memory (ru_maxrss) is its own:
 - `export xes|ocel|csv`: what `svcflow export log` does — the store read in keyset pages of 20,000
   rows (`interop.eventlog.read_store`), each case handed to the writer when it ends and dropped;
-- the peer, `review`: what `svcflow review` does with the same log — `Store.events()` (the whole
-  log as one list) and `analytics.stats.compute_stats` over it.
-Wall time and peak resident memory per child; the claim is that export memory stays flat while
-the log grows (the cases open at one moment, not the log), while the review's grows with the log.
+- the peer, `review`: the review's statistics (`analytics.stats.compute_stats`, one worker) over the
+  same log read the same way (the same pages, every event type): the same reading, the review's
+  work instead of a writer's;
+- `review-list`, what `svcflow review` does today: `Store.events()` (the whole log as one list,
+  every payload parsed) and `compute_stats` over it. Its memory grows with the log (about 180 MB per
+  1,000 cases), so it only runs up to --list-cases (default 10,000) cases.
+Wall time, CPU time and peak resident memory per child; the claim is that export memory stays flat
+while the log grows (the cases open at one moment, not the log). Results: bench/results/export.json
+(one entry per log size, so a 10,000- and a 100,000-case run stand side by side).
 
     .venv/bin/python bench/bench_export.py [--cases 100000] [--base 1000] [--keep DIR]
 """
@@ -28,7 +33,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_review import replicate  # noqa: E402
 from simulation.scenario import load_scenario  # noqa: E402
 from simulation.simulator import simulate  # noqa: E402
 
@@ -41,10 +45,14 @@ from engine.store.sql import Store
 mode, url, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 store = Store(url)
 started = time.perf_counter()
-if mode == "review":
+if mode in ("review", "review-list"):
     from engine.definition.library import ProcessLibrary
     from analytics.stats import compute_stats
-    events = store.events(process_id={process!r})
+    from interop.eventlog import read_store
+    if mode == "review":
+        events = read_store(store, process_id={process!r})
+    else:
+        events = store.events(process_id={process!r})
     stats = compute_stats(ProcessLibrary.from_dir().get({process!r}), events, workers=1)
     count = stats.cases
 else:
@@ -67,30 +75,46 @@ print(json.dumps(dict(mode=mode, seconds=seconds, cpu=usage.ru_utime + usage.ru_
 """
 
 
-def build_store(url: str, events: list) -> None:  # type: ignore[type-arg]
-    from engine.store.sql import EVENTS, Store, _dumps, utc
+def build_store(db: Path, base: list, copies: int) -> int:  # type: ignore[type-arg]
+    """Write `copies` copies of the base log's complaint cases (new ids: `SIM-000001~7`, as
+    bench_review.replicate names them) straight into SQLite; returns the number of events.
 
-    store = Store(url)
-    store.migrate()
-    rows = []
-    with store.engine.begin() as conn:
-        for e in events:
-            if e.process_id != PROCESS:
-                continue
-            rows.append(dict(case_id=e.case_id, process_id=e.process_id, seq=e.seq, at=utc(e.at),
-                             type=e.type, node=e.node, payload=_dumps(e.data)))
-            if len(rows) == 50_000:
-                conn.execute(EVENTS.insert(), rows)
-                rows.clear()
-        if rows:
-            conn.execute(EVENTS.insert(), rows)
+    Streamed copy by copy with the payload text of each base event serialised once: building a
+    13-million-row log is setup, it should not take longer than what is measured.
+    """
+    import sqlite3
+
+    from engine.run.log import LOG_SCHEMA_VERSION
+    from engine.store.sql import Store, _dumps, utc
+
+    Store(f"sqlite:///{db}").migrate()
+    rows = [(e.case_id, e.seq, utc(e.at).strftime("%Y-%m-%d %H:%M:%S.%f"), e.type, e.node, _dumps(e.data))  # type: ignore[union-attr]
+            for e in base if e.process_id == PROCESS]  # the text SQLAlchemy writes for a DateTime in SQLite
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode=OFF")
+    conn.execute("PRAGMA synchronous=OFF")
+    sql = ("INSERT INTO events (case_id, process_id, seq, at, type, node, payload, log_version) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+    for copy in range(copies):
+        suffix = f"~{copy}" if copy else ""
+        conn.executemany(sql, ((case_id + suffix, PROCESS, seq, at, type_, node, payload, LOG_SCHEMA_VERSION)
+                               for case_id, seq, at, type_, node, payload in rows))
+        conn.commit()
+    conn.close()
+    return len(rows) * copies
 
 
-def child(mode: str, url: str, out: Path) -> dict:  # type: ignore[type-arg]
+def start_child(mode: str, url: str, out: Path) -> subprocess.Popen[str]:
     code = CHILD.format(root=str(ROOT), process=PROCESS)
-    done = subprocess.run([sys.executable, "-c", code, mode, url, str(out)], check=True, capture_output=True,
-                          text=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return subprocess.Popen([sys.executable, "-c", code, mode, url, str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def child_result(process: subprocess.Popen[str]) -> dict:  # type: ignore[type-arg]
+    stdout, stderr = process.communicate()
+    if process.returncode != 0:
+        raise SystemExit(f"a measured child failed ({process.args!r}):\n{stderr}")
+    return json.loads(stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 def main() -> int:
@@ -99,44 +123,75 @@ def main() -> int:
     parser.add_argument("--base", type=int, default=1_000)
     parser.add_argument("--keep", type=Path, default=None, help="directory for the store and the exports")
     parser.add_argument("--formats", nargs="+", default=["xes", "ocel", "csv"], choices=["xes", "ocel", "csv"])
-    parser.add_argument("--no-peer", action="store_true",
-                        help="skip the review (Store.events() holds the whole log: ~150 MB per 100,000 events)")
+    parser.add_argument("--no-peer", action="store_true", help="skip both reviews")
+    parser.add_argument("--list-cases", type=int, default=10_000,
+                        help="run review-list (the whole log in memory) only up to this many cases")
+    parser.add_argument("--reuse", action="store_true",
+                        help="measure the store already in --keep (built by an earlier run of the same --cases)")
+    parser.add_argument("--together", action="store_true",
+                        help="run the measured children at the same time (on a loaded machine: compare the CPU "
+                             "seconds and peak memory, which are each child's own; wall times share the CPUs)")
+    parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="svcflow-bench-export-"))
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    result = simulate(load_scenario(ROOT / "scenarios" / "complaint_as_is.yaml"), cases=args.base, seed=1)
-    events = replicate(result.events, max(1, round(args.cases / args.base)))
     db = work / "svcflow.db"
-    db.unlink(missing_ok=True)
     url = f"sqlite:///{db}"
-    build_store(url, events)
-    n_events = sum(1 for e in events if e.process_id == PROCESS)
-    del events, result
+    if args.build_only:
+        result = simulate(load_scenario(ROOT / "scenarios" / "complaint_as_is.yaml"), cases=args.base, seed=1)
+        db.unlink(missing_ok=True)
+        build_store(db, result.events, max(1, round(args.cases / args.base)))
+        return 0
+    if not (args.reuse and db.exists()):
+        # built in a child of its own: Linux keeps a process's peak RSS across fork and exec, so a
+        # measured child started from a parent that held the simulation would report the parent's peak
+        subprocess.run([sys.executable, __file__, "--cases", str(args.cases), "--base", str(args.base),
+                        "--keep", str(work), "--build-only"], check=True)
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        n_events = int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
     print(f"log: {args.cases:,} {PROCESS} cases, {n_events:,} events in {db} "
           f"({db.stat().st_size / 1e6:.0f} MB; built in {time.perf_counter() - t0:.0f} s)")
     results = {}
-    modes = ([] if args.no_peer else ["review"]) + args.formats
+    peers = [] if args.no_peer else ["review"] + (["review-list"] if args.cases <= args.list_cases else [])
+    modes = peers + args.formats
+    suffixes = {"review": "none", "review-list": "none", "xes": "xes", "ocel": "json", "csv": "csv"}
+    running = {}
     for mode in modes:
-        suffix = {"review": "none", "xes": "xes", "ocel": "json", "csv": "csv"}[mode]
-        results[mode] = child(mode, url, work / f"log.{suffix}")
+        running[mode] = start_child(mode, url, work / f"log.{suffixes[mode]}")
+        if not args.together:
+            results[mode] = child_result(running[mode])
+    for mode in modes:
+        if args.together:
+            results[mode] = child_result(running[mode])
         r = results[mode]
-        print(f"{mode:>6}: {r['seconds']:7.1f} s (CPU {r['cpu']:6.1f} s)  peak {r['peak_mb']:7.0f} MB  "
-              f"({r['count']:,} {'cases' if mode in ('review', 'xes') else 'events' if mode == 'ocel' else 'rows'}"
+        print(f"{mode:>11}: {r['seconds']:7.1f} s (CPU {r['cpu']:6.1f} s)  peak {r['peak_mb']:7.0f} MB  "
+              f"({r['count']:,} {'cases' if mode in ('review', 'review-list', 'xes') else 'events' if mode == 'ocel' else 'rows'}"
               f"{', ' + format(r['bytes'] / 1e6, '.0f') + ' MB written' if r['bytes'] else ''})")
     review = results.get("review")
     for mode in args.formats:
         r = results[mode]
-        if review is None:
-            break
-        print(f"{mode} vs review: {r['seconds'] / review['seconds']:.2f}x the time "
-              f"({r['cpu'] / review['cpu']:.2f}x the CPU), "
-              f"{r['peak_mb'] / review['peak_mb']:.2f}x the peak memory")
-    (ROOT / "bench" / "results").mkdir(exist_ok=True)
-    (ROOT / "bench" / "results" / f"export-{args.cases}.json").write_text(
-        json.dumps(dict(cases=args.cases, events=n_events, results=results), indent=2) + "\n", encoding="utf-8")
+        for peer in peers:
+            p = results[peer]
+            print(f"{mode} vs {peer}: {r['seconds'] / p['seconds']:.2f}x the time "
+                  f"({r['cpu'] / p['cpu']:.2f}x the CPU), {r['peak_mb'] / p['peak_mb']:.2f}x the peak memory")
+    out = ROOT / "bench" / "results" / "export.json"
+    out.parent.mkdir(exist_ok=True)
+    try:
+        recorded = json.loads(out.read_text(encoding="utf-8"))
+        runs = recorded["runs"] if isinstance(recorded, dict) and isinstance(recorded.get("runs"), dict) else {}
+    except (OSError, ValueError):
+        runs = {}
+    ratios = {f"{mode}/{peer}": dict(seconds=round(results[mode]["seconds"] / results[peer]["seconds"], 3),
+                                     cpu=round(results[mode]["cpu"] / results[peer]["cpu"], 3),
+                                     peak_mb=round(results[mode]["peak_mb"] / results[peer]["peak_mb"], 3))
+              for mode in args.formats for peer in peers}
+    runs[str(args.cases)] = dict(cases=args.cases, events=n_events, together=args.together, results=results,
+                                 ratios=ratios)
+    out.write_text(json.dumps(dict(runs=runs), indent=2) + "\n", encoding="utf-8")
     return 0 if review is None or "xes" not in results or results["xes"]["count"] == review["count"] else 1
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -21,11 +21,10 @@ from engine.definition.model import (
     SubProcess, Text, TimerWait,
 )
 from engine.time.durations import parse_duration
-from interop.bpmn_layout import Box, Layout, layout
+from interop.bpmn_layout import SYSTEM_LANE, Box, Layout, drawn_lanes, layout
 from interop.bpmn_names import (
     BPMNDI, CEL_LANGUAGE, DC, DI, EXPORTER, NSMAP, SYSTEM_LANE_ELEMENT, XSI, b, lane_element_id, q, s,
 )
-from visualize.flowchart import SYSTEM_LANE, assign_lanes
 
 FORMAT_VERSION = "1"
 _TAGS = {
@@ -294,7 +293,7 @@ def export_bpmn(graph: ProcessGraph) -> bytes:
     _documentation(process, definition.description)
     _process_extensions(process, graph)
 
-    drawn_lanes = assign_lanes(graph)
+    lane_of = drawn_lanes(graph)
     lane_set = etree.SubElement(process, b("laneSet"))
     lane_set.set("id", f"LaneSet_{pid}")
     lane_elements: dict[str, etree._Element] = {}
@@ -303,7 +302,7 @@ def export_bpmn(graph: ProcessGraph) -> bytes:
         item.set("id", lane_element_id(lane.id))
         _names(item, lane.name)
         lane_elements[lane.id] = item
-    if SYSTEM_LANE in drawn_lanes.values():
+    if SYSTEM_LANE in lane_of.values():
         item = etree.SubElement(lane_set, b("lane"))
         item.set("id", SYSTEM_LANE_ELEMENT)
         item.set("name", "系统")
@@ -312,10 +311,10 @@ def export_bpmn(graph: ProcessGraph) -> bytes:
         lane_elements[SYSTEM_LANE] = item
     boundaries: dict[int, str] = {}
     for node in definition.nodes:
-        etree.SubElement(lane_elements[drawn_lanes[node.id]], b("flowNodeRef")).text = node.id
+        etree.SubElement(lane_elements[lane_of[node.id]], b("flowNodeRef")).text = node.id
     for index, edge in escalation_edges:
         boundaries[index] = boundary_id(index)
-        etree.SubElement(lane_elements[drawn_lanes[edge.source]], b("flowNodeRef")).text = boundary_id(index)
+        etree.SubElement(lane_elements[lane_of[edge.source]], b("flowNodeRef")).text = boundary_id(index)
 
     elements: dict[str, etree._Element] = {}
     for node in definition.nodes:
@@ -350,7 +349,7 @@ def export_bpmn(graph: ProcessGraph) -> bytes:
             condition.set("language", CEL_LANGUAGE)
             condition.text = edge.when
     _move_extensions_first(process)
-    _diagram(root, graph, places, drawn_lanes, lane_elements, boundaries)
+    _diagram(root, graph, places, lane_elements, boundaries)
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))
 
 
@@ -363,7 +362,7 @@ def _move_extensions_first(element: etree._Element) -> None:
     element.extend(sorted(children, key=lambda child: rank.get(child.tag, 4)))  # stable: same-rank order kept
 
 
-def _diagram(root: etree._Element, graph: ProcessGraph, places: Layout, drawn_lanes: dict[str, str],
+def _diagram(root: etree._Element, graph: ProcessGraph, places: Layout,
              lane_elements: dict[str, etree._Element], boundaries: dict[int, str]) -> None:
     definition = graph.definition
     diagram = etree.SubElement(root, q(BPMNDI, "BPMNDiagram"))

@@ -21,8 +21,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from analytics.stats import LogEvent
-from engine.run.events import LogEntry
+from engine.errors import LogError
+from engine.run.log import LOG_SCHEMA_VERSION, LogEntry, check, upgrade
 from engine.store.sql import EVENTS, Store, aware, utc
 from engine.store.tables import CaseRow, DefinitionRow
 
@@ -74,12 +74,14 @@ def read_store(store: Store, *, process_id: str | None = None, since: datetime |
     """The store's log in id order, `batch` rows at a time (keyset paging): never all of it in memory.
 
     The one place that reads the store for exports: `Store.events()` returns a whole list, which a
-    100,000-case log cannot afford, so this pages through the same table and gives the same records.
+    100,000-case log cannot afford, so this pages through the same table and gives the same records:
+    payloads upgraded to the current log version and checked against the log's contract, so a row
+    the contract does not describe is a LogError naming it, not a KeyError inside a writer.
     """
     last = 0
     while True:
         query = select(EVENTS.c.id, EVENTS.c.case_id, EVENTS.c.process_id, EVENTS.c.seq, EVENTS.c.at,
-                       EVENTS.c.type, EVENTS.c.node, EVENTS.c.payload).where(EVENTS.c.id > last)
+                       EVENTS.c.type, EVENTS.c.node, EVENTS.c.payload, EVENTS.c.log_version).where(EVENTS.c.id > last)
         if process_id:
             # `|| ''` keeps the planner on the id (primary key) range: by the (process_id, at) index it
             # would sort every row of the process again for each page
@@ -93,8 +95,24 @@ def read_store(store: Store, *, process_id: str | None = None, since: datetime |
         if not rows:
             return
         for row in rows:
-            yield LogEntry(row[1], row[2], row[3], aware(row[4]), row[5], row[6], json.loads(row[7]))  # type: ignore[arg-type]
+            yield _entry(row)
         last = rows[-1][0]
+
+
+def _entry(row: Any) -> LogEntry:
+    """(id, case, process, seq, at, type, node, payload, log version) as a checked entry of today's version."""
+    _, case_id, process_id, seq, at, type_, node, payload, version = row
+    where = f"case {case_id} ({process_id}), event #{seq}"
+    try:
+        data = json.loads(payload)
+    except ValueError as exc:
+        raise LogError(f"{where} '{type_}': its payload is not JSON ({exc})",
+                       hint="the row was not written by svcflow: fix or remove it") from None
+    if version != LOG_SCHEMA_VERSION:
+        data = upgrade(type_, data, version, where=where)
+    entry = LogEntry(case_id, process_id, seq, aware(at), type_, node, data)  # type: ignore[arg-type]
+    check(entry)
+    return entry
 
 
 def store_versions(store: Store) -> dict[str, int]:
@@ -106,7 +124,7 @@ def store_versions(store: Store) -> dict[str, int]:
         return {row[0]: row[1] for row in conn.execute(query)}
 
 
-def cases(events: Iterable[LogEvent], version_of: Callable[[str, str], int | None] | None = None,
+def cases(events: Iterable[LogEntry], version_of: Callable[[str, str], int | None] | None = None,
           since: datetime | None = None) -> Iterator[Case]:
     """Cases with their activity events, each yielded as soon as it ends; open ones at the end.
 

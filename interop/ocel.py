@@ -6,7 +6,9 @@ major-complaint child, a return visit that opened a complaint: qualifier "starte
 relate to their case and, for steps done through a task, to the task.
 
 Written as the log is read: events go straight to the file; objects, which must be listed once
-with all their links, are spooled to a temporary file of JSON lines and appended at the end.
+with all their links, are spooled to temporary files of JSON lines and appended at the end. A link
+to a case outside the export (a child of another process when one process is exported) is left
+out, so every objectId resolves.
 """
 
 from __future__ import annotations
@@ -36,10 +38,13 @@ def write_ocel(traces: Iterable[Case], out: Path) -> tuple[int, int]:
     event_types: dict[str, set[str]] = {}
     customers: set[str] = set()
     events = objects = 0
-    with out.open("w", encoding="utf-8") as fh, tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
+    exported: set[str] = set()
+    with out.open("w", encoding="utf-8") as fh, tempfile.TemporaryFile("w+", encoding="utf-8") as spool, \
+            tempfile.TemporaryFile("w+", encoding="utf-8") as case_spool:
         fh.write('{"events": [')
         for case in traces:
-            objects += _spool_case(case, spool, customers)
+            objects += _spool_case(case, case_spool, customers)
+            exported.add(case.case_id)
             for activity in case.events:
                 etype = f"{activity.activity} ({activity.lifecycle})" if activity.kind == "step" else activity.activity
                 attributes: list[dict[str, Any]] = [{"name": "lifecycle", "value": activity.lifecycle}]
@@ -70,6 +75,13 @@ def write_ocel(traces: Iterable[Case], out: Path) -> tuple[int, int]:
         for customer in sorted(customers):
             fh.write(("" if first else ",") + "\n" + json.dumps({"id": f"customer:{customer}", "type": "customer",
                                                                  "attributes": []}, ensure_ascii=False))
+            first = False
+        case_spool.seek(0)
+        for line in case_spool:
+            record = json.loads(line)
+            record["relationships"] = [r for r in record["relationships"] if r["qualifier"] == "customer"
+                                       or r["objectId"] in exported]
+            fh.write(("" if first else ",") + "\n" + json.dumps(record, ensure_ascii=False))
             first = False
         spool.seek(0)
         for line in spool:

@@ -77,12 +77,33 @@ def test_the_structure_check_finds_flows_without_a_diagram_edge() -> None:
 
 @pytest.mark.parametrize("process", PROCESSES)
 def test_every_step_is_drawn_inside_its_lane_and_every_lane_inside_the_pool(process: str) -> None:
-    from interop.bpmn_layout import layout
-    from visualize.flowchart import assign_lanes
+    from interop.bpmn_layout import drawn_lanes, layout
 
     graph = LIBRARY.get(process)
     places = layout(graph)
-    for node_id, lane_id in assign_lanes(graph).items():
+    for node_id, lane_id in drawn_lanes(graph).items():
         lane, (x, y) = places.lanes[lane_id], places.nodes[node_id].centre
         assert lane.x <= x <= lane.x + lane.width and lane.y <= y <= lane.y + lane.height, node_id
     assert all(0 <= lane.y and lane.y + lane.height <= places.pool.height for lane in places.lanes.values())
+
+
+@pytest.mark.parametrize("process", PROCESSES)
+def test_every_flow_is_drawn_from_its_source_shape_to_its_target_shape(process: str, exported: dict[str, bytes]) -> None:
+    from interop.bpmn_names import BPMNDI, DC, DI
+
+    root = etree.fromstring(exported[process])
+    bounds = {shape.get("bpmnElement"): [float(shape.find(q(DC, "Bounds")).get(k, "")) for k in ("x", "y", "width", "height")]
+              for shape in root.iter(q(BPMNDI, "BPMNShape"))}
+    flows = {flow.get("id"): flow for flow in root.iter(q(BPMN, "sequenceFlow"))}
+
+    def on(element_id: str, point: tuple[float, float], slack: float = 3.0) -> bool:
+        x, y, width, height = bounds[element_id]
+        return x - slack <= point[0] <= x + width + slack and y - slack <= point[1] <= y + height + slack
+
+    off = []
+    for edge in root.iter(q(BPMNDI, "BPMNEdge")):
+        flow = flows[edge.get("bpmnElement")]
+        points = [(float(p.get("x", "")), float(p.get("y", ""))) for p in edge.iter(q(DI, "waypoint"))]
+        if not (on(flow.get("sourceRef", ""), points[0]) and on(flow.get("targetRef", ""), points[-1])):
+            off.append(flow.get("id"))
+    assert len(flows) > 5 and off == []

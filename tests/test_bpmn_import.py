@@ -144,3 +144,58 @@ def test_a_damaged_file_gives_findings_or_a_located_error_never_a_traceback(sour
         except DefinitionError as exc:
             assert all(p.file == "damaged.bpmn" and p.line for p in exc.problems)
     assert tried > 100
+
+
+_FLOW_NODE_TAGS = {"startEvent", "endEvent", "intermediateCatchEvent", "intermediateThrowEvent", "boundaryEvent",
+                   "task", "userTask", "manualTask", "serviceTask", "sendTask", "receiveTask", "scriptTask",
+                   "businessRuleTask", "callActivity", "subProcess", "transaction", "adHocSubProcess",
+                   "exclusiveGateway", "inclusiveGateway", "parallelGateway", "eventBasedGateway", "complexGateway"}
+
+
+@pytest.mark.parametrize("fixture", sorted(FIXTURES))
+def test_every_flow_node_and_flow_of_a_modeler_file_is_carried_over_or_reported_at_its_line(fixture: str) -> None:
+    """Nothing is dropped silently: a flow node becomes a step (a boundary timer: an SLA on its host),
+    a sequence flow an edge between the steps of its ends, or either is reported with its own line;
+    what sits inside a sub-process that is reported (refused, or noted as flattened) is covered by it."""
+    from interop.bpmn_import import IDENT
+    from interop.bpmn_names import BPMN, snake
+
+    result = import_file(FIXTURES[fixture])
+    root = etree.parse(str(FIXTURES[fixture])).getroot()
+    nodes = {n["id"]: n for n in result.raw["nodes"]}
+    edges = {(e["from"], e["to"]) for e in result.raw["edges"]}
+
+    def ident(bpmn_id: str) -> str:
+        return bpmn_id if IDENT.match(bpmn_id) else snake(bpmn_id)
+
+    def reported(element: etree._Element) -> bool:
+        return any(f"'{element.get('id')}'" in p.message and p.line == element.sourceline for p in result.findings)
+
+    def covered(element: etree._Element) -> bool:
+        """Reported itself, or inside a reported sub-process."""
+        return reported(element) or any(etree.QName(up).localname == "subProcess" and reported(up)
+                                        for up in element.iterancestors())
+
+    by_id = {e.get("id"): e for e in root.iter() if isinstance(e.tag, str) and e.get("id")}
+    silent = []
+    checked = 0
+    for process in root.iter(f"{{{BPMN}}}process"):
+        for element in process.iter():
+            tag = etree.QName(element).localname if isinstance(element.tag, str) else ""
+            if tag in _FLOW_NODE_TAGS:
+                if tag == "boundaryEvent":
+                    host = nodes.get(ident(element.get("attachedToRef", "")))
+                    carried = host is not None and "sla" in host
+                else:
+                    carried = ident(element.get("id", "")) in nodes
+            elif tag == "sequenceFlow":
+                source, target = by_id[element.get("sourceRef")], by_id[element.get("targetRef")]
+                ends = [ident(source.get("attachedToRef", "")) if etree.QName(source).localname == "boundaryEvent"
+                        else ident(source.get("id", "")), ident(target.get("id", ""))]
+                carried = tuple(ends) in edges or covered(source) or covered(target)
+            else:
+                continue
+            checked += 1
+            if not carried and not covered(element):
+                silent.append(f"{tag} '{element.get('id')}' (line {element.sourceline})")
+    assert checked > 5 and silent == []

@@ -8,11 +8,13 @@ import statistics
 from collections import Counter, defaultdict
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lxml import etree
 
-from analytics.stats import INSTANT_KINDS, ProcessStats, compute_stats
+from analytics.fold import INSTANT_KINDS
+from analytics.stats import ProcessStats, compute_stats
 from interop.csv_log import write_csv
 from interop.eventlog import cases
 from interop.ocel import write_ocel
@@ -244,3 +246,59 @@ def test_export_log_refuses_an_unreadable_since_date(store_with_cases: str, tmp_
     result = CliRunner().invoke(app, ["export", "log", "--format", "csv", "--out", str(tmp_path / "x.csv"),
                                       "--since", "last tuesday"])
     assert result.exit_code == 1 and "--since" in result.output and "Traceback" not in result.output
+
+
+def test_every_object_an_ocel_export_of_one_process_links_to_is_in_it(simulated: SimulationResult,
+                                                                       tmp_path: Path) -> None:
+    complaints = [e for e in simulated.events if e.process_id == "complaint_handling"]
+    out = tmp_path / "complaints.json"
+    write_ocel(cases(complaints), out)
+    document = json.loads(out.read_text(encoding="utf-8"))
+    ids = {o["id"] for o in document["objects"]}
+    links = [r["objectId"] for item in document["objects"] + document["events"] for r in item["relationships"]]
+    assert links and all(link in ids for link in links)
+    parents = {e.case_id for e in complaints if e.type == "subprocess_started"}
+    assert parents, "the scenario starts major-complaint children"
+    assert not [r for o in document["objects"] if o["id"] in parents for r in o["relationships"]
+                if r["qualifier"] == "started"]
+
+
+def _csv_rows(simulated: SimulationResult, out: Path) -> list[dict[str, str]]:
+    write_csv(cases(simulated.events), out)
+    with out.open(encoding="utf-8", newline="") as fh:
+        return [row for row in csv.DictReader(fh) if row["process"] == "complaint_handling"]
+
+
+def test_csv_cases_step_counts_and_cycle_times_match_the_review(simulated: SimulationResult, review: ProcessStats,
+                                                                tmp_path: Path) -> None:
+    rows = _csv_rows(simulated, tmp_path / "log.csv")
+    by_case: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for row in rows:
+        by_case[row["case_id"]].append(row)
+    assert len(by_case) == review.cases
+    assert sum(1 for r in by_case.values() if r[0]["status"] == "completed") == review.completed
+    started = Counter(r["activity"] for r in rows if r["kind"] == "step" and r["lifecycle"] == "start")
+    assert {node: started[node] for node in review.steps} == {node: s.entered for node, s in review.steps.items()}
+    cycles = [(max(_time(r["timestamp"]) for r in case) - min(_time(r["timestamp"]) for r in case)).total_seconds()
+              / 3600 for case in by_case.values() if case[0]["status"] == "completed"]
+    assert review.cycle_median_wall_h is not None
+    assert statistics.median(cycles) == pytest.approx(review.cycle_median_wall_h, abs=1e-6)
+
+
+def test_ocel_case_objects_step_events_and_breaches_match_the_review(simulated: SimulationResult,
+                                                                     review: ProcessStats, tmp_path: Path) -> None:
+    out = tmp_path / "log.json"
+    write_ocel(cases(simulated.events), out)
+    document = json.loads(out.read_text(encoding="utf-8"))
+
+    def attribute(item: dict[str, Any], name: str) -> str | None:
+        return next((a["value"] for a in item["attributes"] if a["name"] == name), None)
+
+    complaint_cases = {o["id"] for o in document["objects"]
+                       if o["type"] == "case" and attribute(o, "process") == "complaint_handling"}
+    assert len(complaint_cases) == review.cases
+    events = [e for e in document["events"] if e["relationships"][0]["objectId"] in complaint_cases]
+    started = Counter(e["type"][:-len(" (start)")] for e in events if e["type"].endswith(" (start)"))
+    assert {node: started[node] for node in review.steps} == {node: s.entered for node, s in review.steps.items()}
+    breaches = sum(1 for e in events if e["type"].startswith("sla_breached:"))
+    assert breaches == review.task_sla_breached + sum(c.breached for c in review.clocks.values()) > 0
