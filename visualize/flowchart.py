@@ -60,7 +60,7 @@ KIND_FILLS: dict[str, str] = {
     "exclusive": "#fefce8", "parallel": "#fefce8", "inclusive": "#fefce8", "timer": "#ffffff", "message": "#ffffff",
 }
 TITLE_PT = 16
-NAME_PT = 11  # a step's Chinese name, bold
+NAME_PT = 10  # a step's Chinese name, bold: the same size as all other text, so the chart fits A3 at ≥ 9 pt
 TEXT_PT = 10  # everything else: the smallest text on a chart
 NAME_COLUMNS = 10  # wrap widths in half-em columns (a Chinese character counts 2)
 TEXT_COLUMNS = 14
@@ -68,10 +68,11 @@ CONDITION_COLUMNS = 22
 OVERLAY_COLUMNS = 30
 CAPTION_COLUMNS = 8
 CAPTION_EXTRA = 4  # columns more for a caption's English and detail lines than for its Chinese name
-CAPTION_OVERHANG = 6  # points a caption may reach past its column into the gap between columns
+CAPTION_OVERHANG = 12  # points a caption may reach past its column into the gap between columns
 LEGEND_COLUMNS = 150
 LEGEND_CELLS = 6  # legend entries per row
 LINE_HEIGHT = 1.2  # Graphviz's HTML line height per point of font size, for sizing captions
+RANKSEP = "0.14"  # inches between columns on the first pass: the gap is also where captions overhang
 A3_FIT = "16.53,11.69"  # inches: an A3 landscape page (420 × 297 mm)
 # kind -> (shape, size in points, glyph drawn inside, glyph point size)
 EVENT_SHAPES: dict[str, tuple[str, int, str, float]] = {
@@ -529,7 +530,7 @@ def _dot(chart: _Chart, placement: Placement | None, routes: dict[int, str] | No
         ("id", f"process-{definition.id}"),
     ]
     if placement is None:
-        graph_attrs = [("rankdir", "LR"), ("newrank", "true"), ("nodesep", "0.15"), ("ranksep", "0.14"),
+        graph_attrs = [("rankdir", "LR"), ("newrank", "true"), ("nodesep", "0.15"), ("ranksep", RANKSEP),
                        *graph_attrs]
     else:
         graph_attrs = [("layout", "neato"), ("splines", "true"), ("sep", "+4"), ("esep", "+2"),
