@@ -110,7 +110,7 @@ def watch(path: Path, draw: Callable[[], None], *, max_renders: int | None, inte
             seen = current
             try:
                 draw()
-            except SvcflowError as exc:
+            except (SvcflowError, OSError) as exc:  # the watch outlives a bad save or a file moved away
                 report(f"error: {exc}")
             renders += 1
             if max_renders is not None and renders >= max_renders:
