@@ -239,14 +239,14 @@ def label_text(line: str) -> str:
 
 
 def test_a_human_task_shows_its_sla_target_per_policy(complaint_dot: str) -> None:
-    assert "SLA platinum/gold 2h · others 8h" in label_text(node_line(complaint_dot, "first_contact"))
+    assert "SLA platinum/gold 1d · others 3d" in label_text(node_line(complaint_dot, "handle"))
     assert "SLA 1h" in label_text(node_line(complaint_dot, "register"))
 
 
 def test_case_level_sla_clocks_are_listed_under_the_title_with_their_span_in_step_names(complaint_dot: str) -> None:
     title = label_text(node_line(complaint_dot, "chart:title"))
     assert "首次响应时限" in title and "platinum/gold 2h · others 8h" in title
-    assert "(指定专人负责 → 首次响应客户)" in title
+    assert "(开始 start → 首次响应客户, 移交重大投诉处理)" in title  # from receipt to the first response or hand-over
 
 
 def test_each_escalation_ladder_is_printed_once_in_the_legend_with_role_names(complaint_dot: str) -> None:
@@ -255,7 +255,7 @@ def test_each_escalation_ladder_is_printed_once_in_the_legend_with_role_names(co
     for rung in ("50% → 投诉专责人", "100% 超时 breach → 班组主管", "150% → 部门经理 ⇢ 转派 reassign",
                  "200% → 客服总监"):
         assert rung in legend
-    assert "改走 route → 重大投诉处理" in legend
+    assert "改走 route → 移交重大投诉处理" in legend
     assert "complaint_handler" not in legend  # roles by name, not by id
 
 
@@ -263,8 +263,9 @@ def test_steps_reference_their_ladder_by_letter_instead_of_repeating_it(complain
     legend = label_text(node_line(complaint_dot, "chart:legend"))
     letter = re.search(r"⚠([A-Z]) complaint_ladder:", legend)
     assert letter is not None
-    for step in ("first_contact", "reply_customer"):
-        assert f"⚠{letter.group(1)}" in label_text(node_line(complaint_dot, step))
+    assert f"⚠{letter.group(1)}" in label_text(node_line(complaint_dot, "reply_customer"))
+    handling = re.search(r"⚠([A-Z]) handling_ladder:", legend)
+    assert handling is not None and f"⚠{handling.group(1)}" in label_text(node_line(complaint_dot, "handle"))
     assert '"ladder:' not in complaint_dot  # no per-step ladder notes any more
 
 

@@ -23,8 +23,8 @@ from engine.definition.model import (
 )
 from engine.errors import SvcflowError
 from visualize.fonts import cjk_font
-from visualize.geometry import Layout, layout_of
-from visualize.layout import Placement, assign_lanes, back_edges, place
+from visualize.geometry import Layout, crossing_pairs, layout_of, layouts_of
+from visualize.layout import Placement, assign_lanes, back_edges, loop_route, place
 from visualize.notation import (
     EDITABLE_MARK, ESCALATION_GLYPH, LadderRef, clock_text, condition_text, escalation_roles, ladder_lines,
     ladder_ref_of, ladder_refs, sla_text, text_width, wrap,
@@ -60,17 +60,19 @@ KIND_FILLS: dict[str, str] = {
     "exclusive": "#fefce8", "parallel": "#fefce8", "inclusive": "#fefce8", "timer": "#ffffff", "message": "#ffffff",
 }
 TITLE_PT = 16
-NAME_PT = 11  # a step's Chinese name, bold
+NAME_PT = 10  # a step's Chinese name, bold: the same size as all other text, so the chart fits A3 at ≥ 9 pt
 TEXT_PT = 10  # everything else: the smallest text on a chart
 NAME_COLUMNS = 10  # wrap widths in half-em columns (a Chinese character counts 2)
 TEXT_COLUMNS = 14
 CONDITION_COLUMNS = 22
 OVERLAY_COLUMNS = 30
 CAPTION_COLUMNS = 8
-CAPTION_OVERHANG = 6  # points a caption may reach past its column into the gap between columns
+CAPTION_EXTRA = 4  # columns more for a caption's English and detail lines than for its Chinese name
+CAPTION_OVERHANG = 12  # points a caption may reach past its column into the gap between columns
 LEGEND_COLUMNS = 150
 LEGEND_CELLS = 6  # legend entries per row
 LINE_HEIGHT = 1.2  # Graphviz's HTML line height per point of font size, for sizing captions
+RANKSEP = "0.14"  # inches between columns on the first pass: the gap is also where captions overhang
 A3_FIT = "16.53,11.69"  # inches: an A3 landscape page (420 × 297 mm)
 # kind -> (shape, size in points, glyph drawn inside, glyph point size)
 EVENT_SHAPES: dict[str, tuple[str, int, str, float]] = {
@@ -211,8 +213,8 @@ def _caption_lines(chart: _Chart, node: NodeBase, extra: list[str], ink: str) ->
     zh, en = _names(node)
     muted = DIM_INK if ink == DIM_INK else MUTED
     lines: list[tuple[str, str, bool]] = []
-    if node.name is None:  # unnamed gateways are common; their id only helps find them in the YAML
-        lines += [(line, muted, False) for line in wrap(node.id, CAPTION_COLUMNS)]
+    if node.name is None:  # unnamed gateways (joins, splits) are common: their id is in the tooltip
+        pass
     else:
         lines += [(line, ink, True) for line in wrap(zh, CAPTION_COLUMNS)]
     texts: list[tuple[str, str]] = []
@@ -226,7 +228,7 @@ def _caption_lines(chart: _Chart, node: NodeBase, extra: list[str], ink: str) ->
     elif isinstance(node, EndNode) and node.outcome and chart.view == "detail":
         texts.append((f"→ {node.outcome}", muted))
     for text, color in texts:
-        lines += [(line, color, False) for line in wrap(text, CAPTION_COLUMNS + 4)]
+        lines += [(line, color, False) for line in wrap(text, CAPTION_COLUMNS + CAPTION_EXTRA)]
     lines += [(line, INK, False) for text in extra for line in wrap(text, OVERLAY_COLUMNS)]
     return lines
 
@@ -322,7 +324,25 @@ def branch_numbers(graph: ProcessGraph) -> dict[str, int]:
     return numbers
 
 
-def _edge_stmt(chart: _Chart, edge: Edge, index: int, number: int | None, positioned: bool) -> str:
+def _loop_routes(chart: _Chart, placement: Placement) -> dict[int, str]:
+    """Edge `pos` of every rework loop that is drawn around the chart rather than across it."""
+    shapes = {node_id: float(EVENT_SHAPES[chart.graph.kind(node_id)][1])
+              for node_id in chart.graph.nodes if chart.is_event(node_id)}
+    routes: dict[int, str] = {}
+    sharing: dict[str, int] = {}
+    for index in sorted(chart.loops):
+        edge = chart.definition.edges[index]
+        target_lane = chart.lanes[edge.target]
+        route = loop_route(placement, edge.source, edge.target, chart.lanes[edge.source], target_lane, shapes,
+                           sharing.get(target_lane, 0))
+        if route is not None:
+            routes[index] = route
+            sharing[target_lane] = sharing.get(target_lane, 0) + 1
+    return routes
+
+
+def _edge_stmt(chart: _Chart, edge: Edge, index: int, number: int | None, positioned: bool,
+               route: str | None = None) -> str:
     """One sequence flow: branch number, label (bilingual), full condition, default marker, overlay marks.
 
     The `id` is the edge's position in the definition, not its key, so two edges between the
@@ -366,6 +386,8 @@ def _edge_stmt(chart: _Chart, edge: Edge, index: int, number: int | None, positi
         attrs += [("dir", "both"), ("arrowtail", "tee")]
     if escalation or is_back:
         attrs.append(("constraint", "false"))
+    if route is not None:
+        attrs.append(("pos", route))
     tooltip = edge.key + (f": {edge.when}" if edge.when else "") + (" (default)" if edge.default else "")
     classes = ["escalation" if escalation else "flow"] + (["loop"] if is_back else [])
     attrs += [("tooltip", tooltip), ("class", " ".join(classes)), ("id", f"edge-{index}")]
@@ -491,7 +513,7 @@ def _header(chart: _Chart, graph_attrs: list[tuple[str, str]]) -> list[str]:
     ]
 
 
-def _dot(chart: _Chart, placement: Placement | None) -> str:
+def _dot(chart: _Chart, placement: Placement | None, routes: dict[int, str] | None = None) -> str:
     """DOT text of the chart; with a placement, every node is pinned and lanes are full-width bands.
 
     Without one it is the first pass for `dot`: steps only, one cluster per lane.
@@ -508,7 +530,7 @@ def _dot(chart: _Chart, placement: Placement | None) -> str:
         ("id", f"process-{definition.id}"),
     ]
     if placement is None:
-        graph_attrs = [("rankdir", "LR"), ("newrank", "true"), ("nodesep", "0.15"), ("ranksep", "0.14"),
+        graph_attrs = [("rankdir", "LR"), ("newrank", "true"), ("nodesep", "0.15"), ("ranksep", RANKSEP),
                        *graph_attrs]
     else:
         graph_attrs = [("layout", "neato"), ("splines", "true"), ("sep", "+4"), ("esep", "+2"),
@@ -534,17 +556,18 @@ def _dot(chart: _Chart, placement: Placement | None) -> str:
                 if caption is not None:
                     out.append("    " + caption)
         out.append("  }")
+    routes = routes or {}
     for index, edge in enumerate(definition.edges):
         if edge.source not in chart.graph.nodes or edge.target not in chart.graph.nodes:
             continue
-        out.append("  " + _edge_stmt(chart, edge, index, numbers.get(edge.key), placement is not None))
+        out.append("  " + _edge_stmt(chart, edge, index, numbers.get(edge.key), placement is not None,
+                                     routes.get(index)))
     out.append("}")
     return "\n".join(out) + "\n"
 
 
 def _placement(chart: _Chart, first_pass: str) -> Placement:
     """Lay the steps out with `dot`, size the free-standing blocks separately, and stack the bands."""
-    steps = layout_of(first_pass)
     captions: dict[str, tuple[str, float]] = {}
     free = _free_nodes(chart, None)
     for node_id, node in chart.graph.nodes.items():
@@ -553,13 +576,14 @@ def _placement(chart: _Chart, first_pass: str) -> Placement:
             if caption is not None:
                 free.append(caption)
                 captions[CAPTION + node_id] = (node_id, EVENT_SHAPES[node.kind][1])
-    blocks = layout_of("\n".join([*_header(chart, [("charset", "UTF-8")]), *("  " + stmt for stmt in free), "}"])
-                       + "\n")
+    sizes = "\n".join([*_header(chart, [("charset", "UTF-8")]), *("  " + stmt for stmt in free), "}"]) + "\n"
+    steps, blocks = layouts_of([first_pass, sizes])
     steps.nodes.update(blocks.nodes)
     lanes = [(lane_id, LANE_HEADER + lane_id, members or [LANE_NOTE + lane_id])
              for lane_id, _, members, _ in _shown_lanes(chart)]
+    loop_lanes = [chart.lanes[chart.definition.edges[i].target] for i in sorted(chart.loops)]
     return place(steps, lanes, above=[TITLE_NODE], below=[LEGEND_NODE], captions=captions,
-                 headers_on_top=chart.view == "summary")
+                 headers_on_top=chart.view == "summary", loop_lanes=loop_lanes)
 
 
 def flowchart_dot(graph: ProcessGraph, overlay: Overlay | None = None, *, view: View = "detail") -> str:
@@ -579,9 +603,26 @@ def flowchart_dot(graph: ProcessGraph, overlay: Overlay | None = None, *, view: 
                    loops=back_edges(graph), ladders=ladder_refs(graph.definition))
     try:
         placement = _placement(chart, _dot(chart, None))
+        return _fewest_crossings(chart, placement)
     except SvcflowError as exc:
         raise RenderError(exc.message, hint=exc.hint) from None
-    return _dot(chart, placement)
+
+
+def _fewest_crossings(chart: _Chart, placement: Placement) -> str:
+    """The positioned chart with rework loops drawn around the bands, or left to the router,
+    whichever crosses fewer edges (ties go to the router's shorter curves).
+
+    Around the chart a loop crosses nothing on a chart with many lanes between its ends; on a
+    small chart the router's direct curve is often clear already, and the detour would cut
+    through an edge the direct curve misses. Both are routed (side by side) and counted.
+    """
+    plain = _dot(chart, placement)
+    routes = _loop_routes(chart, placement)
+    if not routes:
+        return plain
+    around = _dot(chart, placement, routes)
+    plain_layout, around_layout = layouts_of([plain, around], ("neato", "-n2"))
+    return around if len(crossing_pairs(around_layout)) < len(crossing_pairs(plain_layout)) else plain
 
 
 def render(dot_text: str, fmt: Format, *, png_dpi: int = PNG_DPI) -> bytes:

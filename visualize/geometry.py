@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import combinations
+from typing import Any
 
 from engine.errors import SvcflowError
 
@@ -77,16 +79,35 @@ def _bezier(points: Sequence[Point]) -> list[Point]:
 def layout_of(dot_text: str, command: Sequence[str] = ("dot",)) -> Layout:
     """Lay a chart out (`dot -Tjson`, or e.g. `neato -n2 -Tjson` for a positioned chart) and read back
     nodes, cluster boxes and the visible edges' curves."""
+    return layouts_of([dot_text], command)[0]
+
+
+def _run(command: Sequence[str], dot_text: str) -> subprocess.CompletedProcess[bytes]:
     try:
-        result = subprocess.run([*command, "-Tjson"], input=dot_text.encode("utf-8"), capture_output=True,
-                                check=False, timeout=120)
+        return subprocess.run([*command, "-Tjson"], input=dot_text.encode("utf-8"), capture_output=True,
+                              check=False, timeout=120)
     except FileNotFoundError:
-        raise LayoutError("the Graphviz program 'dot' was not found",
+        raise LayoutError(f"the Graphviz program '{command[0]}' was not found",
                           hint="install the Debian package graphviz (apt-get install graphviz)") from None
-    if result.returncode != 0:
-        raise LayoutError(f"Graphviz could not lay the chart out: {result.stderr.decode('utf-8', 'replace')}",
-                          hint="check the DOT text with --format dot")
-    data = json.loads(result.stdout)
+    except subprocess.TimeoutExpired:
+        raise LayoutError("Graphviz took more than 120 s to lay the chart out",
+                          hint="render the summary view, or split the process") from None
+
+
+def layouts_of(dot_texts: Sequence[str], command: Sequence[str] = ("dot",)) -> list[Layout]:
+    """Several layouts at once: Graphviz runs for all of them side by side (they are independent)."""
+    with ThreadPoolExecutor(max_workers=max(1, len(dot_texts))) as pool:
+        results = list(pool.map(lambda text: _run(command, text), dot_texts))
+    layouts: list[Layout] = []
+    for result in results:
+        if result.returncode != 0:
+            stderr = result.stderr.decode("utf-8", "replace").strip()
+            raise LayoutError(f"Graphviz could not lay the chart out: {stderr}", hint="check the DOT text with --format dot")
+        layouts.append(_read_json(json.loads(result.stdout)))
+    return layouts
+
+
+def _read_json(data: dict[str, Any]) -> Layout:
     _, _, width, height = (float(v) for v in data["bb"].split(","))
     layout = Layout(width=width, height=height)
     names: dict[int, str] = {}

@@ -14,14 +14,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import networkx as nx
-
 from engine.definition.graph import ProcessGraph
 from visualize.geometry import Layout
 
 LANE_PAD = 8.0  # points between a band's edge and the steps inside it
 HEADER_GAP = 8.0  # points between the lane names' column and the first step
 BLOCK_GAP = 12.0  # points between the title, the bands and the legend
+LOOP_ROOM = 10.0  # points of corridor for rework loops: along the top of a band, right of the steps
+LOOP_STEP = 4.0  # points between two loops sharing a corridor
+ARROW = 7.0  # points an arrowhead takes (Graphviz's 10 × arrowsize 0.7)
 
 
 def assign_lanes(graph: ProcessGraph) -> dict[str, str]:
@@ -71,31 +72,45 @@ def assign_lanes(graph: ProcessGraph) -> dict[str, str]:
 
 
 def back_edges(graph: ProcessGraph) -> set[int]:
-    """Indexes (in definition.edges) of edges that close a loop.
+    """Indexes (in definition.edges) of edges that close a loop: the rework loops.
 
     They are drawn without ranking constraint so rework loops run back across the chart instead
-    of bending it out of left-to-right. Which edge of a cycle is "the way back" is taken from the
-    definition's node order, because designers write steps in the order they happen: an edge is a
-    loop edge when it points to an earlier (or the same) node of its own strongly connected part.
-    Every cycle has such an edge, so what remains is acyclic.
+    of bending it out of left-to-right. Which edge of a cycle is "the way back" is found by a
+    depth-first walk from the start that follows each gateway's default edge first, then the
+    others in file order: the default path is the main path, so an edge back onto the walk's
+    current path is a loop, and a shortcut (say to the major-complaint handling) stays a
+    forward edge. Every cycle has such an edge, so what remains is acyclic.
     """
     definition = graph.definition
     order = {node.id: i for i, node in enumerate(definition.nodes)}
-    flow = nx.DiGraph()
-    flow.add_nodes_from(order)
+    index_of = {id(edge): i for i, edge in enumerate(definition.edges)}
+    children: dict[str, list[tuple[int, str]]] = {node_id: [] for node_id in order}
     for edge in definition.edges:
         if edge.kind != "escalation" and edge.source in order and edge.target in order:
-            flow.add_edge(edge.source, edge.target)
-    component: dict[str, int] = {}
-    for number, members in enumerate(nx.strongly_connected_components(flow)):
-        for member in members:
-            component[member] = number
+            children[edge.source].append((index_of[id(edge)], edge.target))
+    for outgoing in children.values():
+        outgoing.sort(key=lambda item: (not definition.edges[item[0]].default, item[0]))
     found: set[int] = set()
-    for index, edge in enumerate(definition.edges):
-        if edge.kind == "escalation" or edge.source not in order or edge.target not in order:
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    roots = ([graph.start_id] if graph.start_id in order else []) + list(order)
+    for root in roots:
+        if root is None or root in state:
             continue
-        if order[edge.target] <= order[edge.source] and component[edge.target] == component[edge.source]:
-            found.add(index)
+        state[root] = 1
+        stack: list[tuple[str, int]] = [(root, 0)]
+        while stack:
+            node_id, position = stack[-1]
+            if position == len(children[node_id]):
+                state[node_id] = 2
+                stack.pop()
+                continue
+            stack[-1] = (node_id, position + 1)
+            edge_index, target = children[node_id][position]
+            if state.get(target) == 1:
+                found.add(edge_index)
+            elif target not in state:
+                state[target] = 1
+                stack.append((target, 0))
     return found
 
 
@@ -107,11 +122,13 @@ class Placement:
     height: float
     nodes: dict[str, tuple[float, float]] = field(default_factory=dict)
     bands: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
+    sizes: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 def place(first_pass: Layout, lane_members: Sequence[tuple[str, str, Sequence[str]]],
           above: Sequence[str], below: Sequence[str],
-          captions: Mapping[str, tuple[str, float]] | None = None, headers_on_top: bool = False) -> Placement:
+          captions: Mapping[str, tuple[str, float]] | None = None, headers_on_top: bool = False,
+          loop_lanes: Sequence[str] = ()) -> Placement:
     """Stack the lanes of a first `dot` pass as full-width bands.
 
     `lane_members` is (lane id, header node, member nodes) in the definition's lane order;
@@ -119,6 +136,8 @@ def place(first_pass: Layout, lane_members: Sequence[tuple[str, str, Sequence[st
     below the bands; `captions` maps a caption node to (its shape's node, the shape's height):
     a caption hangs right under its shape. Lane names take a column on the left, or with
     `headers_on_top` a line at the top of each band (narrower, for charts limited by width).
+    Lanes in `loop_lanes` receive rework loops: they get a corridor along their top, and the
+    chart a corridor on its right, for the loops to run in (see `loop_route`).
     Coordinates are computed top-down, then flipped to Graphviz's y-up.
     """
     boxes = first_pass.nodes
@@ -131,7 +150,7 @@ def place(first_pass: Layout, lane_members: Sequence[tuple[str, str, Sequence[st
     left = min((box.x - box.width / 2 for box in members), default=0.0)
     right = max((box.x + box.width / 2 for box in members), default=0.0)
     shift_x = header_width + HEADER_GAP - left
-    band_width = header_width + HEADER_GAP + (right - left) + LANE_PAD
+    band_width = header_width + HEADER_GAP + (right - left) + LANE_PAD + (LOOP_ROOM if loop_lanes else 0.0)
     width = max([band_width, *(boxes[name].width for name in [*above, *below])])
 
     down: dict[str, tuple[float, float]] = {}  # y grows downwards until the flip
@@ -143,6 +162,7 @@ def place(first_pass: Layout, lane_members: Sequence[tuple[str, str, Sequence[st
     for lane_id, header, names in lane_members:
         cluster = first_pass.clusters.get(f"cluster_{lane_id}")
         label_height = boxes[header].height if headers_on_top else 0.0
+        label_height += LOOP_ROOM if lane_id in loop_lanes else 0.0
         if cluster is not None:
             _, bottom, _, top = cluster
             inner = top - bottom
@@ -172,6 +192,7 @@ def place(first_pass: Layout, lane_members: Sequence[tuple[str, str, Sequence[st
         y += boxes[name].height + BLOCK_GAP
     total = y - BLOCK_GAP if below else y
     placement = Placement(width=width, height=total)
+    placement.sizes = {name: (boxes[name].width, boxes[name].height) for name in down}
     for name, (x, yd) in down.items():
         placement.nodes[name] = (round(x, 1), round(total - yd, 1))
     for lane_id, (top_down, bottom_down) in bands_down.items():
@@ -179,4 +200,48 @@ def place(first_pass: Layout, lane_members: Sequence[tuple[str, str, Sequence[st
     return placement
 
 
-__all__ = ["Placement", "assign_lanes", "back_edges", "place"]
+Point = tuple[float, float]
+
+
+def _straight(points: Sequence[Point]) -> list[Point]:
+    """A polyline as the control points of a piecewise cubic Bézier (Graphviz edge `pos`)."""
+    out = [points[0]]
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        out += [(x0 + (x1 - x0) / 3, y0 + (y1 - y0) / 3), (x0 + 2 * (x1 - x0) / 3, y0 + 2 * (y1 - y0) / 3), (x1, y1)]
+    return out
+
+
+def loop_route(placement: Placement, source: str, target: str, source_lane: str, target_lane: str,
+               shape_heights: Mapping[str, float], nth: int) -> str | None:
+    """The `pos` of a rework loop drawn as a loop: up from the step, back along the top of the target's
+    lane, down into the target; from a lower lane first down, out to the right-hand corridor and up.
+
+    A loop drawn as the shortest way back cuts diagonally through every lane in between; around
+    the edge of the chart it crosses (almost) nothing. None when the loop runs downwards (the
+    router's own path is fine there). `nth` separates loops sharing a corridor.
+    """
+    sx, sy = placement.nodes[source]
+    tx, ty = placement.nodes[target]
+    s_half = shape_heights.get(source, placement.sizes[source][1]) / 2
+    t_half = shape_heights.get(target, placement.sizes[target][1]) / 2
+    _, t_bottom, t_right, t_top = placement.bands[target_lane]
+    _, s_bottom, _, s_top = placement.bands[source_lane]
+    offset = nth * LOOP_STEP
+    corridor = t_top - LOOP_ROOM / 2 - offset
+    tip = (tx, ty + t_half)
+    if source_lane == target_lane:
+        points = [(sx, sy + s_half), (sx, corridor), (tx, corridor), (tx, tip[1] + ARROW)]
+    elif s_top <= t_bottom:  # the source's lane lies below the target's
+        below = s_bottom + LOOP_ROOM / 2 + offset
+        right = t_right - LOOP_ROOM / 2 - offset
+        points = [(sx, sy - s_half), (sx, below), (right, below), (right, corridor), (tx, corridor),
+                  (tx, tip[1] + ARROW)]
+    else:
+        return None
+    if points[-1][1] >= corridor:  # the target's top is not below the corridor: nothing to come down
+        return None
+    control = " ".join(f"{x:g},{y:g}" for x, y in _straight([(round(x, 1), round(y, 1)) for x, y in points]))
+    return f"e,{tip[0]:g},{tip[1]:g} {control}"
+
+
+__all__ = ["Placement", "assign_lanes", "back_edges", "loop_route", "place"]

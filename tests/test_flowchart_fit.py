@@ -1,0 +1,98 @@
+"""Charts that survive a review meeting: the size they print at, and how tangled their edges are.
+
+Both are measured on what Graphviz drew (the SVG's size and scale, the routed edge curves),
+not on what the chart asked for.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from engine.definition.library import ProcessLibrary
+from visualize.flowchart import TEXT_PT, chart_layout, flowchart_dot, render
+from visualize.geometry import crossing_pairs
+
+A3_LANDSCAPE_PT = (420 / 25.4 * 72, 297 / 25.4 * 72)  # 1190.6 × 841.9 points
+SCREEN_PX = (1920, 1080)
+CSS_PX_PER_PT = 96 / 72
+
+# Edge crossings (pairs of flow or escalation edges whose curves cross) per chart, detail and summary.
+# Before rework loops were drawn around the bands (December 2026) they were:
+#   detail:  complaint_handling 37, major_complaint 3, credit_rating 1, credit_rating_change 2,
+#            customer_retention 1, the other three 0;
+#   summary: complaint_handling 5, credit_rating 2, credit_rating_change 2, major_complaint 0, others 0.
+# A change of layout may lower these numbers (then lower them here), never raise them.
+CROSSINGS: dict[str, tuple[int, int]] = {
+    "after_sales_repair": (0, 0),
+    "big_client_return_visit": (0, 0),
+    "big_client_visit": (0, 0),
+    "complaint_handling": (21, 3),
+    "credit_rating": (1, 2),
+    "credit_rating_change": (2, 1),
+    "customer_retention": (1, 0),
+    "major_complaint": (3, 1),
+}
+
+
+@pytest.fixture(scope="module")
+def library() -> ProcessLibrary:
+    return ProcessLibrary.from_dir()
+
+
+def printed_text_pt(svg: str) -> tuple[float, float, float]:
+    """(width pt, height pt, size of the smallest text in pt) of an SVG as Graphviz wrote it:
+    the page size from the <svg> element, the scale from the graph's transform."""
+    head = re.search(r'<svg width="([\d.]+)pt" height="([\d.]+)pt"', svg)
+    scale = re.search(r'class="graph" transform="scale\(([\d.]+)', svg)
+    assert head is not None and scale is not None
+    sizes = [float(size) for size in re.findall(r'font-size="([\d.]+)"', svg)]
+    return float(head.group(1)), float(head.group(2)), min(sizes) * float(scale.group(1))
+
+
+def test_the_library_has_exactly_the_charts_whose_crossings_are_recorded(library: ProcessLibrary) -> None:
+    assert sorted(library.process_ids()) == sorted(CROSSINGS)
+
+
+def test_the_summary_of_complaint_handling_prints_on_one_a3_landscape_page_at_9_pt_or_more(
+        library: ProcessLibrary) -> None:
+    svg = render(flowchart_dot(library.get("complaint_handling"), view="summary"), "svg").decode("utf-8")
+    width, height, smallest = printed_text_pt(svg)
+    assert width <= A3_LANDSCAPE_PT[0] + 0.5 and height <= A3_LANDSCAPE_PT[1] + 0.5
+    assert smallest >= 9.0, f"smallest text prints at {smallest:.2f} pt"
+
+
+def test_the_summary_of_complaint_handling_fits_a_1920_pixel_screen(library: ProcessLibrary) -> None:
+    svg = render(flowchart_dot(library.get("complaint_handling"), view="summary"), "svg").decode("utf-8")
+    width, height, _ = printed_text_pt(svg)
+    assert width * CSS_PX_PER_PT <= SCREEN_PX[0] and height * CSS_PX_PER_PT <= SCREEN_PX[1]
+
+
+def test_every_library_chart_is_drawn_at_one_text_size_of_ten_points(library: ProcessLibrary) -> None:
+    dot = flowchart_dot(library.get("after_sales_repair"))
+    sizes = {float(size) for size in re.findall(r'POINT-SIZE="([\d.]+)"', dot)}
+    glyphs = {15.0, 13.0, 12.0}  # the marks drawn inside gateways and events
+    assert sizes - glyphs <= {float(TEXT_PT), 16.0, 13.0}  # text, and the title's two sizes
+
+
+@pytest.mark.parametrize("process_id", sorted(CROSSINGS))
+def test_edge_crossings_do_not_grow_on_the_library_charts(library: ProcessLibrary, process_id: str) -> None:
+    graph = library.get(process_id)
+    counted = tuple(len(crossing_pairs(chart_layout(flowchart_dot(graph, view=view))))
+                    for view in ("detail", "summary"))
+    assert all(c <= r for c, r in zip(counted, CROSSINGS[process_id])), (
+        f"{process_id}: {counted} crossings (detail, summary), recorded {CROSSINGS[process_id]}")
+
+
+def test_rework_loops_of_complaint_handling_run_around_the_bands_not_across_them(library: ProcessLibrary) -> None:
+    dot = flowchart_dot(library.get("complaint_handling"))
+    loops = [line for line in dot.splitlines() if 'class="flow loop"' in line]
+    assert loops, "complaint_handling has rework loops"
+    assert any(" pos=" in line for line in loops)  # routed by us along the corridors
+
+
+def test_a_lane_that_only_receives_escalations_is_drawn_with_a_note(library: ProcessLibrary) -> None:
+    dot = flowchart_dot(library.get("complaint_handling"))
+    assert '"lane-note:department_manager"' in dot
+    assert "仅接收升级 escalations only" in dot
