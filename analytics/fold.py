@@ -232,7 +232,7 @@ def scan(ctx: ReadContext, source: Iterable[tuple[Any, ...]], cases: dict[str, C
                 if at is not ts_at:
                     ts_at = at
                     ts = stamp(at)
-                if (limited and ts >= until_ts) or (since_ts is not None and ts < since_ts):
+                if (until_ts is not None and ts >= until_ts) or (since_ts is not None and ts < since_ts):
                     continue
                 if at is not bts_at:
                     bts_at = at
@@ -249,7 +249,7 @@ def scan(ctx: ReadContext, source: Iterable[tuple[Any, ...]], cases: dict[str, C
             if at is not ts_at:
                 ts_at = at
                 ts = stamp(at)
-            if ts >= until_ts:
+            if ts >= until_ts:  # type: ignore[operator]  # `limited`: until_ts is a float
                 continue
         if code < 5:
             if code == 3:  # node_entered
@@ -431,7 +431,7 @@ def summarize(cases: Iterable[tuple[str, CaseReading]], slowest: int) -> CaseSum
             counts[path] = 1
         else:
             counts[path] += 1
-        if case.end is not None:
+        if case.end is not None and case.business_end is not None:
             business = case.business_end - case.business_start
             cycles_b.append(business)
             cycles_w.append(case.end - start)
@@ -441,8 +441,9 @@ def summarize(cases: Iterable[tuple[str, CaseReading]], slowest: int) -> CaseSum
             out.open_cases.append((case_id, start, case.business_start, status, case.outcome, case.started_at, path,
                                    case.escalations, case.breaches))
     for business, case_id, case, path in heapq.nlargest(slowest, finished, key=lambda item: (item[0], item[1])):
+        wall = (case.end or case.start) - case.start  # finished: end is set
         out.slowest_finished.append((business, case_id, case.status, case.outcome, case.started_at,
-                                     case.end - case.start, path, case.escalations, case.breaches))
+                                     wall, path, case.escalations, case.breaches))
     out.count = len(finished) + len(out.open_cases)
     out.completed, out.cancelled, out.incidents, out.last_seen = completed, cancelled, incidents, last_seen
     cycles_b.sort()

@@ -73,8 +73,8 @@ class Partial:
             if own is None:
                 self.durations[node] = runs
             else:
-                for mine, theirs in zip(own, runs):
-                    mine += theirs
+                for own_runs, their_runs in zip(own, runs):
+                    own_runs += their_runs
         for name in ("clock_consumed", "role_wall", "role_business"):
             runs_by_key: dict[str, list[Run]] = getattr(self, name)
             for key, runs_of_key in getattr(other, name).items():
@@ -82,11 +82,11 @@ class Partial:
 
     def packed(self) -> Partial:
         """The same, with every run as bytes: what a worker sends back."""
-        return self._convert(pack_run)  # type: ignore[arg-type]
+        return self._convert(pack_run)
 
     def unpacked(self) -> Partial:
         """A worker's result made readable again (without copying the values)."""
-        return self._convert(unpack_run)  # type: ignore[arg-type]
+        return self._convert(unpack_run)
 
     def _convert(self, convert: Callable[[Any], Any]) -> Partial:
         self.durations = {node: tuple([convert(run) for run in runs] for runs in lists)  # type: ignore[misc]

@@ -137,11 +137,11 @@ def heatmap_overlay(review: Review) -> Overlay:
     for edge in stats.edges.values():
         if not edge.count:
             continue
-        mark = overlay.edge(edge.key)
-        mark.penwidth = round(1.0 + (MAX_EDGE_WIDTH - 1.0) * edge.count / top, 2)
-        mark.color = ESCALATION_EDGE_COLOR if edge.escalation else EDGE_COLOR
-        mark.style = "bold,dashed" if edge.escalation else "bold"
-        mark.lines.append(f"×{edge.count}")
+        edge_mark = overlay.edge(edge.key)
+        edge_mark.penwidth = round(1.0 + (MAX_EDGE_WIDTH - 1.0) * edge.count / top, 2)
+        edge_mark.color = ESCALATION_EDGE_COLOR if edge.escalation else EDGE_COLOR
+        edge_mark.style = "bold,dashed" if edge.escalation else "bold"
+        edge_mark.lines.append(f"×{edge.count}")
     period = _period(review)
     overlay.title = f"流程评审 Process review · {period} · {stats.cases} 案件 cases"
     overlay.subtitle.append("时长 = 业务时间 durations in business hours (process calendar); "
