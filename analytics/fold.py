@@ -66,7 +66,7 @@ class CaseReading:
 _CODES: dict[str, int] = {
     "node_completed": 0, "sla_started": 1, "sla_met": 2, "node_entered": 3, "task_completed": 4, "edge_taken": 5,
     "escalated": 6, "sla_breached": 7, "task_cancelled": 8, "case_completed": 9, "case_cancelled": 9,
-    "case_started": 10, "incident": 11,
+    "case_started": 10, "incident": 11, "sla_stopped": 12,
 }
 
 
@@ -166,6 +166,7 @@ def scan(ctx: ReadContext, source: Iterable[tuple[Any, ...]], cases: dict[str, C
     clock_started = part.clock_started
     clock_met = part.clock_met
     clock_breached = part.clock_breached
+    clock_cancelled = part.clock_cancelled
     escalation_rows = part.escalation_rows
     escalations_by_node = part.escalations_by_node
     escalations_by_kind = part.escalations_by_kind
@@ -269,9 +270,11 @@ def scan(ctx: ReadContext, source: Iterable[tuple[Any, ...]], cases: dict[str, C
                 data = row[6]
                 clock = data["clock"]
                 if clock[0] != "t":
-                    clock_met[clock] = clock_met.get(clock, 0) + 1
+                    # one status per clock: met means stopped in time; a late stop is a breach, never also "met"
                     if data.get("in_time") is False:
                         breach(clock, acc)
+                    elif acc.breached is None or clock not in acc.breached:
+                        clock_met[clock] = clock_met.get(clock, 0) + 1
                     consumed = data.get("consumed")
                     if consumed is not None:
                         values = consumed_by_clock.get(clock)
@@ -394,6 +397,10 @@ def scan(ctx: ReadContext, source: Iterable[tuple[Any, ...]], cases: dict[str, C
         elif code == 11:  # incident
             if acc.status == "running":
                 acc.status = "incident"
+        elif code == 12:  # sla_stopped: a case clock ended by cancellation (one already breached stays breached)
+            clock = row[6].get("clock", "?")
+            if clock[:1] != "t" and (acc.breached is None or clock not in acc.breached):
+                clock_cancelled[clock] = clock_cancelled.get(clock, 0) + 1
 
     part.first_ts = first_ts
     part.last_end = last_end

@@ -48,6 +48,7 @@ class Partial:
     clock_started: dict[str, int] = field(default_factory=dict)
     clock_met: dict[str, int] = field(default_factory=dict)
     clock_breached: dict[str, int] = field(default_factory=dict)
+    clock_cancelled: dict[str, int] = field(default_factory=dict)
     clock_consumed: dict[str, list[Run]] = field(default_factory=dict)
     escalation_rows: dict[tuple[Any, ...], int] = field(default_factory=dict)
     escalations_by_node: dict[str, int] = field(default_factory=dict)
@@ -62,7 +63,7 @@ class Partial:
             self.first_ts = other.first_ts
         self.last_end = max(self.last_end, other.last_end)
         for name in ("interrupted", "policy_targets", "edges", "breached_by_node", "clock_started", "clock_met",
-                     "clock_breached", "escalation_rows", "escalations_by_node", "escalations_by_kind",
+                     "clock_breached", "clock_cancelled", "escalation_rows", "escalations_by_node", "escalations_by_kind",
                      "role_completed"):
             mine: dict[Any, int] = getattr(self, name)
             for key, count in getattr(other, name).items():

@@ -277,7 +277,7 @@ def _assemble(graph: ProcessGraph, ctx: ReadContext, part: Partial, summary: Cas
         stats.clocks[clock] = ClockStats(
             clock, names.get(clock, clock), part.clock_started.get(clock, 0), part.clock_met.get(clock, 0),
             part.clock_breached.get(clock, 0), hours(quantile_of_runs(consumed, 0.5)),
-            hours(quantile_of_runs(consumed, 0.9)),
+            hours(quantile_of_runs(consumed, 0.9)), part.clock_cancelled.get(clock, 0),
         )
     rows_out: dict[tuple[str, int, int, str, str], int] = {}
     for (scope, level, percent, kind, notify, reassign, raise_priority, route), count in \

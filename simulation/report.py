@@ -23,7 +23,6 @@ class VariantSummary:
     cycle_median_business_h: float | None
     cycle_p90_business_h: float | None
     cycle_median_wall_d: float | None
-    case_clock_breach_rate: float | None
     task_breach_rate: float | None
     escalations: int
     warnings: int
@@ -42,7 +41,6 @@ def summarise(result: SimulationResult, stats: ProcessStats | None = None) -> Va
         cycle_median_business_h=stats.cycle_median_business_h,
         cycle_p90_business_h=stats.cycle_p90_business_h,
         cycle_median_wall_d=(stats.cycle_median_wall_h / 24.0) if stats.cycle_median_wall_h is not None else None,
-        case_clock_breach_rate=stats.case_clock_breach_rate,
         task_breach_rate=stats.task_breach_rate,
         escalations=stats.escalation_total,
         warnings=stats.escalations_by_kind.get("warned", 0),
@@ -117,7 +115,6 @@ def comparison_rows(a: VariantSummary, b: VariantSummary) -> list[tuple[str, str
     add("cycle time median (business hours)", a.cycle_median_business_h, b.cycle_median_business_h, fmt_h)
     add("cycle time p90 (business hours)", a.cycle_p90_business_h, b.cycle_p90_business_h, fmt_h)
     add("cycle time median (wall days)", a.cycle_median_wall_d, b.cycle_median_wall_d, days)
-    add("SLA breach rate, all case clocks", a.case_clock_breach_rate, b.case_clock_breach_rate, fmt_pct, "rate")
     for clock in sorted(set(a.clock_rates) | set(b.clock_rates)):
         add(f"SLA breach rate, {clock}", a.clock_rates.get(clock), b.clock_rates.get(clock), fmt_pct, "rate")
     add("SLA breach rate, step clocks", a.task_breach_rate, b.task_breach_rate, fmt_pct, "rate")

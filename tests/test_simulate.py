@@ -27,7 +27,7 @@ def numbers(result: SimulationResult) -> dict[str, Any]:
     return {
         "events": len(result.events),
         "cycle": (summary.cycle_median_business_h, summary.cycle_p90_business_h),
-        "breach": (summary.case_clock_breach_rate, summary.task_breach_rate),
+        "breach": (summary.clock_rates, summary.task_breach_rate),
         "escalations": summary.escalations,
         "busy": {role: round(use.busy_h, 6) for role, use in result.roles.items()},
         "end": result.ended_at,

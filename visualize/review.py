@@ -233,7 +233,7 @@ def summary_cards(stats: ProcessStats) -> str:
         ("周期中位 cycle median (business)", fmt_h(stats.cycle_median_business_h)),
         ("周期 p90 cycle p90 (business)", fmt_h(stats.cycle_p90_business_h)),
         ("周期中位 cycle median (wall)", fmt_d(stats.cycle_median_wall_h)),
-        ("案件时限超时率 case-clock breach rate", fmt_pct(stats.case_clock_breach_rate)),
+        *[(f"{c.name} 超时率 breach rate", fmt_pct(c.breach_rate)) for c in stats.clocks.values()],
         ("环节时限超时率 step SLA breach rate", fmt_pct(stats.task_breach_rate)),
         ("升级 escalations (breach and above)", str(stats.escalation_total)),
     ])
@@ -328,13 +328,15 @@ def review_body(review: Review, svg: str | None) -> str:
 
     parts.append('<h2 id="sla">时限 SLA breach rate</h2>')
     parts.append('<p class="note">Case clocks consume business time and pause while the case waits on the customer. '
-                 'A clock counts as breached when it reached 100 % or ended over its target.</p>')
+                 'Each clock has one status: met (stopped within its target), breached (reached 100 % or stopped '
+                 'over it; never also met), cancelled (stopped with the case before any breach) or running (running '
+                 'or paused at the end of the log). Breach rate = breached ÷ (met + breached), one per clock.</p>')
     parts.append(html_table(
-        ["case clock", "name", "started", "met", "breached", "breach rate", "median used (business)",
-         "p90 used (business)"],
-        [[c.clock, c.name, c.started, c.met, c.breached, fmt_pct(c.breach_rate), fmt_h(c.median_consumed_business_h),
-          fmt_h(c.p90_consumed_business_h)] for c in stats.clocks.values()],
-        numeric=(2, 3, 4, 5, 6, 7), table_id="clocks-table"))
+        ["case clock", "name", "started", "met", "breached", "cancelled", "running", "breach rate",
+         "median used (business)", "p90 used (business)"],
+        [[c.clock, c.name, c.started, c.met, c.breached, c.cancelled, c.running, fmt_pct(c.breach_rate),
+          fmt_h(c.median_consumed_business_h), fmt_h(c.p90_consumed_business_h)] for c in stats.clocks.values()],
+        numeric=(2, 3, 4, 5, 6, 7, 8, 9), table_id="clocks-table"))
     parts.append(html_table(
         ["step SLA", "target", "clocks started", "breached", "breach rate"],
         [[s.node, s.target_text, s.sla_started, s.sla_breached, fmt_pct(s.breach_rate)]
@@ -410,8 +412,9 @@ def review_markdown(review: Review) -> str:
         f"{stats.open} open)",
         "",
         f"- cycle time (business): median {fmt_h(stats.cycle_median_business_h)}, p90 {fmt_h(stats.cycle_p90_business_h)}",
-        f"- case-clock breach rate {fmt_pct(stats.case_clock_breach_rate)}; step SLA breach rate "
-        f"{fmt_pct(stats.task_breach_rate)}; escalations {stats.escalation_total}",
+        *[f"- {c.name}: breach rate {fmt_pct(c.breach_rate)} ({c.breached} breached, {c.met} met, "
+          f"{c.running} running)" for c in stats.clocks.values()],
+        f"- step SLA breach rate {fmt_pct(stats.task_breach_rate)}; escalations {stats.escalation_total}",
         "",
         "| step | volume | median (business) | p90 (business) | target | status |",
         "|---|---:|---:|---:|---|---|",
