@@ -62,6 +62,8 @@ class FieldSpec(Strict):
     label: Text | None = None
     required: bool = False
     choices: list[str] | None = Field(default=None, description="allowed values, for type enum")
+    choice_labels: dict[str, Text] | None = Field(
+        default=None, description="display names of some or all choices (zh/en), shown by reports instead of the codes")
     default: Any = None
     minimum: float | None = None
     maximum: float | None = None
@@ -73,6 +75,9 @@ class FieldSpec(Strict):
             raise ValueError("a field of type enum needs 'choices'")
         if self.type != "enum" and self.choices:
             raise ValueError("'choices' only apply to type enum")
+        unknown = sorted(set(self.choice_labels or {}) - set(self.choices or []))
+        if unknown:
+            raise ValueError(f"choice_labels name values that are not choices: {', '.join(unknown)}")
         return self
 
 
