@@ -216,8 +216,8 @@ def scan(ctx: ReadContext, source: Iterable[tuple[Any, ...]], cases: dict[str, C
             if code == 0:  # node_completed: human steps end at task_completed, instant nodes as they start
                 if node in closed_elsewhere:
                     continue
-            elif code == 1:  # sla_started: a fixed target, known from the definition
-                if node not in sla_event_nodes:
+            elif code == 1:  # sla_started: a fixed target, known from the definition (a case clock always counts,
+                if node not in sla_event_nodes and row[6]["clock"][0] == "t":  # wherever an older definition started it)
                     continue
             elif node in task_clock_nodes:  # sla_met of a task clock: judged when its step completes
                 continue
