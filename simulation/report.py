@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from analytics.stats import ProcessStats
+from analytics.views import compute_views
 from simulation.simulator import RoleUse, SimulationResult
 from visualize.review import Review, heatmap_dot, html_table, inline_svg, page, review_body, write_review
 
@@ -264,7 +265,8 @@ def simulation_review(result: SimulationResult, stats: ProcessStats | None = Non
     name = result.graph.definition.name
     review = Review(result.graph, stats, None, None,
                     f"模拟评审 Simulated review — {name.zh} / {name.en} ({result.scenario.name})",
-                    f"模拟 simulation: {result.scenario.name}, seed {result.seed}")
+                    f"模拟 simulation: {result.scenario.name}, seed {result.seed}",
+                    views=compute_views(result.graph, result.events, expected_cases=stats.cases))
     review.sections.append(("utilisation", "人员利用率 Staff utilisation (simulated)", utilisation_table(result)))
     review.sections.append(("scenario", "情景 Scenario", _scenario_section(result)))
     return review

@@ -54,6 +54,9 @@ def register(app: typer.Typer) -> None:
         since: str | None = typer.Option(None, "--since", help="cases started from this date (ISO)"),
         until: str | None = typer.Option(None, "--until", help="up to this date (a bare date includes the day)"),
         output: Path = typer.Option(Path("review.html"), "--out", help="HTML file; a PNG of the heatmap goes next to it"),
+        views: bool | None = typer.Option(None, "--views/--no-views",
+                                          help="time on arcs, tier/category breakdowns, weekly trends, dotted chart "
+                                               "and performance spectrum (default: for logs under 500,000 events)"),
     ) -> None:
         """Process review: heatmap of steps against their SLA targets, variants, rework, workload, breaches."""
         from visualize.review import build_review, publish_review_artifact, write_review
@@ -64,7 +67,7 @@ def register(app: typer.Typer) -> None:
         graph = engine.library.get(process)
         # cases started before --since are left out anyway, so their events need not be read
         events = engine.store.events(process_id=process, since=start, until=end)
-        report = build_review(graph, events, start, end)
+        report = build_review(graph, events, start, end, views=views)
         html_path, png_path = write_review(report, output)
         published = publish_review_artifact(report)
         stats = report.stats
