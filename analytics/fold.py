@@ -66,7 +66,7 @@ class CaseReading:
 _CODES: dict[str, int] = {
     "node_completed": 0, "sla_started": 1, "sla_met": 2, "node_entered": 3, "task_completed": 4, "edge_taken": 5,
     "escalated": 6, "sla_breached": 7, "task_cancelled": 8, "case_completed": 9, "case_cancelled": 9,
-    "case_started": 10, "incident": 11,
+    "case_started": 10, "incident": 11, "sla_stopped": 12,
 }
 
 
@@ -166,6 +166,7 @@ def scan(ctx: ReadContext, source: Iterable[tuple[Any, ...]], cases: dict[str, C
     clock_started = part.clock_started
     clock_met = part.clock_met
     clock_breached = part.clock_breached
+    clock_cancelled = part.clock_cancelled
     escalation_rows = part.escalation_rows
     escalations_by_node = part.escalations_by_node
     escalations_by_kind = part.escalations_by_kind
@@ -215,8 +216,8 @@ def scan(ctx: ReadContext, source: Iterable[tuple[Any, ...]], cases: dict[str, C
             if code == 0:  # node_completed: human steps end at task_completed, instant nodes as they start
                 if node in closed_elsewhere:
                     continue
-            elif code == 1:  # sla_started: a fixed target, known from the definition
-                if node not in sla_event_nodes:
+            elif code == 1:  # sla_started: a fixed target, known from the definition (a case clock always counts,
+                if node not in sla_event_nodes and row[6]["clock"][0] == "t":  # wherever an older definition started it)
                     continue
             elif node in task_clock_nodes:  # sla_met of a task clock: judged when its step completes
                 continue
@@ -232,7 +233,7 @@ def scan(ctx: ReadContext, source: Iterable[tuple[Any, ...]], cases: dict[str, C
                 if at is not ts_at:
                     ts_at = at
                     ts = stamp(at)
-                if (limited and ts >= until_ts) or (since_ts is not None and ts < since_ts):
+                if (until_ts is not None and ts >= until_ts) or (since_ts is not None and ts < since_ts):
                     continue
                 if at is not bts_at:
                     bts_at = at
@@ -249,7 +250,7 @@ def scan(ctx: ReadContext, source: Iterable[tuple[Any, ...]], cases: dict[str, C
             if at is not ts_at:
                 ts_at = at
                 ts = stamp(at)
-            if ts >= until_ts:
+            if ts >= until_ts:  # type: ignore[operator]  # `limited`: until_ts is a float
                 continue
         if code < 5:
             if code == 3:  # node_entered
@@ -269,9 +270,11 @@ def scan(ctx: ReadContext, source: Iterable[tuple[Any, ...]], cases: dict[str, C
                 data = row[6]
                 clock = data["clock"]
                 if clock[0] != "t":
-                    clock_met[clock] = clock_met.get(clock, 0) + 1
+                    # one status per clock: met means stopped in time; a late stop is a breach, never also "met"
                     if data.get("in_time") is False:
                         breach(clock, acc)
+                    elif acc.breached is None or clock not in acc.breached:
+                        clock_met[clock] = clock_met.get(clock, 0) + 1
                     consumed = data.get("consumed")
                     if consumed is not None:
                         values = consumed_by_clock.get(clock)
@@ -394,6 +397,10 @@ def scan(ctx: ReadContext, source: Iterable[tuple[Any, ...]], cases: dict[str, C
         elif code == 11:  # incident
             if acc.status == "running":
                 acc.status = "incident"
+        elif code == 12:  # sla_stopped: a case clock ended by cancellation (one already breached stays breached)
+            clock = row[6].get("clock", "?")
+            if clock[:1] != "t" and (acc.breached is None or clock not in acc.breached):
+                clock_cancelled[clock] = clock_cancelled.get(clock, 0) + 1
 
     part.first_ts = first_ts
     part.last_end = last_end
@@ -431,7 +438,7 @@ def summarize(cases: Iterable[tuple[str, CaseReading]], slowest: int) -> CaseSum
             counts[path] = 1
         else:
             counts[path] += 1
-        if case.end is not None:
+        if case.end is not None and case.business_end is not None:
             business = case.business_end - case.business_start
             cycles_b.append(business)
             cycles_w.append(case.end - start)
@@ -441,8 +448,9 @@ def summarize(cases: Iterable[tuple[str, CaseReading]], slowest: int) -> CaseSum
             out.open_cases.append((case_id, start, case.business_start, status, case.outcome, case.started_at, path,
                                    case.escalations, case.breaches))
     for business, case_id, case, path in heapq.nlargest(slowest, finished, key=lambda item: (item[0], item[1])):
+        wall = (case.end or case.start) - case.start  # finished: end is set
         out.slowest_finished.append((business, case_id, case.status, case.outcome, case.started_at,
-                                     case.end - case.start, path, case.escalations, case.breaches))
+                                     wall, path, case.escalations, case.breaches))
     out.count = len(finished) + len(out.open_cases)
     out.completed, out.cancelled, out.incidents, out.last_seen = completed, cancelled, incidents, last_seen
     cycles_b.sort()

@@ -100,14 +100,22 @@ class ClockStats:
     clock: str
     name: str
     started: int = 0
-    met: int = 0
-    breached: int = 0
+    met: int = 0  # stopped within the target: never one that breached
+    breached: int = 0  # reached its target while running, or stopped over it (counted once per case)
     median_consumed_business_h: float | None = None
     p90_consumed_business_h: float | None = None
+    cancelled: int = 0  # stopped by the case's cancellation before any breach
+
+    @property
+    def running(self) -> int:
+        """Started and not yet met, breached or cancelled (running or paused) at the end of the log."""
+        return max(self.started - self.met - self.breached - self.cancelled, 0)
 
     @property
     def breach_rate(self) -> float | None:
-        return self.breached / self.started if self.started else None
+        """Breached among the clocks decided either way (met + breached): running ones are not yet known."""
+        decided = self.met + self.breached
+        return self.breached / decided if decided else None
 
 
 @dataclass
@@ -172,11 +180,6 @@ class ProcessStats:
     def escalation_total(self) -> int:
         """Escalations proper (breach and beyond); 50 %/75 % warnings are counted apart."""
         return self.escalations_by_kind.get("breached", 0) + self.escalations_by_kind.get("escalated", 0)
-
-    @property
-    def case_clock_breach_rate(self) -> float | None:
-        started = sum(c.started for c in self.clocks.values())
-        return sum(c.breached for c in self.clocks.values()) / started if started else None
 
     @property
     def task_breach_rate(self) -> float | None:

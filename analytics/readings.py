@@ -48,6 +48,7 @@ class Partial:
     clock_started: dict[str, int] = field(default_factory=dict)
     clock_met: dict[str, int] = field(default_factory=dict)
     clock_breached: dict[str, int] = field(default_factory=dict)
+    clock_cancelled: dict[str, int] = field(default_factory=dict)
     clock_consumed: dict[str, list[Run]] = field(default_factory=dict)
     escalation_rows: dict[tuple[Any, ...], int] = field(default_factory=dict)
     escalations_by_node: dict[str, int] = field(default_factory=dict)
@@ -62,7 +63,7 @@ class Partial:
             self.first_ts = other.first_ts
         self.last_end = max(self.last_end, other.last_end)
         for name in ("interrupted", "policy_targets", "edges", "breached_by_node", "clock_started", "clock_met",
-                     "clock_breached", "escalation_rows", "escalations_by_node", "escalations_by_kind",
+                     "clock_breached", "clock_cancelled", "escalation_rows", "escalations_by_node", "escalations_by_kind",
                      "role_completed"):
             mine: dict[Any, int] = getattr(self, name)
             for key, count in getattr(other, name).items():
@@ -73,8 +74,8 @@ class Partial:
             if own is None:
                 self.durations[node] = runs
             else:
-                for mine, theirs in zip(own, runs):
-                    mine += theirs
+                for own_runs, their_runs in zip(own, runs):
+                    own_runs += their_runs
         for name in ("clock_consumed", "role_wall", "role_business"):
             runs_by_key: dict[str, list[Run]] = getattr(self, name)
             for key, runs_of_key in getattr(other, name).items():
@@ -82,11 +83,11 @@ class Partial:
 
     def packed(self) -> Partial:
         """The same, with every run as bytes: what a worker sends back."""
-        return self._convert(pack_run)  # type: ignore[arg-type]
+        return self._convert(pack_run)
 
     def unpacked(self) -> Partial:
         """A worker's result made readable again (without copying the values)."""
-        return self._convert(unpack_run)  # type: ignore[arg-type]
+        return self._convert(unpack_run)
 
     def _convert(self, convert: Callable[[Any], Any]) -> Partial:
         self.durations = {node: tuple([convert(run) for run in runs] for runs in lists)  # type: ignore[misc]

@@ -36,9 +36,12 @@ from engine.time.durations import parse_duration
 
 __all__ = [  # what other packages use: the public surface of the statistics
     "BusinessTime", "PARALLEL_MIN_EVENTS", "WORKERS_ENV", "CaseRow", "ClockStats", "EdgeStats", "EscalationRow",
-    "ProcessStats", "ReworkRow", "RoleLoad", "StepStats", "Variant", "compress_loops", "compute_stats", "quantile",
+    "LogEvent", "ProcessStats", "ReworkRow", "RoleLoad", "StepStats", "Variant", "compress_loops", "compute_stats", "quantile",
     "quantile_of_runs", "review_workers", "status_of",
 ]
+
+#: what the statistics read: entries of the typed log (interop's event-log export reads the same)
+LogEvent = LogEntry
 
 
 def compress_loops(path: Sequence[str]) -> tuple[str, ...]:
@@ -205,9 +208,9 @@ def _assemble(graph: ProcessGraph, ctx: ReadContext, part: Partial, summary: Cas
     seen = set(order)
     order += sorted(n for n in entered if n not in seen)
     for node_id in order:
-        node = graph.nodes.get(node_id)
-        kind = node.kind if node is not None else "?"  # type: ignore[attr-defined]
-        step = StepStats(node_id, _label(graph, node_id), kind, getattr(node, "lane", None))
+        spec = graph.nodes.get(node_id)
+        kind = spec.kind if spec is not None else "?"  # type: ignore[attr-defined]  # every concrete node has a kind
+        step = StepStats(node_id, _label(graph, node_id), kind, getattr(spec, "lane", None))
         step.entered = entered.get(node_id, 0)
         runs = durations.get(node_id, ([], [], []))
         step.completed = sum(len(run) for run in runs[0])
@@ -226,9 +229,8 @@ def _assemble(graph: ProcessGraph, ctx: ReadContext, part: Partial, summary: Cas
             step.targets = sorted(per_target, key=lambda t: (target_seconds.get(t, 0), t))
         if len(step.targets) == 1:
             step.target_h = _target_seconds(step.targets[0], graph) / HOUR
-        elif not step.targets and getattr(node, "sla", None) is not None:
-            policies = node.sla.effective_policies()  # type: ignore[attr-defined]
-            step.targets = [str(p.target) for p in policies]
+        elif not step.targets and (node_sla := getattr(spec, "sla", None)) is not None:
+            step.targets = [str(p.target) for p in node_sla.effective_policies()]
         divisor = ctx.ratio_divisor.get(node_id)
         if divisor is not None:
             step.median_ratio = quantile_of_runs(runs[0], 0.5, divisor)
@@ -238,7 +240,7 @@ def _assemble(graph: ProcessGraph, ctx: ReadContext, part: Partial, summary: Cas
             step.p90_ratio = quantile_of_runs(runs[2], 0.9)
         step.status = status_of(step.median_ratio, step.p90_ratio)
         # every visit of a human step with an SLA opens a task and starts its clock
-        step.sla_started = step.entered if kind == "human" and getattr(node, "sla", None) is not None else 0
+        step.sla_started = step.entered if kind == "human" and getattr(spec, "sla", None) is not None else 0
         step.sla_breached = part.breached_by_node.get(node_id, 0)
         step.escalations = part.escalations_by_node.get(node_id, 0)
         step.rework_cases = node_rework_cases.get(node_id, 0)
@@ -278,7 +280,7 @@ def _assemble(graph: ProcessGraph, ctx: ReadContext, part: Partial, summary: Cas
         stats.clocks[clock] = ClockStats(
             clock, names.get(clock, clock), part.clock_started.get(clock, 0), part.clock_met.get(clock, 0),
             part.clock_breached.get(clock, 0), hours(quantile_of_runs(consumed, 0.5)),
-            hours(quantile_of_runs(consumed, 0.9)),
+            hours(quantile_of_runs(consumed, 0.9)), part.clock_cancelled.get(clock, 0),
         )
     rows_out: dict[tuple[str, int, int, str, str], int] = {}
     for (scope, level, percent, kind, notify, reassign, raise_priority, route), count in \
@@ -286,11 +288,11 @@ def _assemble(graph: ProcessGraph, ctx: ReadContext, part: Partial, summary: Cas
         actions = [f"notify: {', '.join(notify)}"] if notify else []
         actions += [f"{name}: {value}" for name, value in (("reassign", reassign), ("raise_priority", raise_priority),
                                                             ("route", route)) if value]
-        key = (str(scope), int(level or 0), int(percent or 0), str(kind), "; ".join(actions))
-        rows_out[key] = rows_out.get(key, 0) + count
-    for (scope, level, percent, kind, actions), count in sorted(
+        row_key = (str(scope), int(level or 0), int(percent or 0), str(kind), "; ".join(actions))
+        rows_out[row_key] = rows_out.get(row_key, 0) + count
+    for (scope, level, percent, kind, action_text), count in sorted(
             rows_out.items(), key=lambda item: (item[0][0], item[0][2], item[0][3], item[0][4])):
-        stats.escalations.append(EscalationRow(scope, level, percent, kind, count, actions))
+        stats.escalations.append(EscalationRow(scope, level, percent, kind, count, action_text))
     stats.escalations_by_kind = dict(sorted(part.escalations_by_kind.items()))
 
     # slowest cases: finished ones by cycle time, open ones by age at the horizon

@@ -174,7 +174,7 @@ def publish_case_artifact(engine: Engine, case_id: str, *, zone: str = "Asia/Sha
     try:
         markdown = render_case(engine, case_id, zone=zone, flowchart=flowchart)
         state = engine.store.load_case(case_id)[0]
-        return create_markdown_artifact(
+        return create_markdown_artifact(  # type: ignore[return-value]  # called synchronously: a UUID
             markdown=markdown, key=artifact_key(case_id),
             description=f"{state.process_id} {case_id}: {state.status}",
         )

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from analytics.stats import ProcessStats
+from analytics.views import compute_views
 from simulation.simulator import RoleUse, SimulationResult
 from visualize.review import Review, heatmap_dot, html_table, inline_svg, page, review_body, write_review
 
@@ -23,7 +24,6 @@ class VariantSummary:
     cycle_median_business_h: float | None
     cycle_p90_business_h: float | None
     cycle_median_wall_d: float | None
-    case_clock_breach_rate: float | None
     task_breach_rate: float | None
     escalations: int
     warnings: int
@@ -42,7 +42,6 @@ def summarise(result: SimulationResult, stats: ProcessStats | None = None) -> Va
         cycle_median_business_h=stats.cycle_median_business_h,
         cycle_p90_business_h=stats.cycle_p90_business_h,
         cycle_median_wall_d=(stats.cycle_median_wall_h / 24.0) if stats.cycle_median_wall_h is not None else None,
-        case_clock_breach_rate=stats.case_clock_breach_rate,
         task_breach_rate=stats.task_breach_rate,
         escalations=stats.escalation_total,
         warnings=stats.escalations_by_kind.get("warned", 0),
@@ -50,6 +49,180 @@ def summarise(result: SimulationResult, stats: ProcessStats | None = None) -> Va
         roles=result.roles,
         workload={r.role: (r.completed, r.open_business_h) for r in stats.roles.values()},
     )
+
+
+# -- why a figure moved -----------------------------------------------------------------------------------
+MOVE_THRESHOLD = 0.05  # a role's utilisation or a step's share of cases that moved by 5 pp or more is named
+
+
+@dataclass
+class ClockOutcome:
+    """How one case clock of one variant ended, by the node it stopped at (None: at the case's end)."""
+
+    decided: dict[str | None, int]  # stop node -> clocks met or breached there
+    breached: dict[str | None, int]  # stop node -> of which breached
+
+    def rate(self, nodes: set[str | None] | None = None) -> float | None:
+        """Breach rate of the clocks that stopped at `nodes` (all when None)."""
+        keys = self.decided if nodes is None else [k for k in self.decided if k in nodes]
+        total = sum(self.decided[k] for k in keys)
+        return sum(self.breached.get(k, 0) for k in keys) / total if total else None
+
+
+def clock_outcomes(result: SimulationResult) -> dict[str, ClockOutcome]:
+    """Per case clock of the root process: met/breached clocks by the node they stopped at, from the log."""
+    process = result.graph.process_id
+    breached_once: set[tuple[str, str]] = set()
+    out: dict[str, ClockOutcome] = {}
+    for e in result.events:
+        if e.process_id != process or not e.type.startswith("sla_"):
+            continue
+        clock = str(e.data.get("clock", ""))
+        if not clock.startswith("case:"):
+            continue
+        if e.type == "sla_breached":
+            breached_once.add((e.case_id, clock))
+        elif e.type in ("sla_met", "sla_stopped"):
+            late = (e.case_id, clock) in breached_once or e.data.get("in_time") is False
+            if e.type == "sla_stopped" and not late:
+                continue  # cancelled before any breach: neither met nor breached
+            outcome = out.setdefault(clock, ClockOutcome({}, {}))
+            outcome.decided[e.node] = outcome.decided.get(e.node, 0) + 1
+            if late:
+                outcome.breached[e.node] = outcome.breached.get(e.node, 0) + 1
+    return out
+
+
+@dataclass
+class ClockAttribution:
+    """Why a clock's breach rate moved from A to B: the measuring point, and the rest (load and path)."""
+
+    clock: str
+    name: str
+    starts: tuple[str, str]  # where the clock starts in A and in B ("case start" by default)
+    stops: tuple[list[str], list[str]]
+    rate_a: float | None
+    rate_b: float | None
+    like_for_like_b: float | None  # B's clocks that stopped where A's clock stops (same start)
+    moved_share_b: float  # of B's decided clocks, those stopped at a point A's clock does not stop at
+
+    @property
+    def measuring_point_moved(self) -> bool:
+        return self.starts[0] != self.starts[1] or set(self.stops[0]) != set(self.stops[1])
+
+    @property
+    def change_pp(self) -> float | None:
+        return None if self.rate_a is None or self.rate_b is None else 100 * (self.rate_b - self.rate_a)
+
+    @property
+    def measuring_point_pp(self) -> float | None:
+        """The part of the change due to clocks stopping at new points: B's rate minus its like-for-like rate."""
+        if not self.measuring_point_moved:
+            return 0.0
+        if self.rate_b is None or self.like_for_like_b is None:
+            return None
+        return 100 * (self.rate_b - self.like_for_like_b)
+
+    @property
+    def rest_pp(self) -> float | None:
+        """The like-for-like change: what load and path did to clocks measured the same way."""
+        if self.rate_a is None:
+            return None
+        like = self.rate_b if not self.measuring_point_moved else self.like_for_like_b
+        return None if like is None else 100 * (like - self.rate_a)
+
+
+@dataclass
+class Attribution:
+    """The table a steering committee reads: which clocks moved and why."""
+
+    clocks: list[ClockAttribution]
+    roles: list[tuple[str, float | None, float | None, float | None, float | None]]  # role, util A/B, p90 wait A/B
+    steps: list[tuple[str, str, float, float]]  # node, name, share of cases A, B
+
+
+def attribute(a: SimulationResult, b: SimulationResult) -> Attribution:
+    """Separate 'the measuring point moved', 'load fell' and 'the path changed' between two runs."""
+    defs_a = {c.id: c for c in a.graph.definition.clocks}
+    defs_b = {c.id: c for c in b.graph.definition.clocks}
+    out_a, out_b = clock_outcomes(a), clock_outcomes(b)
+    clocks: list[ClockAttribution] = []
+    for clock_id in [c for c in defs_a if c in defs_b]:
+        ca, cb = defs_a[clock_id], defs_b[clock_id]
+        key = f"case:{clock_id}"
+        oa, ob = out_a.get(key, ClockOutcome({}, {})), out_b.get(key, ClockOutcome({}, {}))
+        same_points: set[str | None] = {*ca.stop_on, None}
+        same_start = ca.start_on == cb.start_on
+        decided_b = sum(ob.decided.values())
+        moved = sum(n for node, n in ob.decided.items() if node not in same_points)
+        clocks.append(ClockAttribution(
+            key, ca.name.both() if ca.name else clock_id,
+            (ca.start_on or "case start", cb.start_on or "case start"), (list(ca.stop_on), list(cb.stop_on)),
+            oa.rate(), ob.rate(), ob.rate(same_points) if same_start else None,
+            moved / decided_b if decided_b else 0.0))
+    roles: list[tuple[str, float | None, float | None, float | None, float | None]] = []
+    for role in sorted(set(a.roles) | set(b.roles)):
+        ua, ub = a.roles.get(role), b.roles.get(role)
+        util_a, util_b = (ua.utilisation if ua else None), (ub.utilisation if ub else None)
+        if util_a is not None and util_b is not None and abs(util_b - util_a) >= MOVE_THRESHOLD:
+            roles.append((role, util_a, util_b, ua.p90_wait_h if ua else None, ub.p90_wait_h if ub else None))
+    sa, sb = a.stats(), b.stats()
+    steps: list[tuple[str, str, float, float]] = []
+    for node in dict.fromkeys([*sa.steps, *sb.steps]):
+        step = sa.steps.get(node) or sb.steps[node]
+        if step.kind != "human":
+            continue
+        share_a = sa.steps[node].cases / sa.cases if node in sa.steps and sa.cases else 0.0
+        share_b = sb.steps[node].cases / sb.cases if node in sb.steps and sb.cases else 0.0
+        if abs(share_b - share_a) >= MOVE_THRESHOLD:
+            steps.append((node, step.label, share_a, share_b))
+    steps.sort(key=lambda row: (-abs(row[3] - row[2]), row[0]))
+    return Attribution(clocks, roles, steps)
+
+
+def attribution_rows(att: Attribution) -> list[list[str]]:
+    """(clock, reason, evidence, effect) rows in plain words."""
+    def pct(value: float | None) -> str:
+        return "–" if value is None else f"{100 * value:.1f} %"
+
+    def pp(value: float | None) -> str:
+        return "–" if value is None else f"{value:+.1f} pp"
+
+    load = "; ".join(f"{role} utilisation {pct(ua)} → {pct(ub)}, p90 wait {_hours(wa)} → {_hours(wb)}"
+                     for role, ua, ub, wa, wb in att.roles) or "no role's utilisation moved by 5 pp or more"
+    path = "; ".join(f"{name} ({node}) {pct(xa)} → {pct(xb)} of cases" for node, name, xa, xb in att.steps[:6]) \
+        or "no step's share of cases moved by 5 pp or more"
+    rows: list[list[str]] = []
+    for c in att.clocks:
+        head = f"{c.name}: {pct(c.rate_a)} → {pct(c.rate_b)} ({pp(c.change_pp)})"
+        if c.measuring_point_moved:
+            where = (f"starts at {c.starts[0]} in A, {c.starts[1]} in B; " if c.starts[0] != c.starts[1] else "") + \
+                f"stops at {', '.join(c.stops[0])} in A, {', '.join(c.stops[1])} in B"
+            rows.append([head, "测量点变化 the measuring point moved",
+                         f"{where}; {pct(c.moved_share_b)} of B's clocks stopped at a point A's clock does not "
+                         f"stop at", pp(c.measuring_point_pp)])
+        else:
+            rows.append([head, "测量点变化 the measuring point moved", "no: same start and stop points", "+0.0 pp"])
+        like = ("like for like (B's clocks stopped where A's stop: "
+                f"{pct(c.like_for_like_b if c.measuring_point_moved else c.rate_b)})")
+        rows.append([head, "负荷变化 load changed", load, f"{pp(c.rest_pp)} together with the path, {like}"])
+        rows.append([head, "路径变化 the path changed", path, "included in the line above"])
+    return rows
+
+
+def _hours(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f} h"
+
+
+def attribution_html(att: Attribution) -> str:
+    note = ('<p class="note">Why each clock\'s breach rate moved. <b>The measuring point moved</b>: B\'s clocks that '
+            "stop at a node where A's clock does not stop are measured differently; their effect is B's rate minus "
+            "B's like-for-like rate (its clocks stopped where A's stop). <b>Load</b> and <b>the path</b> make up the "
+            "like-for-like change; roles whose utilisation moved and steps whose share of cases moved by 5 pp or "
+            "more are named as the evidence (one run each: the two cannot be told apart further without a run "
+            "that changes only one of them).</p>")
+    return note + html_table(["figure", "reason", "evidence", "effect on the breach rate"], attribution_rows(att),
+                             table_id="attribution-table")
 
 
 # -- reports ---------------------------------------------------------------------------------------------
@@ -66,8 +239,11 @@ def _scenario_section(result: SimulationResult) -> str:
     ]
     note = ('<p class="note">Simulated with the real interpreter on a virtual clock. Work times are business time '
             "(the process calendar); a role's people serve its queue by priority, then first come first served, "
-            "only in working hours. Roles without a staff number have as many people as needed.</p>")
-    return note + html_table(["", ""], rows)
+            "only in working hours.</p>")
+    stated = "".join(f"<li>{html.escape(text)}</li>" for text in result.assumptions)
+    assumptions = (f'<p id="assumptions">假设 Assumptions of this run:</p><ul class="assumptions">{stated}</ul>'
+                   if stated else "")
+    return note + assumptions + html_table(["", ""], rows)
 
 
 def utilisation_table(result: SimulationResult) -> str:
@@ -89,7 +265,8 @@ def simulation_review(result: SimulationResult, stats: ProcessStats | None = Non
     name = result.graph.definition.name
     review = Review(result.graph, stats, None, None,
                     f"模拟评审 Simulated review — {name.zh} / {name.en} ({result.scenario.name})",
-                    f"模拟 simulation: {result.scenario.name}, seed {result.seed}")
+                    f"模拟 simulation: {result.scenario.name}, seed {result.seed}",
+                    views=compute_views(result.graph, result.events, expected_cases=stats.cases))
     review.sections.append(("utilisation", "人员利用率 Staff utilisation (simulated)", utilisation_table(result)))
     review.sections.append(("scenario", "情景 Scenario", _scenario_section(result)))
     return review
@@ -117,7 +294,6 @@ def comparison_rows(a: VariantSummary, b: VariantSummary) -> list[tuple[str, str
     add("cycle time median (business hours)", a.cycle_median_business_h, b.cycle_median_business_h, fmt_h)
     add("cycle time p90 (business hours)", a.cycle_p90_business_h, b.cycle_p90_business_h, fmt_h)
     add("cycle time median (wall days)", a.cycle_median_wall_d, b.cycle_median_wall_d, days)
-    add("SLA breach rate, all case clocks", a.case_clock_breach_rate, b.case_clock_breach_rate, fmt_pct, "rate")
     for clock in sorted(set(a.clock_rates) | set(b.clock_rates)):
         add(f"SLA breach rate, {clock}", a.clock_rates.get(clock), b.clock_rates.get(clock), fmt_pct, "rate")
     add("SLA breach rate, step clocks", a.task_breach_rate, b.task_breach_rate, fmt_pct, "rate")
@@ -180,12 +356,16 @@ def comparison_html(a: SimulationResult, b: SimulationResult, *, svg_a: str | No
         f"<tr><td>{_e(m)}</td><td class=\"num\">{_e(x)}</td><td class=\"num\">{_e(y)}</td>"
         f"<td class=\"num{' ' + v if v else ''}\">{_e(d)}</td></tr>" for m, x, y, d, v in rows)
     na, nb = sa.name, sb.name
+    stated = sorted(set(a.assumptions) | set(b.assumptions))
     parts = [
         f'<p class="note">Same seed ({a.seed}), arrivals and customers for both variants, and per-case random '
         f"streams, so differences come from the variants. Durations are business hours of the process calendar. "
         f"Definitions: {_e(sa.definition)} vs {_e(sb.definition)}.</p>",
+        *([f'<p class="note">假设 Assumptions: {_e("; ".join(stated))}.</p>'] if stated else []),
         '<h2 id="comparison">对比 Side by side</h2>',
         f'<table id="comparison-table"><thead>{head}</thead><tbody>{body}</tbody></table>',
+        '<h2 id="attribution">为何变化 Why the figures moved</h2>',
+        attribution_html(attribute(a, b)),
         '<h2 id="comparison-roles">工作量与利用率 Workload and utilisation per role</h2>',
         '<p class="note">Busy hours: business hours people worked on tasks; utilisation: busy ÷ available '
         "working hours of the role's staff over the simulated period; p90 wait: how long tasks waited for a "

@@ -197,10 +197,14 @@ class ArrivalSpec(_Strict):
     this model); hour / day are around the clock.
     """
 
-    rate: float | None = Field(default=None, gt=0)
-    per: Literal["business_hour", "working_day", "hour", "day"] = "business_hour"
-    interarrival: dict[str, Any] | None = None
-    business: bool = True
+    rate: float | None = Field(default=None, gt=0, description="mean arrivals per `per` (a Poisson process)")
+    per: Literal["business_hour", "working_day", "hour", "day"] = Field(
+        default="business_hour", description="the unit of `rate`: business_hour / working_day count working time "
+                                             "only, hour / day are around the clock")
+    interarrival: dict[str, Any] | None = Field(
+        default=None, description="instead of a rate: a distribution of the time between arrivals, "
+                                  "e.g. {dist: exponential, mean: 15m}")
+    business: bool = Field(default=True, description="interarrival times count working time only")
 
     @field_validator("interarrival")
     @classmethod
@@ -213,37 +217,56 @@ class ArrivalSpec(_Strict):
 class MessageSpec(_Strict):
     """How long until a message (e.g. the customer's reply) arrives."""
 
-    delay: dict[str, Any] = Field(default_factory=lambda: {"dist": "exponential", "mean": DEFAULT_MESSAGE_DELAY})
-    business: bool = True
+    delay: dict[str, Any] = Field(default_factory=lambda: {"dist": "exponential", "mean": DEFAULT_MESSAGE_DELAY},
+                                  description="a distribution of the time until the message arrives")
+    business: bool = Field(default=True, description="the delay counts working time only")
 
 
 class ChildSpec(_Strict):
     """A sub-process replaced by a duration and an outcome instead of a simulated child case."""
 
-    duration: dict[str, Any]
-    outcome: str | None = "closed"
+    duration: dict[str, Any] = Field(description="a distribution of how long the sub-process takes")
+    outcome: str | None = Field(default="closed", description="the outcome the sub-process ends with")
     data: dict[str, Any] = Field(default_factory=dict, description="child data the parent's outputs read")
 
 
 class Scenario(_Strict):
     """A what-if scenario: see scenarios/complaint_as_is.yaml for a commented example."""
 
-    name: str = "scenario"
-    description: str = ""
+    extends: str | None = Field(default=None, exclude=True,
+                                description="a base scenario file (relative to this one) whose sections this one "
+                                            "overrides by key; the rest of its settings are replaced")
+    name: str = Field(default="scenario", description="the variant's name in reports (e.g. as-is, to-be)")
+    description: str = Field(default="", description="what the variant changes, in words")
     definition: str = Field(description="a process id of the library, or a path to a (variant) definition YAML")
-    start: datetime = Field(default_factory=lambda: datetime.fromisoformat(DEFAULT_START))
-    cases: int = Field(default=500, ge=1)
-    seed: int = 1
+    start: datetime = Field(default_factory=lambda: datetime.fromisoformat(DEFAULT_START),
+                            description="when the first case may arrive, with a time zone")
+    cases: int = Field(default=500, ge=1, description="how many cases arrive")
+    seed: int = Field(default=1, description="the random seed: same scenario and seed, same result")
     max_days: int = Field(default=730, ge=1, description="calendar days after the last arrival before giving up")
-    arrivals: ArrivalSpec = Field(default_factory=lambda: ArrivalSpec(rate=4))
-    case_data: dict[str, Any] = Field(default_factory=dict)
-    durations: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    default_duration: dict[str, Any] = Field(default_factory=lambda: {"dist": "fixed", "value": DEFAULT_TASK_DURATION})
-    outputs: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    messages: dict[str, MessageSpec] = Field(default_factory=dict)
-    staff: dict[str, int | None] = Field(default_factory=dict)
-    subprocesses: dict[str, ChildSpec] = Field(default_factory=dict)
-    source: str | None = Field(default=None, exclude=True)
+    arrivals: ArrivalSpec = Field(default_factory=lambda: ArrivalSpec(rate=4), description="when cases arrive")
+    case_data: dict[str, Any] = Field(
+        default_factory=dict, description="per case-data field: a constant, weighted choices {value: weight}, a list "
+                                          "(uniform) or a distribution")
+    durations: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per human step (node id, or process_id.node_id): a distribution of a "
+                                          "person's working time on it, in business time")
+    default_duration: dict[str, Any] = Field(default_factory=lambda: {"dist": "fixed", "value": DEFAULT_TASK_DURATION},
+                                             description="the working time of steps not named in `durations`")
+    outputs: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per step: what people answer in its form, field by field (as case_data)")
+    messages: dict[str, MessageSpec] = Field(default_factory=dict,
+                                             description="per message node: how long until the message arrives")
+    staff: dict[str, int | None] = Field(
+        default_factory=dict, description="people per role (lane); null = as many as needed, stated in the report")
+    unlisted_staff: Literal["error", "unlimited"] = Field(
+        default="error",
+        description="roles (lanes) missing from `staff`: an error, or simulated with as many people as needed "
+                    "(the report then states this assumption); `staff: {role: null}` declares one role unlimited")
+    subprocesses: dict[str, ChildSpec] = Field(
+        default_factory=dict, description="sub-process nodes replaced by a duration and an outcome instead of a "
+                                          "simulated child case")
+    source: str | None = Field(default=None, exclude=True, description="the file read (set by the loader)")
 
     @field_validator("start")
     @classmethod
@@ -259,6 +282,21 @@ class Scenario(_Strict):
             if count is not None and count < 1:
                 raise ValueError(f"staff of '{role}' must be at least 1 (leave it out for unlimited)")
         return value
+
+
+def scenario_json_schema() -> dict[str, Any]:
+    """The JSON schema of a scenario file (schema/scenario.json): every property described.
+
+    `definition` is not required of a file, since an `extends:` base may give it; `source` is set by the
+    loader, never written.
+    """
+    schema = Scenario.model_json_schema()
+    schema["properties"].pop("source", None)
+    schema.pop("required", None)
+    schema["title"] = "svcflow what-if scenario"
+    schema["description"] = ("A what-if scenario for `svcflow simulate`: arrivals, case data, durations, form "
+                             "answers, message delays and people per role (scenarios/complaint_as_is.yaml).")
+    return schema
 
 
 def _read_yaml(path: Path) -> Any:
@@ -312,7 +350,28 @@ def scenario_for(target: str, *, durations: Path | None = None, staff: Path | No
     """A scenario file, or for a bare process id a default scenario (as many people as needed, 20-minute steps)."""
     if target.endswith((".yaml", ".yml")) or Path(target).is_file():
         return load_scenario(Path(target), durations=durations, staff=staff)
-    return _validated({"definition": target, "name": target}, target, durations, staff)
+    return _validated({"definition": target, "name": target, "unlisted_staff": "unlimited"}, target, durations,
+                      staff)
+
+
+def staff_assumptions(scenario: Scenario, lanes: list[str]) -> tuple[list[str], list[str]]:
+    """(errors, assumptions) about the people of `lanes` (the roles of the definitions the scenario runs).
+
+    A role missing from the staff list is never silently given unlimited capacity: it is an error,
+    unless the scenario says `unlisted_staff: unlimited`, and then the report states it.
+    """
+    errors = [f"staff: no lane '{role}'" for role in scenario.staff if role not in lanes]
+    missing = [role for role in lanes if role not in scenario.staff]
+    assumptions: list[str] = []
+    if missing and scenario.unlisted_staff == "error":
+        errors.append(f"staff: no number of people for {', '.join(missing)}")
+    elif missing:
+        assumptions.append("roles without a staff number in the scenario, simulated with as many people as needed "
+                           f"(unlisted_staff: unlimited): {', '.join(missing)}")
+    declared = [role for role, count in scenario.staff.items() if count is None and role in lanes]
+    if declared:
+        assumptions.append(f"roles declared unlimited (staff: null), never queueing: {', '.join(declared)}")
+    return errors, assumptions
 
 
 def _validated(raw: dict[str, Any], where: str, durations: Path | None, staff: Path | None) -> Scenario:

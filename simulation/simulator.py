@@ -23,7 +23,7 @@ import gc
 import heapq
 import random
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -44,7 +44,7 @@ from engine.run.state import InstanceState, Token
 from engine.run.log import LogEntry
 from simulation.scenario import (
     DEFAULT_MESSAGE_DELAY, ArrivalSpec, ChildSpec, Distribution, Scenario, SimulationError, ValueGenerator,
-    _library_for, _variant_id,
+    _library_for, _variant_id, staff_assumptions,
 )
 
 _PRIORITY_RANK = {name: rank for rank, name in enumerate(PRIORITIES)}
@@ -92,6 +92,7 @@ class SimulationResult:
     child_cases: int = 0
     applies: int = 0
     notifications: dict[str, int] = field(default_factory=dict)
+    assumptions: list[str] = field(default_factory=list)  # what the scenario left open, stated in the report
     _stats: ProcessStats | None = field(default=None, repr=False, compare=False)
 
     def stats(self) -> ProcessStats:
@@ -192,23 +193,35 @@ class Simulation(CaseHost):
             for node in graph.definition.nodes:
                 nodes.setdefault(node.id, []).append((graph.definition, node))
                 nodes.setdefault(f"{graph.definition.id}.{node.id}", []).append((graph.definition, node))
-        lanes = {lane.id for g in graphs for lane in g.definition.lanes}
+        lanes = list(dict.fromkeys(lane.id for g in graphs for lane in g.definition.lanes))
+        problems: list[str] = []  # every mistake of the file, reported at once
 
         def known(key: str, section: str) -> list[tuple[ProcessDefinition, Any]]:
             if key not in nodes:
-                raise SimulationError(f"{where}: {section}: no node '{key}' in {', '.join(g.process_id for g in graphs)}",
-                                      hint="use a node id, or process_id.node_id")
+                problems.append(f"{section}: no node '{key}' in {', '.join(g.process_id for g in graphs)} "
+                                "(use a node id, or process_id.node_id)")
+                return []
             return nodes[key]
+
+        def built(make: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+            try:
+                return make(*args, **kwargs)
+            except SimulationError as exc:
+                problems.append(exc.message.removeprefix(f"{where}: ") + (f" ({exc.hint})" if exc.hint else ""))
+                return None
 
         self.durations: dict[str, Distribution] = {}
         for key, spec in s.durations.items():
-            known(key, "durations")
-            self.durations[key] = Distribution(spec, day_seconds=self.day_seconds, where=f"{where}: durations.{key}")
-        self.default_duration = Distribution(s.default_duration, day_seconds=self.day_seconds,
-                                             where=f"{where}: default_duration")
+            if known(key, "durations"):
+                self.durations[key] = built(Distribution, spec, day_seconds=self.day_seconds,
+                                            where=f"{where}: durations.{key}")
+        self.default_duration = built(Distribution, s.default_duration, day_seconds=self.day_seconds,
+                                      where=f"{where}: default_duration")
         self.outputs: dict[str, dict[str, ValueGenerator]] = {}
         for key, fields_ in s.outputs.items():
             candidates = known(key, "outputs")
+            if not candidates:
+                continue
             specs: dict[str, FieldSpec] = {}
             for _definition, node in candidates:
                 if isinstance(node, HumanTask):
@@ -217,29 +230,32 @@ class Simulation(CaseHost):
                     specs.update(node.fields)
             for name in fields_:
                 if name not in specs:
-                    raise SimulationError(f"{where}: outputs.{key}: the node has no form field '{name}'",
-                                          hint=f"its fields: {', '.join(sorted(specs)) or 'none'}")
-            self.outputs[key] = {name: ValueGenerator(spec, f"{where}: outputs.{key}.{name}", specs[name].type)
-                                 for name, spec in fields_.items()}
+                    problems.append(f"outputs.{key}: the node has no form field '{name}' "
+                                    f"(its fields: {', '.join(sorted(specs)) or 'none'})")
+            self.outputs[key] = {name: built(ValueGenerator, spec, f"{where}: outputs.{key}.{name}",
+                                             specs[name].type) for name, spec in fields_.items() if name in specs}
         root = self.graph.definition
-        self.case_data = {name: ValueGenerator(spec, f"{where}: case_data.{name}",
-                                               root.data[name].type if name in root.data else None)
+        self.case_data = {name: built(ValueGenerator, spec, f"{where}: case_data.{name}",
+                                      root.data[name].type if name in root.data else None)
                           for name, spec in s.case_data.items()}
         self.start_fields = [name for name in s.case_data if name in root.data]
-        for role in s.staff:
-            if role not in lanes:
-                raise SimulationError(f"{where}: staff: no lane '{role}'", hint=f"lanes: {', '.join(sorted(lanes))}")
+        staff_errors, self.assumptions = staff_assumptions(s, lanes)
+        problems += [f"{error} (lanes: {', '.join(lanes)}; or say unlisted_staff: unlimited)" for error in staff_errors]
         self.messages: dict[str, tuple[Distribution, bool]] = {}
         for key, message in s.messages.items():
-            self.messages[key] = (Distribution(message.delay, day_seconds=self.day_seconds,
-                                               where=f"{where}: messages.{key}"), message.business)
+            self.messages[key] = (built(Distribution, message.delay, day_seconds=self.day_seconds,
+                                        where=f"{where}: messages.{key}"), message.business)
         self.default_message = (Distribution({"dist": "exponential", "mean": DEFAULT_MESSAGE_DELAY},
                                              day_seconds=self.day_seconds), True)
         self.child_specs: dict[str, tuple[Distribution, ChildSpec]] = {}
         for key, child in s.subprocesses.items():
-            known(key, "subprocesses")
-            self.child_specs[key] = (Distribution(child.duration, day_seconds=self.day_seconds,
-                                                  where=f"{where}: subprocesses.{key}"), child)
+            if known(key, "subprocesses"):
+                self.child_specs[key] = (built(Distribution, child.duration, day_seconds=self.day_seconds,
+                                               where=f"{where}: subprocesses.{key}"), child)
+        if problems:
+            count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+            raise SimulationError(f"{where}: {count}:\n" + "\n".join(f"  - {p}" for p in problems),
+                                  hint="fix them all, then run again")
 
     def _reachable_graphs(self) -> list[ProcessGraph]:
         graphs = [self.graph]
@@ -305,7 +321,7 @@ class Simulation(CaseHost):
             use.available_h = (pool.size * available_s / 3600.0) if pool.size else None
         return SimulationResult(self.scenario, self.graph, self.seed, self.n_cases, self.events,
                                 dict(sorted(self.uses.items())), first, end, self.children, self.applies,
-                                dict(sorted(self.notifications.items())))
+                                dict(sorted(self.notifications.items())), list(self.assumptions))
 
     def _arrival_times(self, first: datetime) -> list[datetime]:
         spec = self.arrival_spec

@@ -54,6 +54,9 @@ def register(app: typer.Typer) -> None:
         since: str | None = typer.Option(None, "--since", help="cases started from this date (ISO)"),
         until: str | None = typer.Option(None, "--until", help="up to this date (a bare date includes the day)"),
         output: Path = typer.Option(Path("review.html"), "--out", help="HTML file; a PNG of the heatmap goes next to it"),
+        views: bool | None = typer.Option(None, "--views/--no-views",
+                                          help="time on arcs, tier/category breakdowns, weekly trends, dotted chart "
+                                               "and performance spectrum (default: for logs under 500,000 events)"),
     ) -> None:
         """Process review: heatmap of steps against their SLA targets, variants, rework, workload, breaches."""
         from visualize.review import build_review, publish_review_artifact, write_review
@@ -64,7 +67,7 @@ def register(app: typer.Typer) -> None:
         graph = engine.library.get(process)
         # cases started before --since are left out anyway, so their events need not be read
         events = engine.store.events(process_id=process, since=start, until=end)
-        report = build_review(graph, events, start, end)
+        report = build_review(graph, events, start, end, views=views)
         html_path, png_path = write_review(report, output)
         published = publish_review_artifact(report)
         stats = report.stats
@@ -103,10 +106,29 @@ def register(app: typer.Typer) -> None:
 
     app.add_typer(report_app, name="report")
 
+    def run_replay(policy_path: Path, output: Path) -> None:
+        from simulation.replay import load_policy, replay_html, replay_rows
+        from simulation.replay import replay as replay_policy
+
+        policy = load_policy(policy_path)
+        engine = _engine()
+        graph = engine.library.get(policy.process)
+        events = list(engine.store.events(process_id=policy.process))
+        ended = {e.case_id for e in events if e.type in ("case_completed", "case_cancelled")}
+        data = {case_id: engine.store.load_case(case_id)[0].data for case_id in ended}
+        report = replay_policy(graph, events, data, policy)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(replay_html(report), encoding="utf-8")
+        for name, clocks, before, after, change, esc_before, esc_after in replay_rows(report):
+            out.print(shown(f"{name}: {clocks} clock(s); breach rate {before} → {after} ({change}); "
+                            f"escalations {esc_before} → {esc_after}"))
+        out.print(shown(f"{report.cases} closed case(s) replayed under '{policy.name}'; written {output}"))
+
     @app.command()
     @friendly
     def simulate(
-        process: str = typer.Argument(..., help="a scenario YAML file, or a process id (default scenario)"),
+        process: str | None = typer.Argument(None, help="a scenario YAML file, or a process id (default scenario); "
+                                                        "not with --replay"),
         cases: int | None = typer.Option(None, "--cases", min=1, help="number of cases (default: the scenario's)"),
         arrivals: str | None = typer.Option(None, "--arrivals",
                                                help="RATE/UNIT: 5/bh per business hour, 40/wd per working day, "
@@ -116,12 +138,28 @@ def register(app: typer.Typer) -> None:
         seed: int | None = typer.Option(None, "--seed", help="random seed (default: the scenario's)"),
         compare: Path | None = typer.Option(None, "--compare", help="another scenario YAML to compare with"),
         output: Path = typer.Option(Path("simulation.html"), "--out", help="HTML report (PNG heatmaps next to it)"),
+        replay: bool = typer.Option(False, "--replay", help="re-evaluate the store's closed cases under --policy "
+                                                            "instead of simulating"),
+        policy: Path | None = typer.Option(None, "--policy", help="with --replay: YAML of proposed SLA targets "
+                                                                  "and calendar (see simulation/replay.py)"),
     ) -> None:
-        """What-if simulation with the real interpreter on a virtual clock; same seed, same numbers."""
+        """What-if simulation with the real interpreter on a virtual clock; same seed, same numbers.
+
+        With --replay --policy FILE: how the store's closed cases would have fared under other SLA targets.
+        """
         from simulation.report import write_comparison, write_simulation
         from simulation.scenario import parse_arrivals, scenario_for
         from simulation.simulator import Simulation
 
+        if replay or policy is not None:
+            if not (replay and policy is not None) or process is not None:
+                raise InputError("a replay needs --replay and --policy FILE, and no scenario",
+                                 hint="svcflow simulate --replay --policy policy.yaml [--out replay.html]")
+            run_replay(policy, output if output != Path("simulation.html") else Path("replay.html"))
+            return
+        if process is None:
+            raise InputError("name a scenario YAML file or a process id",
+                             hint="svcflow simulate scenarios/complaint_as_is.yaml, or --replay --policy FILE")
         started = time.perf_counter()
         spec = parse_arrivals(arrivals) if arrivals else None
         base = scenario_for(process, durations=durations, staff=staff)

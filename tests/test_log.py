@@ -148,7 +148,9 @@ def test_a_store_of_the_first_release_is_migrated_and_keeps_every_event(v1_store
 
 def test_the_weekly_report_reads_a_first_release_store_as_before(v1_store: Store, expected: dict[str, Any]) -> None:
     events = [*v1_store.events(process_id="complaint_handling"), *v1_store.events(process_id="major_complaint")]
-    assert plain(build_weekly(events, "2025-W38", SHANGHAI)) == expected["weekly"]
+    counted = plain(build_weekly(events, "2025-W38", SHANGHAI))
+    del counted["previous"], counted["labels"]  # last week's report and the display names came later
+    assert counted == expected["weekly"]
 
 
 def test_a_case_overlay_and_path_table_read_a_first_release_store_as_before(v1_store: Store,

@@ -1,8 +1,9 @@
-"""The review report as a browser shows it: headless Chromium renders the page offline.
+"""The review, the weekly report and the what-if comparison as a browser shows them (headless Chromium, playwright).
 
-A page that is well-formed HTML can still render blank (an SVG that fails to parse, CSS that
-hides everything), so the screenshot itself is checked: many distinct colours, and the heatmap's
-status fills among them. `--dump-dom` shows what the browser built from the page.
+A page that is well-formed HTML can still render blank (an SVG that fails to parse, CSS that hides
+everything), so what the browser drew is checked: the heatmap's status fills among the screenshot's
+colours, the charts and tables present and visible. Screenshots are kept in out/screenshots/
+(git-ignored) for a person to look at.
 """
 
 from __future__ import annotations
@@ -10,27 +11,31 @@ from __future__ import annotations
 import os
 import shutil
 import struct
-import subprocess
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from visualize.review import STATUS_FILL
-from simulation.report import write_simulation
+from analytics.weekly import build_weekly
+from simulation.report import write_comparison, write_simulation
 from simulation.scenario import load_scenario
-from simulation.simulator import simulate
+from simulation.simulator import SimulationResult, simulate
+from visualize.review import STATUS_FILL
+from visualize.weekly import write_weekly
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parent.parent
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SHOTS = ROOT / "out" / "screenshots"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
 
 
-def chromium() -> str:
-    """Chromium's path; required when CI=true (fail, never skip silently)."""
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
+def chromium_path() -> str:
+    """Debian's Chromium; required when CI=true (fail, never skip silently)."""
+    path = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(path).exists():
         if os.environ.get("CI") == "true":
             pytest.fail("CI=true but headless Chromium is not installed (apt-get install chromium)")
         pytest.skip("headless Chromium is not installed (apt-get install chromium)")
@@ -38,15 +43,42 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    result = simulate(load_scenario(ROOT / "scenarios" / "complaint_as_is.yaml"), cases=60, seed=5)
-    html_path, _png = write_simulation(result, tmp_path_factory.mktemp("report") / "report.html")
-    return html_path
+def runs() -> tuple[SimulationResult, SimulationResult]:
+    as_is, to_be = (load_scenario(ROOT / "scenarios" / name) for name in ("complaint_as_is.yaml",
+                                                                          "complaint_to_be.yaml"))
+    return simulate(as_is, cases=60, seed=5), simulate(to_be, cases=60, seed=5)
 
 
-def run_chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([chromium(), *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True,
-                          text=True, timeout=180, check=False)
+@pytest.fixture(scope="module")
+def pages(runs: tuple[SimulationResult, SimulationResult], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("reports")
+    review, _png = write_simulation(runs[0], out / "review.html")
+    comparison, _a, _b = write_comparison(runs[0], runs[1], out / "comparison.html")
+    events = [e for e in runs[0].events if e.process_id in ("complaint_handling", "major_complaint")]
+    _md, weekly = write_weekly(build_weekly(events, "2025-W03", "Asia/Shanghai"), out)
+    return {"review": review, "comparison": comparison, "weekly": weekly}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium_path(), headless=True, args=ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
 
 
 def decode_png(data: bytes) -> tuple[int, int, list[bytes], int]:
@@ -94,34 +126,47 @@ def decode_png(data: bytes) -> tuple[int, int, list[bytes], int]:
     return width, height, rows, bpp
 
 
-def colours(rows: list[bytes], bpp: int) -> set[tuple[int, int, int]]:
-    found: set[tuple[int, int, int]] = set()
-    for row in rows:
-        for x in range(0, len(row), bpp):
-            found.add((row[x], row[x + 1], row[x + 2]))
-    return found
+def colours(png: bytes) -> set[tuple[int, int, int]]:
+    _w, _h, rows, bpp = decode_png(png)
+    return {(row[x], row[x + 1], row[x + 2]) for row in rows for x in range(0, len(row), bpp)}
 
 
 def rgb(hex_colour: str) -> tuple[int, int, int]:
     return int(hex_colour[1:3], 16), int(hex_colour[3:5], 16), int(hex_colour[5:7], 16)
 
 
-def test_report_screenshot_is_not_blank(report: Path, tmp_path: Path) -> None:
-    shot = tmp_path / "shot.png"
-    done = run_chromium([f"--screenshot={shot}", "--window-size=1400,2000", report.as_uri()], tmp_path / "profile")
-    assert shot.exists(), done.stderr[-2000:]
-    width, height, rows, bpp = decode_png(shot.read_bytes())
-    assert (width, height) == (1400, 2000)
-    seen = colours(rows, bpp)
-    assert len(seen) > 200  # text, tables, the heatmap: a blank page has a handful
-    assert {rgb(STATUS_FILL[s]) for s in ("green", "amber", "red")} & seen  # the heatmap's fills are drawn
+def test_the_review_draws_its_heatmap_and_charts(page: Any, pages: dict[str, Path]) -> None:
+    page.goto(pages["review"].as_uri())
+    heatmap = page.locator(".heatmap svg")
+    assert heatmap.is_visible()
+    seen = colours(heatmap.screenshot(path=str(SHOTS / "review-heatmap.png")))
+    assert len(seen) > 50 and {rgb(STATUS_FILL[s]) for s in ("green", "amber", "red")} & seen
+    for chart in ("#dotted-chart", "#performance-spectrum"):
+        assert page.locator(chart).is_visible(), chart
+        assert page.locator(f"{chart} circle, {chart} line").count() > 20, chart
+    page.locator("#dotted-chart").screenshot(path=str(SHOTS / "review-dotted-chart.png"))
+    page.locator("#performance-spectrum").screenshot(path=str(SHOTS / "review-performance-spectrum.png"))
+    for table in ("steps-table", "variants-table", "clocks-table", "arcs-table", "by-tier-table", "trends-table"):
+        assert page.locator(f"#{table} tbody tr").count() > 0, table
+    assert "收到投诉 →" in page.locator("#variants-table").inner_text()  # variants by step name
+    page.screenshot(path=str(SHOTS / "review.png"), full_page=True)
 
 
-def test_report_dom_has_the_heatmap_and_the_tables(report: Path, tmp_path: Path) -> None:
-    done = run_chromium(["--dump-dom", report.as_uri()], tmp_path / "profile")
-    dom = done.stdout
-    assert "<svg" in dom, done.stderr[-2000:]
-    assert 'id="node-register"' in dom  # graphviz's node ids survive into the browser's DOM
-    for ident in ("heatmap", "steps-table", "variants-table", "rework-table", "workload-table", "clocks-table",
-                  "escalations-table", "slowest-table", "utilisation-table"):
-        assert f'id="{ident}"' in dom, ident
+def test_the_weekly_report_shows_its_summary_trend_and_names(page: Any, pages: dict[str, Path]) -> None:
+    page.goto(pages["weekly"].as_uri())
+    assert page.locator("#analysis-zh").inner_text().startswith("本周新增投诉")
+    assert page.locator("#trend-table tbody tr").count() == 5
+    categories = page.locator("#by_category-table").inner_text()
+    assert "(billing)" in categories and "计费收费 Billing" in categories
+    page.screenshot(path=str(SHOTS / "weekly.png"), full_page=True)
+
+
+def test_the_comparison_explains_why_the_figures_moved(page: Any, pages: dict[str, Path]) -> None:
+    page.goto(pages["comparison"].as_uri())
+    table = page.locator("#attribution-table")
+    assert table.is_visible()
+    text = table.inner_text()
+    assert "the measuring point moved" in text and "load changed" in text and "the path changed" in text
+    assert "resolve_at_desk" in text
+    table.screenshot(path=str(SHOTS / "comparison-attribution.png"))
+    page.screenshot(path=str(SHOTS / "comparison.png"), full_page=True)

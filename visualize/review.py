@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from engine.definition.graph import ProcessGraph
 from analytics.stats import ProcessStats, StepStats, compute_stats
+from analytics.views import Group, Views, compute_views
 from engine.run.log import LogEntry
+from visualize.review_charts import dotted_chart_svg, performance_spectrum_svg
 
 if TYPE_CHECKING:
     from visualize.overlay import Overlay
@@ -50,6 +52,7 @@ class Review:
     title: str = ""
     source: str = "事件日志 event log"
     sections: list[tuple[str, str, str]] = field(default_factory=list)  # (id, title, trusted HTML)
+    views: Views | None = None  # arcs, breakdowns, weekly trends, the charts' sample (None: not computed)
 
     @property
     def process_id(self) -> str:
@@ -58,12 +61,22 @@ class Review:
 
 def build_review(graph: ProcessGraph, events: Iterable[LogEntry], since: datetime | None = None,
                  until: datetime | None = None, *, title: str | None = None, source: str | None = None,
-                 slowest: int = 10) -> Review:
-    """Compute a review of the cases of `graph`'s process started in [since, until)."""
+                 slowest: int = 10, views: bool | None = None) -> Review:
+    """Compute a review of the cases of `graph`'s process started in [since, until).
+
+    `views` (time on arcs, breakdowns, weekly trends, dotted chart, performance spectrum) take a second
+    pass over the log: by default only for logs shorter than VIEWS_AUTO_MAX_EVENTS, so the review of a
+    long log costs what it did; True asks for them whatever the length, False leaves them out.
+    """
+    if not isinstance(events, list):
+        events = list(events)  # read twice when the views are drawn: the statistics and the views
     stats = compute_stats(graph, events, since=since, until=until, slowest=slowest)
     name = graph.definition.name
+    wanted = views if views is not None else len(events) < VIEWS_AUTO_MAX_EVENTS
     return Review(graph, stats, since, until, title or f"流程评审 Process review — {name.zh} / {name.en}",
-                  source or "事件日志 event log")
+                  source or "事件日志 event log",
+                  views=compute_views(graph, events, since=since, until=until, expected_cases=stats.cases)
+                  if wanted else None)
 
 
 # -- formatting -------------------------------------------------------------------------------------
@@ -137,11 +150,11 @@ def heatmap_overlay(review: Review) -> Overlay:
     for edge in stats.edges.values():
         if not edge.count:
             continue
-        mark = overlay.edge(edge.key)
-        mark.penwidth = round(1.0 + (MAX_EDGE_WIDTH - 1.0) * edge.count / top, 2)
-        mark.color = ESCALATION_EDGE_COLOR if edge.escalation else EDGE_COLOR
-        mark.style = "bold,dashed" if edge.escalation else "bold"
-        mark.lines.append(f"×{edge.count}")
+        edge_mark = overlay.edge(edge.key)
+        edge_mark.penwidth = round(1.0 + (MAX_EDGE_WIDTH - 1.0) * edge.count / top, 2)
+        edge_mark.color = ESCALATION_EDGE_COLOR if edge.escalation else EDGE_COLOR
+        edge_mark.style = "bold,dashed" if edge.escalation else "bold"
+        edge_mark.lines.append(f"×{edge.count}")
     period = _period(review)
     overlay.title = f"流程评审 Process review · {period} · {stats.cases} 案件 cases"
     overlay.subtitle.append("时长 = 业务时间 durations in business hours (process calendar); "
@@ -205,6 +218,7 @@ tr.none td:first-child { border-left: 6px solid #d1d5db; }
 ul.hints li { margin: 3px 0; }
 .side { display: grid; grid-template-columns: 1fr 1fr; gap: 16px; }
 .better { color: #15803d; font-weight: 600; }
+.chart { overflow-x: auto; border: 1px solid var(--line); border-radius: 8px; padding: 8px; }
 .worse { color: #b91c1c; font-weight: 600; }
 """
 
@@ -233,7 +247,7 @@ def summary_cards(stats: ProcessStats) -> str:
         ("周期中位 cycle median (business)", fmt_h(stats.cycle_median_business_h)),
         ("周期 p90 cycle p90 (business)", fmt_h(stats.cycle_p90_business_h)),
         ("周期中位 cycle median (wall)", fmt_d(stats.cycle_median_wall_h)),
-        ("案件时限超时率 case-clock breach rate", fmt_pct(stats.case_clock_breach_rate)),
+        *[(f"{c.name} 超时率 breach rate", fmt_pct(c.breach_rate)) for c in stats.clocks.values()],
         ("环节时限超时率 step SLA breach rate", fmt_pct(stats.task_breach_rate)),
         ("升级 escalations (breach and above)", str(stats.escalation_total)),
     ])
@@ -304,12 +318,14 @@ def review_body(review: Review, svg: str | None) -> str:
     parts.append(steps_table(stats))
 
     parts.append(f'<h2 id="variants">路径变体 Path variants ({stats.variant_count} distinct)</h2>')
-    parts.append('<p class="note">Nodes entered in order, gateways left out; a directly repeated block is shown '
-                 'once as (…)↻ so loop counts do not split a variant. Cycle time in business hours.</p>')
+    parts.append('<p class="note">Steps entered in order, by name, gateways left out; a directly repeated block '
+                 'is shown once as (…)↻ so loop counts do not split a variant. Cycle time in business hours.</p>')
     parts.append(html_table(
         ["#", "cases", "share", "median cycle (business)", "path"],
-        [[i + 1, v.cases, fmt_pct(v.share), fmt_h(v.median_cycle_business_h), v.text]
+        [[i + 1, v.cases, fmt_pct(v.share), fmt_h(v.median_cycle_business_h), named_path(graph, v.path)]
          for i, v in enumerate(stats.variants)], numeric=(0, 1, 2, 3), table_id="variants-table"))
+    if review.views is not None:
+        parts.append(views_html(review))
 
     parts.append('<h2 id="rework">返工 Rework loops</h2>')
     parts.append(html_table(
@@ -328,13 +344,15 @@ def review_body(review: Review, svg: str | None) -> str:
 
     parts.append('<h2 id="sla">时限 SLA breach rate</h2>')
     parts.append('<p class="note">Case clocks consume business time and pause while the case waits on the customer. '
-                 'A clock counts as breached when it reached 100 % or ended over its target.</p>')
+                 'Each clock has one status: met (stopped within its target), breached (reached 100 % or stopped '
+                 'over it; never also met), cancelled (stopped with the case before any breach) or running (running '
+                 'or paused at the end of the log). Breach rate = breached ÷ (met + breached), one per clock.</p>')
     parts.append(html_table(
-        ["case clock", "name", "started", "met", "breached", "breach rate", "median used (business)",
-         "p90 used (business)"],
-        [[c.clock, c.name, c.started, c.met, c.breached, fmt_pct(c.breach_rate), fmt_h(c.median_consumed_business_h),
-          fmt_h(c.p90_consumed_business_h)] for c in stats.clocks.values()],
-        numeric=(2, 3, 4, 5, 6, 7), table_id="clocks-table"))
+        ["case clock", "name", "started", "met", "breached", "cancelled", "running", "breach rate",
+         "median used (business)", "p90 used (business)"],
+        [[c.clock, c.name, c.started, c.met, c.breached, c.cancelled, c.running, fmt_pct(c.breach_rate),
+          fmt_h(c.median_consumed_business_h), fmt_h(c.p90_consumed_business_h)] for c in stats.clocks.values()],
+        numeric=(2, 3, 4, 5, 6, 7, 8, 9), table_id="clocks-table"))
     parts.append(html_table(
         ["step SLA", "target", "clocks started", "breached", "breach rate"],
         [[s.node, s.target_text, s.sla_started, s.sla_breached, fmt_pct(s.breach_rate)]
@@ -358,6 +376,68 @@ def review_body(review: Review, svg: str | None) -> str:
         numeric=(4, 5, 6, 7, 8, 9), table_id="slowest-table"))
     for ident, title, content in review.sections:
         parts.append(f'<h2 id="{_e(ident)}">{_e(title)}</h2>{content}')
+    return "\n".join(parts)
+
+
+def step_name(graph: ProcessGraph, node_id: str) -> str:
+    """A step's Chinese name (its id when unnamed): what a manager reads in a path."""
+    node = graph.nodes.get(node_id)
+    name = getattr(node, "name", None)
+    return name.zh if name is not None else node_id
+
+
+def named_path(graph: ProcessGraph, path: Sequence[str]) -> str:
+    """A variant by step names: ids inside a repeated block (…)↻ are named too."""
+    def name(match: re.Match[str]) -> str:
+        return step_name(graph, match.group(0)) if match.group(0) in graph.nodes else match.group(0)
+
+    return " → ".join(_IDENT.sub(name, part) for part in path)
+
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: longer logs get the views only on request (`svcflow review --views`): a second pass would cost ~40 % more
+VIEWS_AUTO_MAX_EVENTS = 500_000
+
+
+def views_html(review: Review) -> str:
+    """Time on arcs, breakdowns by tier and category, weekly trends, the dotted chart and performance spectrum."""
+    views, graph = review.views, review.graph
+    assert views is not None
+    clocks = [(c, review.stats.clocks[c].name if c in review.stats.clocks else c) for c in views.clocks]
+
+    def label(node: str) -> str:
+        return step_name(graph, node)
+
+    def group_rows(groups: Sequence[Group]) -> list[list[Any]]:
+        return [[g.key, g.cases, g.finished, fmt_h(g.median_cycle_h), *[fmt_pct(g.breach_rate(c)) for c, _ in clocks]]
+                for g in groups]
+
+    sampled = (f"; followed in a fixed sample of {views.traced} of the {views.cases} cases (by case id)"
+               if views.traced < views.cases else "")
+    group_head = ["cases", "finished", "median cycle (business)", *[f"{n} breach rate" for _, n in clocks]]
+    numeric = tuple(range(1, 4 + len(clocks)))
+    parts = [
+        '<h2 id="arcs">环节间等待 Time on arcs (between steps)</h2>',
+        '<p class="note">For steps that follow each other directly in a case: business hours from the first '
+        "step's completion to the next one's completion (the next step's queue and work), busiest arcs "
+        f"first{sampled}.</p>",
+        html_table(["from", "to", "times", "median (business)", "p90 (business)"],
+                   [[label(a.source), label(a.target), a.count, fmt_h(a.median_h), fmt_h(a.p90_h)]
+                    for a in views.arcs[:20]], numeric=(2, 3, 4), table_id="arcs-table"),
+    ]
+    for name, title in (("tier", "按客户等级 By tier"), ("category", "按类别 By category")):
+        parts.append(f'<h2 id="by-{name}">{title}</h2>')
+        parts.append(html_table([name, *group_head], group_rows(views.by_field.get(name, [])), numeric=numeric,
+                                table_id=f"by-{name}-table"))
+    parts.append('<h2 id="trends">每周趋势 Weekly trends (by the week a case started)</h2>')
+    parts.append(html_table(["week", *group_head], group_rows(views.weeks), numeric=numeric,
+                            table_id="trends-table"))
+    dotted = dotted_chart_svg(views.sample, label)
+    spectrum = performance_spectrum_svg(views.sample, views.arcs, label)
+    parts.append(f'<h2 id="dotted">点图 Dotted chart ({len(views.sample)} cases, evenly sampled)</h2>')
+    parts.append(f'<div class="chart">{dotted}</div>' if dotted else '<p class="note">no cases</p>')
+    parts.append('<h2 id="spectrum">性能谱 Performance spectrum (busiest arcs, same cases)</h2>')
+    parts.append(f'<div class="chart">{spectrum}</div>' if spectrum else '<p class="note">no arcs</p>')
     return "\n".join(parts)
 
 
@@ -410,8 +490,9 @@ def review_markdown(review: Review) -> str:
         f"{stats.open} open)",
         "",
         f"- cycle time (business): median {fmt_h(stats.cycle_median_business_h)}, p90 {fmt_h(stats.cycle_p90_business_h)}",
-        f"- case-clock breach rate {fmt_pct(stats.case_clock_breach_rate)}; step SLA breach rate "
-        f"{fmt_pct(stats.task_breach_rate)}; escalations {stats.escalation_total}",
+        *[f"- {c.name}: breach rate {fmt_pct(c.breach_rate)} ({c.breached} breached, {c.met} met, "
+          f"{c.running} running)" for c in stats.clocks.values()],
+        f"- step SLA breach rate {fmt_pct(stats.task_breach_rate)}; escalations {stats.escalation_total}",
         "",
         "| step | volume | median (business) | p90 (business) | target | status |",
         "|---|---:|---:|---:|---|---|",

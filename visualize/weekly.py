@@ -7,23 +7,51 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from analytics.weekly import Counts, WeeklyReport
+from analytics.weekly import Counts, WeeklyReport, analysis
 from visualize.review import html_table, page
 
 
 # -- output ------------------------------------------------------------------------------------------------
-_COUNT_HEADERS = ["open (end of week)", "closed in week", "overdue", "escalated in week", "new in week"]
-_SECTIONS: tuple[tuple[str, str, str], ...] = (
-    ("by_owner", "按负责人 By owner", "owner"),
-    ("by_department", "按部门 By department (role holding the handling task)", "department"),
-    ("by_category", "按类别 By category", "category"),
-    ("by_cause", "按原因 By cause", "cause"),
-    ("by_process", "按流程 By process", "process"),
+_COUNT_HEADERS = ["open (end of week)", "closed in week", "overdue (end of week)", "escalated in week", "new in week"]
+_SECTIONS: tuple[tuple[str, str, str, str | None], ...] = (  # table, title, column, kind of label
+    ("by_owner", "按负责人 By owner", "owner", None),
+    ("by_department", "按部门 By department (role holding the handling task)", "department", "role"),
+    ("by_category", "按类别 By category", "category", "category"),
+    ("by_cause", "按原因 By cause", "cause", "cause"),
+    ("by_process", "按流程 By process", "process", "process"),
 )
+_MEANING = ("Open = not yet closed with the customer, at the end of the week; overdue = open and past due at the "
+            "end of the week (a clock still running past its due time); closed = closed with the customer during "
+            "the week; escalated (a breach or a higher escalation level) and new count what happened during it. "
+            "A major complaint opened from a complaint counts once, under the complaint.")
+_TREND = (("open", "未结 open (end of week)"), ("overdue", "逾期 overdue (end of week)"),
+          ("closed", "结案 closed in week"), ("escalated", "升级 escalated in week"), ("new", "新增 new in week"))
 
 
 def _count_cells(c: Counts) -> list[Any]:
     return [c.open, c.closed, c.overdue, c.escalated, c.new]
+
+
+def _name(report: WeeklyReport, kind: str | None, key: str) -> str:
+    """The display name from the definitions, with the code the log holds."""
+    if kind is None:
+        return key
+    label = report.labels.of(kind, key)
+    return key if label == key else f"{label} ({key})"
+
+
+def trend_rows(report: WeeklyReport) -> list[list[Any]]:
+    """(count, this week, last week, change) for the totals; last week '–' when it is not known."""
+    before = report.trend("total")
+    rows: list[list[Any]] = []
+    for attr, title in _TREND:
+        now = getattr(report.total, attr)
+        if before is None:
+            rows.append([title, now, "–", "–"])
+        else:
+            diff = now - getattr(before, attr)
+            rows.append([title, now, getattr(before, attr), "±0" if diff == 0 else f"{diff:+d}"])
+    return rows
 
 
 def _when(value: datetime | None, tz: tzinfo) -> str:
@@ -38,30 +66,43 @@ def _title(report: WeeklyReport) -> str:
 def weekly_markdown(report: WeeklyReport) -> str:
     tz = report.start.tzinfo or ZoneInfo("Asia/Shanghai")
     t = report.total
+    zh, en = analysis(report)
     lines = [
         f"# {_title(report)}",
         "",
-        f"Time zone {tz}. Open and overdue are as at the end of the week; closed, escalated (a breach or a "
-        "higher escalation level) and new count what happened during it. A major complaint opened from a "
-        "complaint counts once, under the complaint.",
+        "## 本周小结 Summary",
+        "",
+        zh,
+        "",
+        en,
+        "",
+        f"Time zone {tz}. {_MEANING}",
         "",
         "| | " + " | ".join(_COUNT_HEADERS) + " |",
         "|---|" + "---:|" * len(_COUNT_HEADERS),
         "| **total** | " + " | ".join(str(v) for v in _count_cells(t)) + " |",
+        "",
+        "## 与上周对比 Against last week",
+        "",
+        "| | this week | last week | change |",
+        "|---|---:|---:|---:|",
+        *[f"| {title} | {now} | {before} | {change} |" for title, now, before, change in trend_rows(report)],
     ]
     if report.cancelled:
         lines.append(f"\n{report.cancelled} complaint(s) were cancelled.")
-    for attr, title, label in _SECTIONS:
+    for attr, title, label, kind in _SECTIONS:
         table: dict[str, Counts] = getattr(report, attr)
         lines += ["", f"## {title}", "", f"| {label} | " + " | ".join(_COUNT_HEADERS) + " |",
                   "|---|" + "---:|" * len(_COUNT_HEADERS)]
-        lines += [f"| {key} | " + " | ".join(str(v) for v in _count_cells(c)) + " |" for key, c in table.items()]
+        lines += [f"| {_name(report, kind, key)} | " + " | ".join(str(v) for v in _count_cells(c)) + " |"
+                  for key, c in table.items()]
     overdue = [r for r in report.rows if r.overdue]
     lines += ["", "## 逾期投诉 Overdue complaints", ""]
     if overdue:
         lines += ["| case | owner | department | category | waiting at | overdue since | level |",
                   "|---|---|---|---|---|---|---:|"]
-        lines += [f"| {r.case_id} | {r.owner} | {r.department} | {r.category} | {r.waiting_at} | "
+        lines += [f"| {r.case_id} | {r.owner} | {_name(report, 'role', r.department)} | "
+                  f"{_name(report, 'category', r.category)} | {r.waiting_at} | "
                   f"{_when(r.overdue_since, tz)} | {r.escalation_level} |" for r in overdue]
     else:
         lines.append("None.")
@@ -69,7 +110,8 @@ def weekly_markdown(report: WeeklyReport) -> str:
     lines += ["", "## 本周升级 Escalated this week", ""]
     if escalated:
         lines += ["| case | status | owner | category | level |", "|---|---|---|---|---:|"]
-        lines += [f"| {r.case_id} | {r.status} | {r.owner} | {r.category} | {r.escalation_level} |" for r in escalated]
+        lines += [f"| {r.case_id} | {r.status} | {r.owner} | {_name(report, 'category', r.category)} | "
+                  f"{r.escalation_level} |" for r in escalated]
     else:
         lines.append("None.")
     return "\n".join(lines) + "\n"
@@ -77,29 +119,37 @@ def weekly_markdown(report: WeeklyReport) -> str:
 
 def weekly_html(report: WeeklyReport) -> str:
     tz = report.start.tzinfo or ZoneInfo("Asia/Shanghai")
+    from html import escape
+
+    zh, en = analysis(report)
     parts = [
-        '<p class="note">Open and overdue are as at the end of the week; closed, escalated (a breach or a higher '
-        "escalation level) and new count what happened during it. A major complaint opened from a complaint "
-        "counts once, under the complaint.</p>",
+        '<h2 id="summary">本周小结 Summary</h2>',
+        f'<p id="analysis-zh">{escape(zh)}</p><p id="analysis-en">{escape(en)}</p>',
+        f'<p class="note">{escape(_MEANING)}</p>',
         '<h2 id="totals">合计 Totals</h2>',
         html_table(["", *_COUNT_HEADERS], [["total", *_count_cells(report.total)]], numeric=(1, 2, 3, 4, 5),
                    table_id="totals-table"),
+        '<h2 id="trend">与上周对比 Against last week</h2>',
+        html_table(["", "this week", "last week", "change"], trend_rows(report), numeric=(1, 2, 3),
+                   table_id="trend-table"),
     ]
-    for attr, title, label in _SECTIONS:
+    for attr, title, label, kind in _SECTIONS:
         table: dict[str, Counts] = getattr(report, attr)
         parts.append(f'<h2 id="{attr}">{title}</h2>')
-        parts.append(html_table([label, *_COUNT_HEADERS], [[key, *_count_cells(c)] for key, c in table.items()],
+        parts.append(html_table([label, *_COUNT_HEADERS],
+                                [[_name(report, kind, key), *_count_cells(c)] for key, c in table.items()],
                                 numeric=(1, 2, 3, 4, 5), table_id=f"{attr}-table"))
     parts.append('<h2 id="overdue">逾期投诉 Overdue complaints</h2>')
     parts.append(html_table(
         ["case", "owner", "department", "category", "waiting at", "overdue since", "level"],
-        [[r.case_id, r.owner, r.department, r.category, r.waiting_at, _when(r.overdue_since, tz), r.escalation_level]
+        [[r.case_id, r.owner, _name(report, "role", r.department), _name(report, "category", r.category),
+          r.waiting_at, _when(r.overdue_since, tz), r.escalation_level]
          for r in report.rows if r.overdue], numeric=(6,), table_id="overdue-table"))
     parts.append('<h2 id="escalated">本周升级 Escalated this week</h2>')
     parts.append(html_table(
         ["case", "status", "owner", "category", "level"],
-        [[r.case_id, r.status, r.owner, r.category, r.escalation_level] for r in report.rows if r.escalated],
-        numeric=(4,), table_id="escalated-table"))
+        [[r.case_id, r.status, r.owner, _name(report, "category", r.category), r.escalation_level]
+         for r in report.rows if r.escalated], numeric=(4,), table_id="escalated-table"))
     return page(_title(report), [f"time zone {tz}"], "\n".join(parts))
 
 

@@ -65,6 +65,8 @@ class FieldSpec(Strict):
                            "on completion for a form field)")
     choices: list[str] | None = Field(default=None, description="allowed values, for type enum "
                                       "(for the field `tier`: highest tier first)")
+    choice_labels: dict[str, Text] | None = Field(
+        default=None, description="display names of some or all choices (zh/en), shown by reports instead of the codes")
     default: Any = Field(default=None, description="value used when none is given; must fit the type")
     minimum: float | None = Field(default=None, description="smallest allowed value (integer and number only)")
     maximum: float | None = Field(default=None, description="largest allowed value (integer and number only)")
@@ -76,6 +78,9 @@ class FieldSpec(Strict):
             raise ValueError("a field of type enum needs 'choices'")
         if self.type != "enum" and self.choices:
             raise ValueError("'choices' only apply to type enum")
+        unknown = sorted(set(self.choice_labels or {}) - set(self.choices or []))
+        if unknown:
+            raise ValueError(f"choice_labels name values that are not choices: {', '.join(unknown)}")
         return self
 
 
