@@ -209,7 +209,7 @@ def _assemble(graph: ProcessGraph, ctx: ReadContext, part: Partial, summary: Cas
     order += sorted(n for n in entered if n not in seen)
     for node_id in order:
         spec = graph.nodes.get(node_id)
-        kind = spec.kind if spec is not None else "?"  # type: ignore[attr-defined]  # every concrete node has a kind
+        kind = spec.kind if spec is not None else "?"
         step = StepStats(node_id, _label(graph, node_id), kind, getattr(spec, "lane", None))
         step.entered = entered.get(node_id, 0)
         runs = durations.get(node_id, ([], [], []))
@@ -290,9 +290,9 @@ def _assemble(graph: ProcessGraph, ctx: ReadContext, part: Partial, summary: Cas
                                                             ("route", route)) if value]
         row_key = (str(scope), int(level or 0), int(percent or 0), str(kind), "; ".join(actions))
         rows_out[row_key] = rows_out.get(row_key, 0) + count
-    for (scope, level, percent, kind, action_text), count in sorted(
+    for (scope, level, percent, escalation_kind, action_text), count in sorted(
             rows_out.items(), key=lambda item: (item[0][0], item[0][2], item[0][3], item[0][4])):
-        stats.escalations.append(EscalationRow(scope, level, percent, kind, count, action_text))
+        stats.escalations.append(EscalationRow(scope, level, percent, escalation_kind, count, action_text))
     stats.escalations_by_kind = dict(sorted(part.escalations_by_kind.items()))
 
     # slowest cases: finished ones by cycle time, open ones by age at the horizon

@@ -210,7 +210,7 @@ class ProcessGraph:
 def compile_graph(loaded: LoadedDefinition) -> ProcessGraph:
     """Index a loaded definition. Structural errors are the validator's job; this never raises on them."""
     definition = loaded.definition
-    nodes: dict[str, NodeBase] = {node.id: node for node in definition.nodes}
+    nodes: dict[str, Node] = {node.id: node for node in definition.nodes}
     outgoing: dict[str, list[Edge]] = {node_id: [] for node_id in nodes}
     incoming: dict[str, list[Edge]] = {node_id: [] for node_id in nodes}
     escalation_edges: dict[str, Edge] = {}
