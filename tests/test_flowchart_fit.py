@@ -30,7 +30,7 @@ CROSSINGS: dict[str, tuple[int, int]] = {
     "big_client_visit": (0, 0),
     "complaint_handling": (21, 3),
     "credit_rating": (1, 2),
-    "credit_rating_change": (2, 1),
+    "credit_rating_change": (1, 1),
     "customer_retention": (1, 0),
     "major_complaint": (3, 1),
 }
