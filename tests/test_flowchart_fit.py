@@ -96,3 +96,11 @@ def test_a_lane_that_only_receives_escalations_is_drawn_with_a_note(library: Pro
     dot = flowchart_dot(library.get("complaint_handling"))
     assert '"lane-note:department_manager"' in dot
     assert "仅接收升级 escalations only" in dot
+
+
+def test_the_detailed_complaint_chart_prints_on_a3_no_smaller_than_recorded(library: ProcessLibrary) -> None:
+    """The detailed chart (ten lanes, bilingual boxes) does not reach 9 pt on A3; the summary is the
+    review meeting's page. Recorded: 6.1 pt (December 2026); a layout change must not shrink it."""
+    svg = render(flowchart_dot(library.get("complaint_handling")), "svg").decode("utf-8")
+    _, _, smallest = printed_text_pt(svg)
+    assert smallest >= 6.0, f"the detailed chart's text prints at {smallest:.2f} pt"
