@@ -69,7 +69,7 @@ def test_the_summary_of_complaint_handling_fits_a_1920_pixel_screen(library: Pro
     assert width * CSS_PX_PER_PT <= SCREEN_PX[0] and height * CSS_PX_PER_PT <= SCREEN_PX[1]
 
 
-def test_every_library_chart_is_drawn_at_one_text_size_of_ten_points(library: ProcessLibrary) -> None:
+def test_names_and_all_other_text_of_a_chart_are_drawn_at_one_size_of_ten_points(library: ProcessLibrary) -> None:
     dot = flowchart_dot(library.get("after_sales_repair"))
     sizes = {float(size) for size in re.findall(r'POINT-SIZE="([\d.]+)"', dot)}
     glyphs = {15.0, 13.0, 12.0}  # the marks drawn inside gateways and events
