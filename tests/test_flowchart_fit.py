@@ -30,7 +30,7 @@ CROSSINGS: dict[str, tuple[int, int]] = {
     "big_client_visit": (0, 0),
     "complaint_handling": (21, 3),
     "credit_rating": (1, 2),
-    "credit_rating_change": (2, 1),
+    "credit_rating_change": (1, 1),
     "customer_retention": (1, 0),
     "major_complaint": (3, 1),
 }
@@ -69,7 +69,7 @@ def test_the_summary_of_complaint_handling_fits_a_1920_pixel_screen(library: Pro
     assert width * CSS_PX_PER_PT <= SCREEN_PX[0] and height * CSS_PX_PER_PT <= SCREEN_PX[1]
 
 
-def test_every_library_chart_is_drawn_at_one_text_size_of_ten_points(library: ProcessLibrary) -> None:
+def test_names_and_all_other_text_of_a_chart_are_drawn_at_one_size_of_ten_points(library: ProcessLibrary) -> None:
     dot = flowchart_dot(library.get("after_sales_repair"))
     sizes = {float(size) for size in re.findall(r'POINT-SIZE="([\d.]+)"', dot)}
     glyphs = {15.0, 13.0, 12.0}  # the marks drawn inside gateways and events
@@ -96,3 +96,11 @@ def test_a_lane_that_only_receives_escalations_is_drawn_with_a_note(library: Pro
     dot = flowchart_dot(library.get("complaint_handling"))
     assert '"lane-note:department_manager"' in dot
     assert "仅接收升级 escalations only" in dot
+
+
+def test_the_detailed_complaint_chart_prints_on_a3_no_smaller_than_recorded(library: ProcessLibrary) -> None:
+    """The detailed chart (ten lanes, bilingual boxes) does not reach 9 pt on A3; the summary is the
+    review meeting's page. Recorded: 6.1 pt (December 2026); a layout change must not shrink it."""
+    svg = render(flowchart_dot(library.get("complaint_handling")), "svg").decode("utf-8")
+    _, _, smallest = printed_text_pt(svg)
+    assert smallest >= 6.0, f"the detailed chart's text prints at {smallest:.2f} pt"

@@ -74,6 +74,9 @@ LEGEND_CELLS = 6  # legend entries per row
 LINE_HEIGHT = 1.2  # Graphviz's HTML line height per point of font size, for sizing captions
 RANKSEP = "0.14"  # inches between columns on the first pass: the gap is also where captions overhang
 A3_FIT = "16.53,11.69"  # inches: an A3 landscape page (420 × 297 mm)
+A3_POINTS = (16.53 * 72, 11.69 * 72)
+A3_MIN_PT = 9.0  # the smallest text that reads on a printed page in a meeting
+PAD_INCHES = 0.15  # Graphviz's pad around the drawing
 # kind -> (shape, size in points, glyph drawn inside, glyph point size)
 EVENT_SHAPES: dict[str, tuple[str, int, str, float]] = {
     "start": ("circle", 24, "", 0),
@@ -526,7 +529,7 @@ def _dot(chart: _Chart, placement: Placement | None, routes: dict[int, str] | No
 
     graph_attrs: list[tuple[str, str]] = [
         ("charset", "UTF-8"), ("fontname", cjk_font()), ("fontsize", str(TEXT_PT)), ("bgcolor", "white"),
-        ("outputorder", "edgesfirst"), ("forcelabels", "true"), ("size", A3_FIT), ("pad", "0.15"),
+        ("outputorder", "edgesfirst"), ("forcelabels", "true"), ("size", A3_FIT), ("pad", _num(PAD_INCHES)),
         ("id", f"process-{definition.id}"),
     ]
     if placement is None:
@@ -566,8 +569,9 @@ def _dot(chart: _Chart, placement: Placement | None, routes: dict[int, str] | No
     return "\n".join(out) + "\n"
 
 
-def _placement(chart: _Chart, first_pass: str) -> Placement:
-    """Lay the steps out with `dot`, size the free-standing blocks separately, and stack the bands."""
+def _placements(chart: _Chart, first_pass: str) -> list[Placement]:
+    """Lay the steps out with `dot`, size the free-standing blocks separately, and stack the bands:
+    as `dot` stacked each lane's steps, and packed into as few rows as possible."""
     captions: dict[str, tuple[str, float]] = {}
     free = _free_nodes(chart, None)
     for node_id, node in chart.graph.nodes.items():
@@ -582,8 +586,10 @@ def _placement(chart: _Chart, first_pass: str) -> Placement:
     lanes = [(lane_id, LANE_HEADER + lane_id, members or [LANE_NOTE + lane_id])
              for lane_id, _, members, _ in _shown_lanes(chart)]
     loop_lanes = [chart.lanes[chart.definition.edges[i].target] for i in sorted(chart.loops)]
-    return place(steps, lanes, above=[TITLE_NODE], below=[LEGEND_NODE], captions=captions,
-                 headers_on_top=chart.view == "summary", loop_lanes=loop_lanes)
+    stacked, packed = (place(steps, lanes, above=[TITLE_NODE], below=[LEGEND_NODE], captions=captions,
+                             headers_on_top=chart.view == "summary", loop_lanes=loop_lanes, packed=packed)
+                       for packed in (False, True))
+    return [stacked, packed] if packed.height < stacked.height - 1 else [stacked]  # packing gained nothing
 
 
 def flowchart_dot(graph: ProcessGraph, overlay: Overlay | None = None, *, view: View = "detail") -> str:
@@ -602,27 +608,44 @@ def flowchart_dot(graph: ProcessGraph, overlay: Overlay | None = None, *, view: 
     chart = _Chart(graph=graph, overlay=overlay, view=view, blocks=blocks, lanes=assign_lanes(graph),
                    loops=back_edges(graph), ladders=ladder_refs(graph.definition))
     try:
-        placement = _placement(chart, _dot(chart, None))
-        return _fewest_crossings(chart, placement)
+        return _fewest_crossings(chart, _placements(chart, _dot(chart, None)))
     except SvcflowError as exc:
         raise RenderError(exc.message, hint=exc.hint) from None
 
 
-def _fewest_crossings(chart: _Chart, placement: Placement) -> str:
-    """The positioned chart with rework loops drawn around the bands, or left to the router,
-    whichever crosses fewer edges (ties go to the router's shorter curves).
+def _fewest_crossings(chart: _Chart, placements: list[Placement]) -> str:
+    """The positioned chart that crosses the fewest edges, then the lowest, then the first.
 
-    Around the chart a loop crosses nothing on a chart with many lanes between its ends; on a
-    small chart the router's direct curve is often clear already, and the detour would cut
-    through an edge the direct curve misses. Both are routed (side by side) and counted.
+    The candidates are each placement (lanes as `dot` stacked them, lanes packed into rows) with
+    the rework loops left to the router and, where there are loops to route, drawn around the
+    bands. Around the chart a loop crosses nothing on a chart with many lanes between its ends;
+    on a small chart the router's direct curve is often clear already, and the detour would cut
+    through an edge the direct curve misses. Packed lanes make a lower chart but can bring steps
+    of different lanes into each other's way. All candidates are routed side by side and counted.
     """
-    plain = _dot(chart, placement)
-    routes = _loop_routes(chart, placement)
-    if not routes:
-        return plain
-    around = _dot(chart, placement, routes)
-    plain_layout, around_layout = layouts_of([plain, around], ("neato", "-n2"))
-    return around if len(crossing_pairs(around_layout)) < len(crossing_pairs(plain_layout)) else plain
+    candidates: list[tuple[str, float]] = []
+    for placement in placements:
+        candidates.append((_dot(chart, placement), placement.height))
+        routes = _loop_routes(chart, placement)
+        if routes:
+            candidates.append((_dot(chart, placement, routes), placement.height))
+    layouts = layouts_of([dot for dot, _ in candidates], ("neato", "-n2"))
+    ranked = sorted(range(len(candidates)),
+                    key=lambda i: (not prints_on_a3(layouts[i]), len(crossing_pairs(layouts[i])),
+                                   round(candidates[i][1]), i))
+    return candidates[ranked[0]][0]
+
+
+def a3_text_pt(layout: Layout) -> float:
+    """The point size the chart's text prints at when the chart is scaled to an A3 landscape page."""
+    pad = 2 * PAD_INCHES * 72
+    scale = min(1.0, A3_POINTS[0] / (layout.width + pad), A3_POINTS[1] / (layout.height + pad))
+    return TEXT_PT * scale
+
+
+def prints_on_a3(layout: Layout) -> bool:
+    """Readable on one A3 landscape page: text at 9 pt or more once the chart is scaled to it."""
+    return a3_text_pt(layout) >= A3_MIN_PT
 
 
 def render(dot_text: str, fmt: Format, *, png_dpi: int = PNG_DPI) -> bytes:

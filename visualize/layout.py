@@ -15,10 +15,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from engine.definition.graph import ProcessGraph
-from visualize.geometry import Layout
+from visualize.geometry import Layout, NodeBox
 
 LANE_PAD = 8.0  # points between a band's edge and the steps inside it
 HEADER_GAP = 8.0  # points between the lane names' column and the first step
+ROW_GAP = 6.0  # points between two rows of steps in one (packed) lane
 BLOCK_GAP = 12.0  # points between the title, the bands and the legend
 LOOP_ROOM = 10.0  # points of corridor for rework loops: along the top of a band, right of the steps
 LOOP_STEP = 4.0  # points between two loops sharing a corridor
@@ -114,6 +115,25 @@ def back_edges(graph: ProcessGraph) -> set[int]:
     return found
 
 
+def pack_rows(boxes: Sequence[NodeBox]) -> list[tuple[float, list[NodeBox]]]:
+    """A lane's steps in as few rows as their columns allow: (row height, boxes) from the top.
+
+    `dot` stacks a lane's steps wherever its edges pull them, so a lane with five steps in five
+    different columns can come out three rows tall. Only steps whose columns overlap need rows
+    of their own; they are taken top to bottom in `dot`'s order, each into the first row where
+    its column is free, so steps sharing a column keep their order.
+    """
+    rows: list[list[NodeBox]] = []
+    for box in sorted(boxes, key=lambda b: (-b.y, b.x, b.name)):
+        for row in rows:
+            if all(abs(box.x - other.x) >= (box.width + other.width) / 2 + ROW_GAP for other in row):
+                row.append(box)
+                break
+        else:
+            rows.append([box])
+    return [(max(box.height for box in row), row) for row in rows]
+
+
 @dataclass
 class Placement:
     """Fixed positions (Graphviz points, y up) of every node, and each lane band's box."""
@@ -128,7 +148,7 @@ class Placement:
 def place(first_pass: Layout, lane_members: Sequence[tuple[str, str, Sequence[str]]],
           above: Sequence[str], below: Sequence[str],
           captions: Mapping[str, tuple[str, float]] | None = None, headers_on_top: bool = False,
-          loop_lanes: Sequence[str] = ()) -> Placement:
+          loop_lanes: Sequence[str] = (), packed: bool = False) -> Placement:
     """Stack the lanes of a first `dot` pass as full-width bands.
 
     `lane_members` is (lane id, header node, member nodes) in the definition's lane order;
@@ -136,6 +156,8 @@ def place(first_pass: Layout, lane_members: Sequence[tuple[str, str, Sequence[st
     below the bands; `captions` maps a caption node to (its shape's node, the shape's height):
     a caption hangs right under its shape. Lane names take a column on the left, or with
     `headers_on_top` a line at the top of each band (narrower, for charts limited by width).
+    With `packed`, each lane's steps are packed into as few rows as their columns allow (see
+    `pack_rows`): a lower chart, but edges between lanes may cross where `dot` had them apart.
     Lanes in `loop_lanes` receive rework loops: they get a corridor along their top, and the
     chart a corridor on its right, for the loops to run in (see `loop_route`).
     Coordinates are computed top-down, then flipped to Graphviz's y-up.
@@ -163,7 +185,16 @@ def place(first_pass: Layout, lane_members: Sequence[tuple[str, str, Sequence[st
         cluster = first_pass.clusters.get(f"cluster_{lane_id}")
         label_height = boxes[header].height if headers_on_top else 0.0
         label_height += LOOP_ROOM if lane_id in loop_lanes else 0.0
-        if cluster is not None:
+        if cluster is not None and packed:
+            rows = pack_rows([boxes[name] for name in names])
+            inner = sum(row_height for row_height, _ in rows) + ROW_GAP * (len(rows) - 1) + 2 * LANE_PAD
+            height = max(inner + label_height, boxes[header].height + 2 * LANE_PAD)
+            row_top = y + label_height + (height - label_height - inner) / 2 + LANE_PAD
+            for row_height, row in rows:
+                for box in row:
+                    down[box.name] = (box.x + shift_x, row_top + row_height / 2)
+                row_top += row_height + ROW_GAP
+        elif cluster is not None:
             _, bottom, _, top = cluster
             inner = top - bottom
             height = max(inner + label_height, boxes[header].height + 2 * LANE_PAD)
@@ -244,4 +275,4 @@ def loop_route(placement: Placement, source: str, target: str, source_lane: str,
     return f"e,{tip[0]:g},{tip[1]:g} {control}"
 
 
-__all__ = ["Placement", "assign_lanes", "back_edges", "loop_route", "place"]
+__all__ = ["Placement", "assign_lanes", "back_edges", "loop_route", "pack_rows", "place"]
