@@ -176,6 +176,8 @@ def test_a_completion_records_the_token_as_the_actor_and_moves_the_case_on(site:
     completed = [h for h in case["history"] if h["type"] == "task_completed"]
     assert [(h["data"]["actor"], h["data"]["role"]) for h in completed] == [("token:desk", "front_desk")]
     assert case["current_steps"] == ["assign_owner"]
+    assert [(d["role"], d["status"], d["who"]) for d in case["departments"]] == [
+        ("front_desk", "completed", "token:desk"), ("team_supervisor", "open", None)]
 
 
 def test_a_supervisor_sees_the_role_tasks_claims_and_assigns(site: Site) -> None:
