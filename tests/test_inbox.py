@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,7 +19,6 @@ import pytest
 from lxml import html
 
 from engine.access import library_roles
-from engine.definition.library import ProcessLibrary
 from engine.run.runtime import Engine
 from engine.store.directory import Directory
 from engine.time.clock import FakeClock
@@ -47,15 +46,22 @@ class Inbox:
         state, _ = self.engine.store.load_case(self.cases[key])
         return state.open_tasks()[0].id
 
+    sessions: dict[str, httpx.Cookies] = field(default_factory=dict)
+
     @contextmanager
     def login(self, user: str, lang: str = "zh") -> Iterator[httpx.Client]:
-        """A browser-like client logged in through the login form, its language chosen."""
+        """A browser-like client logged in through the login form (once per user: argon2 is slow on
+        purpose), its language chosen."""
         with httpx.Client(base_url=self.base, timeout=30, follow_redirects=True) as client:
-            client.cookies.set("svcflow_lang", lang)
-            client.get("/inbox/login")  # sets the CSRF cookie the form must echo
-            answer = client.post("/inbox/login", data={"user": user, "password": f"{user}-password",
-                                                         "csrf": client.cookies["svcflow_csrf"]})
-            assert answer.status_code == 200 and answer.url.path == "/inbox", answer.text[:300]
+            if user in self.sessions:
+                client.cookies.update(self.sessions[user])
+            else:
+                client.get("/inbox/login")  # sets the CSRF cookie the form must echo
+                answer = client.post("/inbox/login", data={"user": user, "password": f"{user}-password",
+                                                             "csrf": client.cookies["svcflow_csrf"]})
+                assert answer.status_code == 200 and answer.url.path == "/inbox", answer.text[:300]
+                self.sessions[user] = httpx.Cookies(client.cookies)
+            client.cookies.set("svcflow_lang", lang, domain="127.0.0.1")  # the one the server's switch replaces
             yield client
 
 
@@ -65,7 +71,7 @@ def inbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inbox]:
     url = f"sqlite:///{workdir / 'svcflow.db'}"
     clock = FakeClock(NOW.replace(hour=13, minute=0))
     engine = Engine.from_settings(url, Path("process_defs").resolve(), clock=clock)
-    directory = Directory(engine.store, library_roles(ProcessLibrary.from_dir()))
+    directory = Directory(engine.store, library_roles(engine.library))
     directory.add_user("li", "李前台", ["front_desk", "credit_analyst"], clock.now(), password="li-password")
     directory.add_user("zhou", "周主管", ["team_supervisor"], clock.now(), password="zhou-password")
     cases = {"R": engine.start("credit_rating", {}, actor="li")}

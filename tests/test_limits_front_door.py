@@ -21,9 +21,14 @@ COMPLAINT = {"customer_id": "C001", "customer_name": "张三", "tier": "gold", "
              "description": "多扣费"}
 
 
+@pytest.fixture(scope="module")
+def library() -> ProcessLibrary:
+    return ProcessLibrary.from_dir()
+
+
 @pytest.fixture
-def gate(store: Store) -> Gate:
-    engine = Engine(store, ProcessLibrary.from_dir(), clock=FakeClock(MONDAY_9AM), notifier=LogNotifier())
+def gate(store: Store, library: ProcessLibrary) -> Gate:
+    engine = Engine(store, library, clock=FakeClock(MONDAY_9AM), notifier=LogNotifier())
     directory = Directory(store, library_roles(engine.library))
     directory.add_user("wang", "王前台", ["front_desk"], MONDAY_9AM)
     return Gate(engine, directory, supervisor_roles=("team_supervisor",))

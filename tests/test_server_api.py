@@ -159,6 +159,16 @@ def test_bad_form_data_gets_the_same_located_message_as_the_cli(site: Site) -> N
     assert [(r["event"], r["actor"]) for r in refused] == [("CompleteTask", "token:desk")]
 
 
+def test_a_refused_start_stores_nothing_and_says_so(site: Site) -> None:
+    before = site.snapshot()
+    with site.client("crm") as client:
+        response = client.post("/api/cases", json={"process": "complaint_handling",
+                                                   "data": {**COMPLAINT, "tier": "diamond"}})
+    assert response.status_code == 422
+    assert response.json()["hint"].endswith("nothing was stored")
+    assert site.snapshot() == before
+
+
 def test_a_completion_records_the_token_as_the_actor_and_moves_the_case_on(site: Site) -> None:
     case_id = start_complaint(site).json()["id"]
     task_id = register_task(site, case_id)
@@ -176,6 +186,8 @@ def test_a_completion_records_the_token_as_the_actor_and_moves_the_case_on(site:
     completed = [h for h in case["history"] if h["type"] == "task_completed"]
     assert [(h["data"]["actor"], h["data"]["role"]) for h in completed] == [("token:desk", "front_desk")]
     assert case["current_steps"] == ["assign_owner"]
+    assert [(d["role"], d["status"], d["who"]) for d in case["departments"]] == [
+        ("front_desk", "completed", "token:desk"), ("team_supervisor", "open", None)]
 
 
 def test_a_supervisor_sees_the_role_tasks_claims_and_assigns(site: Site) -> None:

@@ -18,7 +18,7 @@ from engine.access import Principal
 from engine.errors import AccessDenied
 from engine.store.idempotency import request_hash
 from svcflow.server.context import Context
-from svcflow.server.views import case_json, jsonable, task_json, tasks_for
+from svcflow.server.views import case_json, department_progress, jsonable, task_json, tasks_for
 
 
 class StartCase(BaseModel):
@@ -98,8 +98,11 @@ def router(ctx: Context) -> APIRouter:
 
     @api.get("/cases/{case_id}")
     def read_case(case_id: str, who: Principal = Depends(principal)) -> dict[str, Any]:
-        """A case: data, current steps, open tasks, SLA clocks, escalations and history."""
-        return jsonable(case_json(ctx.engine, case_id, ctx.engine.clock.now()))
+        """A case: data, current steps, open tasks, SLA clocks, escalations, history, and each department's
+        progress on it and its sub-cases (the front desk's one-stop answer)."""
+        now = ctx.engine.clock.now()
+        return jsonable({**case_json(ctx.engine, case_id, now),
+                         "departments": department_progress(ctx.engine, case_id, now)})
 
     @api.get("/tasks")
     def list_tasks(scope: str = Query(default="roles", pattern="^(mine|roles)$"), role: str | None = None,
