@@ -29,8 +29,11 @@ LANE_NAMES = {"front_desk": ("前台", "Front desk"), "handler": ("处理人", "
 BLOCK = 7  # two tasks, a rework gateway, a parallel split, two parallel tasks, the join
 
 
-def _header(process_id: str, zh: str, en: str) -> list[str]:
-    lines = [f"id: {process_id}", "version: 1", f'name: {{zh: "{zh}", en: "{en}"}}', "lanes:"]
+def _header(process_id: str, zh: str, en: str, flags: list[str]) -> list[str]:
+    """The definition's head; `flags`: the boolean fields the rework gateways' conditions read."""
+    lines = [f"id: {process_id}", "version: 1", f'name: {{zh: "{zh}", en: "{en}"}}',
+             "data:", "  tier: {type: enum, choices: [gold, standard]}",
+             *(f"  {flag}: {{type: boolean}}" for flag in flags), "lanes:"]
     lines += [f'  - {{id: {lane}, name: {{zh: "{LANE_NAMES[lane][0]}", en: "{LANE_NAMES[lane][1]}"}}}}'
               for lane in LANES]
     lines += [
@@ -92,13 +95,13 @@ def big_definition(nodes: int = 200) -> str:
         previous = node_id
     node_lines.append('  - {id: finish, kind: end, outcome: done, name: {zh: "结束", en: "Finish"}}')
     edge_lines.append(f"  - {{from: {previous}, to: finish}}")
-    return "\n".join([*_header("bench_big", "大流程", "Big process"), "nodes:", *node_lines, "edges:", *edge_lines]) + "\n"
+    return "\n".join([*_header("bench_big", "大流程", "Big process", [f"rework_{b}" for b in range(blocks)]), "nodes:", *node_lines, "edges:", *edge_lines]) + "\n"
 
 
 def tiny_definition() -> str:
     """Five nodes: start, two tasks around a gateway, end."""
     return "\n".join([
-        *_header("bench_tiny", "小流程", "Tiny process"),
+        *_header("bench_tiny", "小流程", "Tiny process", ["rework"]),
         "nodes:",
         '  - {id: begin, kind: start, name: {zh: "开始", en: "Begin"}}',
         _task("first", 1, "front_desk"),
