@@ -434,10 +434,10 @@ def analysis(report: WeeklyReport) -> tuple[str, str]:
         change = _change(getattr(t, attr), getattr(before, attr) if before is not None else None)
         if not change:
             return ""
-        return f"(较上周{change})" if zh else f" ({change} on last week)"
+        return f"（较上周{change}）" if zh else f" ({change} on last week)"
 
-    zh = [f"本周新增投诉{t.new}件{vs('new', True)},结案{t.closed}件{vs('closed', True)};"
-          f"周末未结{t.open}件{vs('open', True)},其中逾期{t.overdue}件{vs('overdue', True)},"
+    zh = [f"本周新增投诉{t.new}件{vs('new', True)}，结案{t.closed}件{vs('closed', True)}；"
+          f"周末未结{t.open}件{vs('open', True)}，其中逾期{t.overdue}件{vs('overdue', True)}，"
           f"本周升级{t.escalated}件。"]
     en = [f"{t.new} new complaint(s){vs('new', False)} and {t.closed} closed with the customer{vs('closed', False)}; "
           f"{t.open} open at the end of the week{vs('open', False)}, {t.overdue} of them overdue"
@@ -445,15 +445,15 @@ def analysis(report: WeeklyReport) -> tuple[str, str]:
     labels = report.labels
     late = _top(report.by_department, "overdue")
     if late is not None:
-        zh.append(f"逾期主要在{labels.of('role', late[0])}({late[1]}件)。")
+        zh.append(f"逾期主要在{labels.of('role', late[0])}（{late[1]}件）。")
         en.append(f"Most overdue ones wait with {labels.of('role', late[0])} ({late[1]}).")
     category = _top(report.by_category, "new")
     if category is not None:
-        zh.append(f"新增以{labels.of('category', category[0])}类为主({category[1]}件)。")
+        zh.append(f"新增以{labels.of('category', category[0])}类为主（{category[1]}件）。")
         en.append(f"The most frequent new category is {labels.of('category', category[0])} ({category[1]}).")
     cause = _top(report.by_cause, "closed")
     if cause is not None:
-        zh.append(f"已结案投诉的主要原因是{labels.of('cause', cause[0])}({cause[1]}件)。")
+        zh.append(f"已结案投诉的主要原因是{labels.of('cause', cause[0])}（{cause[1]}件）。")
         en.append(f"The main cause among closed complaints is {labels.of('cause', cause[0])} ({cause[1]}).")
     if t.overdue:
         zh.append("建议优先跟进逾期投诉。")

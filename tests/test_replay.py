@@ -155,3 +155,10 @@ def test_simulate_replay_command_reports_the_change(tmp_path: Path, monkeypatch:
     assert result.exit_code == 0, result.output
     assert "Resolution: 1 clock(s); breach rate 0.0 % → 100.0 % (+100.0 pp)" in result.output
     assert 'id="replay-table"' in out.read_text(encoding="utf-8")
+
+
+def test_the_shipped_example_policy_fits_the_library() -> None:
+    policy = load_policy(Path(__file__).resolve().parent.parent / "scenarios" / "policies" / "complaint_tighter.yaml")
+    graph = ProcessLibrary.from_dir().get(policy.process)
+    report = replay(graph, [], {}, policy)  # an empty log: only the policy is checked against the definition
+    assert [c.clock for c in report.clocks] == ["case:first_response", "case:resolution"] and report.cases == 0

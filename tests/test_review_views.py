@@ -90,3 +90,16 @@ def test_a_long_log_follows_a_fixed_sample_of_cases_for_arcs_but_counts_all(even
     assert views.cases == 4 and sum(g.cases for g in views.by_field["tier"]) == 4
     assert views.traced == 1  # crc32 of c1, c2, c3 is odd, of c4 even: c4 alone is followed
     assert [(a.source, a.target, a.count) for a in views.arcs] == [("check", "approve", 1)]
+
+
+def test_activities_past_the_palette_are_drawn_as_squares() -> None:
+    from datetime import timedelta
+
+    from analytics.views import SampleCase
+    from visualize.review_charts import PALETTE
+
+    start = day(0)
+    steps = [(f"s{i}", start + timedelta(minutes=i)) for i in range(len(PALETTE) + 1)]
+    svg = dotted_chart_svg([SampleCase("c", start, steps[-1][1], steps)], str)
+    assert svg.count("<rect") == 2  # the thirteenth activity's dot and its legend mark
+    assert svg.count("<circle") == 2 * len(PALETTE)

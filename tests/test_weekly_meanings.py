@@ -138,7 +138,7 @@ def test_categories_and_roles_are_named_from_the_definitions(report: WeeklyRepor
 
 def test_the_analysis_paragraph_sums_up_the_week_in_both_languages(report: WeeklyReport) -> None:
     zh, en = analysis(report)
-    assert zh.startswith("本周新增投诉3件(较上周±0),结案2件(较上周±0);周末未结3件(较上周+2),其中逾期1件(较上周±0)")
-    assert "投诉专责人 Complaint owner(1件)" in zh and "计费收费 Billing类为主(2件)" in zh
+    assert zh.startswith("本周新增投诉3件（较上周±0），结案2件（较上周±0）；周末未结3件（较上周+2），其中逾期1件（较上周±0）")
+    assert "投诉专责人 Complaint owner（1件）" in zh and "计费收费 Billing类为主（2件）" in zh
     assert en.startswith("3 new complaint(s) (±0 on last week) and 2 closed with the customer")
     assert zh in weekly_html(report)

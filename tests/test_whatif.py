@@ -132,7 +132,19 @@ def test_the_comparison_shows_the_attribution_table(runs: tuple[SimulationResult
     page = comparison_html(*runs)
     assert 'id="attribution-table"' in page and "the measuring point moved" in page
     reasons = [row[1] for row in attribution_rows(attribute(*runs))]
-    assert reasons == ["测量点变化 the measuring point moved", "负荷变化 load changed", "路径变化 the path changed"]
+    assert reasons == ["测量点变化 the measuring point moved", "路径变化 the path changed", "负荷变化 load changed"]
+
+
+def test_case_by_case_the_whole_change_is_the_measuring_point(runs: tuple[SimulationResult, SimulationResult]) -> None:
+    """Same customers in both runs: the simple ones (stopped at `quick`) went from breached to met, the others
+    took the same human steps (triage, work) and breached in both."""
+    share = simple_share(runs[1])
+    split = attribute(*runs).splits["case:resolution"]
+    assert split.cases == 40
+    assert (split.measuring_point, split.path, split.load) == (-round(40 * share), 0, 0)
+    assert split.pp(split.measuring_point) == pytest.approx(-100 * share)
+    effects = [row[3] for row in attribution_rows(attribute(*runs))]
+    assert effects == [f"{-100 * share:+.1f} pp", "+0.0 pp", "+0.0 pp"]
 
 
 # -- staff ------------------------------------------------------------------------------------------------
@@ -193,3 +205,21 @@ def test_shipped_scenarios_load_and_list_every_role() -> None:
     for name in ("complaint_as_is.yaml", "complaint_to_be.yaml"):
         result = simulate(load_scenario(ROOT / "scenarios" / name), cases=2, seed=1)
         assert not any("without a staff number" in text for text in result.assumptions)
+
+
+def test_when_only_the_staff_differs_the_whole_change_is_load(tmp_path: Path) -> None:
+    """One clerk against twelve on the same process, 3.5 h of work a case against a 4 h clock: with twelve
+    nobody waits and every clock is met; with one the queue makes clocks breach. Same paths, same
+    measuring point: the whole change is load."""
+    quick = {"triage": {"dist": "fixed", "value": "30m"}, "work": {"dist": "fixed", "value": "3h"}}
+    crowded = simulate(scenario(tmp_path, A, "one-clerk", staff={"clerk": 1}, durations=quick))
+    staffed = simulate(scenario(tmp_path, A, "twelve-clerks", staff={"clerk": 12}, durations=quick))
+    att = attribute(crowded, staffed)
+    (clock,) = att.clocks
+    split = att.splits["case:resolution"]
+    assert clock.rate_b == 0.0 and clock.rate_a is not None and clock.rate_a > 0.5
+    assert (split.cases, split.measuring_point, split.path) == (40, 0, 0)
+    assert split.load == -round(40 * clock.rate_a)
+    (role, util_a, util_b, wait_a, wait_b), = att.roles
+    assert role == "clerk" and util_a is not None and util_b is not None and util_a > util_b
+    assert wait_a is not None and wait_b is not None and wait_a > wait_b

@@ -49,9 +49,13 @@ def dotted_chart_svg(cases: list[SampleCase], label: Callable[[str], str]) -> st
     first, last, x = _scale(cases)
     row = max(2.0, min(8.0, 600.0 / len(cases)))
     colours: dict[str, str] = {}
+    squares: set[str] = set()  # past the palette's twelve colours, activities are drawn as squares
     for case in cases:
         for node, _at in case.activities:
-            colours.setdefault(node, PALETTE[len(colours) % len(PALETTE)])
+            if node not in colours:
+                if len(colours) >= len(PALETTE):
+                    squares.add(node)
+                colours[node] = PALETTE[len(colours) % len(PALETTE)]
     top = 10.0
     height = top + row * len(cases) + 30
     legend_rows = (len(colours) + 3) // 4
@@ -61,16 +65,21 @@ def dotted_chart_svg(cases: list[SampleCase], label: Callable[[str], str]) -> st
         y = top + row * index + row / 2
         end = case.ended or (case.activities[-1][1] if case.activities else case.started)
         parts.append(f'<line x1="{x(case.started)}" y1="{y:.1f}" x2="{x(end)}" y2="{y:.1f}" stroke="#e5e7eb"/>')
+        radius = max(1.2, row / 2.5)
         for node, at in case.activities:
-            parts.append(f'<circle cx="{x(at)}" cy="{y:.1f}" r="{max(1.2, row / 2.5):.1f}" fill="{colours[node]}">'
-                         f"<title>{escape(case.case_id)} · {escape(label(node))} · {at:%Y-%m-%d %H:%M}</title>"
-                         "</circle>")
+            title = f"<title>{escape(case.case_id)} · {escape(label(node))} · {at:%Y-%m-%d %H:%M}</title>"
+            if node in squares:
+                parts.append(f'<rect x="{x(at) - radius:.1f}" y="{y - radius:.1f}" width="{2 * radius:.1f}" '
+                             f'height="{2 * radius:.1f}" fill="{colours[node]}">{title}</rect>')
+            else:
+                parts.append(f'<circle cx="{x(at)}" cy="{y:.1f}" r="{radius:.1f}" fill="{colours[node]}">{title}</circle>')
     parts.append(f'<text x="4" y="{top + 10}" font-size="11" fill="#6b7280">cases ↓ (by start)</text>')
     parts.append(_axis(first, last, top + row * len(cases) + 16))
     for index, (node, colour) in enumerate(colours.items()):
         lx, ly = 10 + (index % 4) * 270, height + 4 + (index // 4) * 18
-        parts.append(f'<circle cx="{lx + 5}" cy="{ly}" r="5" fill="{colour}"/>'
-                     f'<text x="{lx + 14}" y="{ly + 4}" font-size="11">{escape(label(node))}</text>')
+        mark = (f'<rect x="{lx}" y="{ly - 5}" width="10" height="10" fill="{colour}"/>' if node in squares
+                else f'<circle cx="{lx + 5}" cy="{ly}" r="5" fill="{colour}"/>')
+        parts.append(f'{mark}<text x="{lx + 14}" y="{ly + 4}" font-size="11">{escape(label(node))}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
