@@ -36,12 +36,9 @@ from engine.time.durations import parse_duration
 
 __all__ = [  # what other packages use: the public surface of the statistics
     "BusinessTime", "PARALLEL_MIN_EVENTS", "WORKERS_ENV", "CaseRow", "ClockStats", "EdgeStats", "EscalationRow",
-    "LogEvent", "ProcessStats", "ReworkRow", "RoleLoad", "StepStats", "Variant", "compress_loops", "compute_stats", "quantile",
+    "ProcessStats", "ReworkRow", "RoleLoad", "StepStats", "Variant", "compress_loops", "compute_stats", "quantile",
     "quantile_of_runs", "review_workers", "status_of",
 ]
-
-#: what the statistics read: entries of the typed log (interop's event-log export reads the same)
-LogEvent = LogEntry
 
 
 def compress_loops(path: Sequence[str]) -> tuple[str, ...]:
