@@ -166,28 +166,30 @@ def _seconds(text: str, graph: ProcessGraph) -> int | None:
     return duration.total_seconds(graph.calendar.day_seconds)
 
 
-def _clock_covers(graph: ProcessGraph, clock: CaseClock, step: str) -> bool:
-    """The clock can be running while `step` is active: the step is reachable from where the
-    clock starts without passing a node whose completion stops it (a stopped clock stays stopped)."""
+def _clock_span(graph: ProcessGraph, clock: CaseClock) -> set[str]:
+    """The nodes that can be active while the clock runs: reachable from where it starts without
+    passing a node whose completion stops it (a stopped clock stays stopped). One graph search per
+    clock, so a definition with thousands of steps stays linear."""
     origin = clock.start_on or graph.start_id
     digraph = graph.digraph
-    if origin is None or origin not in digraph or step not in digraph:
-        return False
+    if origin is None or origin not in digraph:
+        return set()
     stops = set(clock.stop_on)
     running = nx.DiGraph()
     running.add_nodes_from(digraph.nodes)
     running.add_edges_from((u, v) for u, v in digraph.edges if u not in stops)
-    return step == origin or step in nx.descendants(running, origin)
+    return nx.descendants(running, origin) | {origin}
 
 
 def _sla_exceeds_clock(graph: ProcessGraph) -> Iterator[DesignNote]:
     definition = graph.definition
+    spans = {clock.id: _clock_span(graph, clock) for clock in definition.clocks}
     for index, node in enumerate(definition.nodes):
         if not isinstance(node, HumanTask) or node.sla is None:
             continue
         step_policies = node.sla.effective_policies()
         for clock in definition.clocks:
-            if not _clock_covers(graph, clock, node.id):
+            if node.id not in spans[clock.id]:
                 continue
             for step_policy, clock_policy in _paired(step_policies, clock.policies, graph):
                 step_seconds = _seconds(step_policy.target, graph)

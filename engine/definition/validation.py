@@ -1185,13 +1185,15 @@ class _Checker:
             return (f"reads data.{name}, which is not a field of {scope.where}",
                     _did_you_mean(name, scope.data, scope.note or "declare it under data:, or write it from a form, "
                                   "handler output, message field, compute or sub-process output"))
-        known, what, otherwise = {
-            "steps": (scope.steps, "a node", f"nodes: {_listing(scope.steps)}"),
-            "params": (scope.params, "a parameter", f"declare it under parameters: (known: {_listing(scope.params)})"),
-            "case": (scope.case, "a case property", f"case properties: {_listing(scope.case)}"),
-        }[root]
+        known, what = {"steps": (scope.steps, "a node"), "params": (scope.params, "a parameter"),
+                       "case": (scope.case, "a case property")}[root]
         if name in known:
-            return None
+            return None  # the common case: no hint to build (a listing costs as much as the names)
+        otherwise = {
+            "steps": lambda: f"nodes: {_listing(scope.steps)}",
+            "params": lambda: f"declare it under parameters: (known: {_listing(scope.params)})",
+            "case": lambda: f"case properties: {_listing(scope.case)}",
+        }[root]()
         return (f"reads {root}.{name}, which is not {what} of {scope.where}",
                 _did_you_mean(name, known, scope.note or otherwise))
 
