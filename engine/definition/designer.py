@@ -29,7 +29,7 @@ from engine.expressions.cel import ExpressionError, compile_expression
 from engine.expressions.static import Atom, Interval, Value, condition_atoms, condition_interval
 from engine.time.durations import BusinessDuration, DurationError, parse_duration
 
-__all__ = ["DESIGNER_CODES", "DesignNote", "designer_notes"]
+__all__ = ["DESIGNER_CODES", "DesignNote", "designer_notes", "field_domain"]
 
 DESIGNER_CODES: dict[str, str] = {
     "overlapping_conditions": "two conditions of an exclusive gateway hold together for some value: file order "
@@ -66,7 +66,8 @@ def designer_notes(graph: ProcessGraph, fields: dict[str, FieldSpec | None]) -> 
 # -- overlapping conditions -----------------------------------------------------------------------
 
 
-def _domain(spec: FieldSpec | None) -> frozenset[Value] | None:
+def field_domain(spec: FieldSpec | None) -> frozenset[Value] | None:
+    """Every value an enum or boolean field can hold; None for fields with open values."""
     if spec is not None and spec.type == "enum" and spec.choices:
         return frozenset(("str", choice) for choice in spec.choices)
     if spec is not None and spec.type == "boolean":
@@ -80,7 +81,7 @@ def _value_set(atoms: list[Atom], fields: dict[str, FieldSpec | None]) -> tuple[
     if len(names) != 1:
         return None
     name = names.pop()
-    domain = _domain(fields.get(name))
+    domain = field_domain(fields.get(name))
     values: set[Value] = set()
     for atom in atoms:
         if atom.negated:

@@ -52,7 +52,7 @@ from engine.expressions.static import (
     params_resolver,
 )
 from engine.definition.cron import cron_problem
-from engine.definition.designer import DESIGNER_CODES, designer_notes
+from engine.definition.designer import DESIGNER_CODES, designer_notes, field_domain
 from engine.definition.graph import ProcessGraph
 from engine.run.forms import coerce
 from engine.run.handlers import HandlerRegistry
@@ -324,16 +324,6 @@ def _atoms(condition: str) -> list[Atom] | None:
         return None
 
 
-def _domain(spec: FieldSpec | None) -> frozenset[Value] | None:
-    if spec is None:
-        return None
-    if spec.type == "enum" and spec.choices:
-        return frozenset(("str", choice) for choice in spec.choices)
-    if spec.type == "boolean":
-        return frozenset({("bool", True), ("bool", False)})
-    return None
-
-
 def _conditions_complete(conditions: list[str], fields: Mapping[str, FieldSpec | None]) -> bool:
     """True when the conditions test one enum/boolean field and together cover all its values.
 
@@ -355,7 +345,7 @@ def _conditions_complete(conditions: list[str], fields: Mapping[str, FieldSpec |
             return False
     if field_name is None:
         return False
-    domain = _domain(fields.get(field_name))
+    domain = field_domain(fields.get(field_name))
     if domain is None:
         return False
     for atom in atoms:
