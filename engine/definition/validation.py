@@ -1119,7 +1119,7 @@ class _Checker:
                 spec = child_fields[key]
                 expect = field_type(spec.type, spec.choices, shown=f"data.{key} of '{node.process}'")
             self._check_expression(text, (*base, "inputs", key), node.id, self.scope,
-                                   expect=expect, expect_what=f"the input {key}")
+                                   expect=expect, expect_what=f"the input {key} (data.{key} of '{node.process}')")
         if child is not None:
             for key in _required_without_default(child.data):
                 if key not in node.inputs:
