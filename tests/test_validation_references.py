@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.test_validation import (
     LINEAR_EDGES,
     LINEAR_NODES,
@@ -122,3 +124,19 @@ def test_a_cron_text_no_scheduler_can_read_is_reported(tmp_path: Path) -> None:
 def test_common_cron_forms_are_accepted(tmp_path: Path) -> None:
     for cron in ["0 9 1 * *", "*/15 8-18 * * mon-fri", "30 9 1,15 jan,jul 1", "@daily"]:
         assert_clean(check(tmp_path, process_yaml(extra=f"schedules:\n  - {{id: s, cron: '{cron}'}}\n")))
+
+
+def test_a_message_name_longer_than_senders_may_send_is_undeliverable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nodes = """
+        - {id: start, kind: start}
+        - {id: wait_reply, kind: message, message: customer_reply_after_the_second_visit}
+        - {id: done, kind: end}
+    """
+    text = process_yaml(nodes=nodes, edges="- {from: start, to: wait_reply}\n- {from: wait_reply, to: done}\n")
+    assert_clean(check(tmp_path, text))  # 37 characters: deliverable under the default limit of 64
+    monkeypatch.setenv("SVCFLOW_MAX_ID_CHARS", "20")
+    problem = only(check(tmp_path, text), "undeliverable_message")
+    assert problem.node == "wait_reply" and problem.line == line_of(text, "message: customer_reply")
+    assert "senders are refused above 20 (SVCFLOW_MAX_ID_CHARS)" in problem.message

@@ -84,7 +84,7 @@ def test_a_computed_value_of_the_wrong_type_for_its_declared_field_is_reported(t
     text = process_yaml(nodes=nodes)
     problem = only(check(tmp_path, text), "type_mismatch")
     assert problem.node == "review"
-    assert "data.amount is data.amount (declared number), but `data.tier` gives a string" in problem.message
+    assert "data.amount is declared number, but `data.tier` gives a string" in problem.message
 
 
 def test_a_computed_enum_value_must_be_one_of_its_choices(tmp_path: Path) -> None:
@@ -106,7 +106,8 @@ def test_a_sub_process_input_of_the_wrong_type_for_the_child_field_is_reported(t
     text = caller("refund_approval", inputs="{amount: data.tier}")
     problem = only(check(tmp_path, text), "type_mismatch")
     assert problem.node == "approval"
-    assert "the input amount is data.amount of 'refund_approval' (declared number)" in problem.message
+    assert "the input amount (data.amount of 'refund_approval') is declared number, but `data.tier` gives a string" \
+        in problem.message
 
 
 def test_string_methods_on_a_number_field_are_reported(tmp_path: Path) -> None:
@@ -147,3 +148,10 @@ def test_a_condition_that_is_not_plain_tests_of_one_field_has_no_atoms() -> None
 def test_parenthesised_boolean_conditions_are_proven_complete(tmp_path: Path) -> None:
     assert_clean(check(tmp_path, choice("(data.accepted)", "(!data.accepted)")))
     assert_clean(validate_paths([write(tmp_path, process_yaml(edges=LINEAR_EDGES))], HANDLERS))
+
+
+def test_a_timestamp_computed_into_a_datetime_field_fits(tmp_path: Path) -> None:
+    text = process_yaml(nodes=LINEAR_NODES.replace(
+        "lane: agent}", """lane: agent, compute: {due: 'timestamp(case.started_at) + duration("48h")'}}"""))
+    text = text.replace("  amount: {type: number}\n", "  amount: {type: number}\n  due: {type: datetime}\n")
+    assert_clean(check(tmp_path, text))

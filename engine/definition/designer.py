@@ -29,7 +29,7 @@ from engine.expressions.cel import ExpressionError, compile_expression
 from engine.expressions.static import Atom, Interval, Value, condition_atoms, condition_interval
 from engine.time.durations import BusinessDuration, DurationError, parse_duration
 
-__all__ = ["DESIGNER_CODES", "DesignNote", "designer_notes"]
+__all__ = ["DESIGNER_CODES", "DesignNote", "designer_notes", "field_domain"]
 
 DESIGNER_CODES: dict[str, str] = {
     "overlapping_conditions": "two conditions of an exclusive gateway hold together for some value: file order "
@@ -66,7 +66,8 @@ def designer_notes(graph: ProcessGraph, fields: dict[str, FieldSpec | None]) -> 
 # -- overlapping conditions -----------------------------------------------------------------------
 
 
-def _domain(spec: FieldSpec | None) -> frozenset[Value] | None:
+def field_domain(spec: FieldSpec | None) -> frozenset[Value] | None:
+    """Every value an enum or boolean field can hold; None for fields with open values."""
     if spec is not None and spec.type == "enum" and spec.choices:
         return frozenset(("str", choice) for choice in spec.choices)
     if spec is not None and spec.type == "boolean":
@@ -80,7 +81,7 @@ def _value_set(atoms: list[Atom], fields: dict[str, FieldSpec | None]) -> tuple[
     if len(names) != 1:
         return None
     name = names.pop()
-    domain = _domain(fields.get(name))
+    domain = field_domain(fields.get(name))
     values: set[Value] = set()
     for atom in atoms:
         if atom.negated:
@@ -166,28 +167,30 @@ def _seconds(text: str, graph: ProcessGraph) -> int | None:
     return duration.total_seconds(graph.calendar.day_seconds)
 
 
-def _clock_covers(graph: ProcessGraph, clock: CaseClock, step: str) -> bool:
-    """The clock can be running while `step` is active: the step is reachable from where the
-    clock starts without passing a node whose completion stops it (a stopped clock stays stopped)."""
+def _clock_span(graph: ProcessGraph, clock: CaseClock) -> set[str]:
+    """The nodes that can be active while the clock runs: reachable from where it starts without
+    passing a node whose completion stops it (a stopped clock stays stopped). One graph search per
+    clock, so a definition with thousands of steps stays linear."""
     origin = clock.start_on or graph.start_id
     digraph = graph.digraph
-    if origin is None or origin not in digraph or step not in digraph:
-        return False
+    if origin is None or origin not in digraph:
+        return set()
     stops = set(clock.stop_on)
     running = nx.DiGraph()
     running.add_nodes_from(digraph.nodes)
     running.add_edges_from((u, v) for u, v in digraph.edges if u not in stops)
-    return step == origin or step in nx.descendants(running, origin)
+    return nx.descendants(running, origin) | {origin}
 
 
 def _sla_exceeds_clock(graph: ProcessGraph) -> Iterator[DesignNote]:
     definition = graph.definition
+    spans = {clock.id: _clock_span(graph, clock) for clock in definition.clocks}
     for index, node in enumerate(definition.nodes):
         if not isinstance(node, HumanTask) or node.sla is None:
             continue
         step_policies = node.sla.effective_policies()
         for clock in definition.clocks:
-            if not _clock_covers(graph, clock, node.id):
+            if node.id not in spans[clock.id]:
                 continue
             for step_policy, clock_policy in _paired(step_policies, clock.policies, graph):
                 step_seconds = _seconds(step_policy.target, graph)

@@ -52,9 +52,10 @@ from engine.expressions.static import (
     params_resolver,
 )
 from engine.definition.cron import cron_problem
-from engine.definition.designer import DESIGNER_CODES, designer_notes
+from engine.definition.designer import DESIGNER_CODES, designer_notes, field_domain
 from engine.definition.graph import ProcessGraph
 from engine.run.forms import coerce
+from engine.run.limits import Limits
 from engine.run.handlers import HandlerRegistry
 from engine.definition.library import DEFAULT_DIR, ProcessLibrary, definition_files
 from engine.definition.loader import LoadedDefinition
@@ -94,6 +95,7 @@ CODES: Final[dict[str, str]] = {
     "bad_field": "a typed field whose default does not fit its type, bounds on a non-number, min above max, "
     "or repeated choices",
     "bad_cron": "a schedule's cron text that is not a five-field cron expression",
+    "undeliverable_message": "a message wait whose name senders are refused for (longer than SVCFLOW_MAX_ID_CHARS)",
     "message_conflict": "two waits for the same message name that expect different payload fields",
     "unknown_edge": "an escalation route that is not an escalation edge leaving the SLA's node",
     "unknown_ladder": "an SLA names an escalation ladder that is not under `ladders`",
@@ -324,16 +326,6 @@ def _atoms(condition: str) -> list[Atom] | None:
         return None
 
 
-def _domain(spec: FieldSpec | None) -> frozenset[Value] | None:
-    if spec is None:
-        return None
-    if spec.type == "enum" and spec.choices:
-        return frozenset(("str", choice) for choice in spec.choices)
-    if spec.type == "boolean":
-        return frozenset({("bool", True), ("bool", False)})
-    return None
-
-
 def _conditions_complete(conditions: list[str], fields: Mapping[str, FieldSpec | None]) -> bool:
     """True when the conditions test one enum/boolean field and together cover all its values.
 
@@ -355,7 +347,7 @@ def _conditions_complete(conditions: list[str], fields: Mapping[str, FieldSpec |
             return False
     if field_name is None:
         return False
-    domain = _domain(fields.get(field_name))
+    domain = field_domain(fields.get(field_name))
     if domain is None:
         return False
     for atom in atoms:
@@ -464,6 +456,15 @@ def fields_of(definition: ProcessDefinition) -> dict[str, FieldSpec | None]:
         for name in node.compute:
             fields.setdefault(name, None)
     return fields
+
+
+def _id_chars() -> int | None:
+    """The id limit the CLI and HTTP API enforce on message names; None when the settings are
+    unreadable (the settings' own check reports that, not the definition's)."""
+    try:
+        return Limits.from_settings().id_chars
+    except Exception:
+        return None
 
 
 def _required_without_default(fields: Mapping[str, FieldSpec]) -> list[str]:
@@ -1129,7 +1130,7 @@ class _Checker:
                 spec = child_fields[key]
                 expect = field_type(spec.type, spec.choices, shown=f"data.{key} of '{node.process}'")
             self._check_expression(text, (*base, "inputs", key), node.id, self.scope,
-                                   expect=expect, expect_what=f"the input {key}")
+                                   expect=expect, expect_what=f"the input {key} (data.{key} of '{node.process}')")
         if child is not None:
             for key in _required_without_default(child.data):
                 if key not in node.inputs:
@@ -1185,13 +1186,15 @@ class _Checker:
             return (f"reads data.{name}, which is not a field of {scope.where}",
                     _did_you_mean(name, scope.data, scope.note or "declare it under data:, or write it from a form, "
                                   "handler output, message field, compute or sub-process output"))
-        known, what, otherwise = {
-            "steps": (scope.steps, "a node", f"nodes: {_listing(scope.steps)}"),
-            "params": (scope.params, "a parameter", f"declare it under parameters: (known: {_listing(scope.params)})"),
-            "case": (scope.case, "a case property", f"case properties: {_listing(scope.case)}"),
-        }[root]
+        known, what = {"steps": (scope.steps, "a node"), "params": (scope.params, "a parameter"),
+                       "case": (scope.case, "a case property")}[root]
         if name in known:
-            return None
+            return None  # the common case: no hint to build (a listing costs as much as the names)
+        otherwise = {
+            "steps": lambda: f"nodes: {_listing(scope.steps)}",
+            "params": lambda: f"declare it under parameters: (known: {_listing(scope.params)})",
+            "case": lambda: f"case properties: {_listing(scope.case)}",
+        }[root]()
         return (f"reads {root}.{name}, which is not {what} of {scope.where}",
                 _did_you_mean(name, known, scope.note or otherwise))
 
@@ -1297,12 +1300,20 @@ class _Checker:
                          hint=f"offer only choices of data.{name}, or add them to its choices")
 
     def check_messages(self) -> None:
-        """A sender names only the message; if two waits of one name expect different payloads,
-        the same message is accepted at one step and refused at the other."""
+        """A message must be deliverable, and mean one thing: the CLI and the HTTP API refuse a
+        message name longer than the id limit in force (SVCFLOW_MAX_ID_CHARS), and if two waits of
+        one name expect different payloads, the same message is accepted at one step and refused
+        at the other."""
+        id_chars = _id_chars()
         first: dict[str, tuple[MessageWait, int]] = {}
         for index, node in enumerate(self.definition.nodes):
             if not isinstance(node, MessageWait):
                 continue
+            if id_chars is not None and len(node.message) > id_chars:
+                self.add("undeliverable_message", f"the message name '{node.message}' has {len(node.message)} "
+                         f"characters; senders are refused above {id_chars} (SVCFLOW_MAX_ID_CHARS), so the case "
+                         "would wait for ever", ("nodes", index, "message"), node=node.id,
+                         hint=f"shorten the name to at most {id_chars} characters, or raise SVCFLOW_MAX_ID_CHARS")
             if node.message not in first:
                 first[node.message] = (node, index)
                 continue

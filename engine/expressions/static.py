@@ -185,6 +185,7 @@ _FUNCTION_KINDS: Final[dict[str, str]] = {
     "getSeconds": "number", "getMilliseconds": "number",
 }
 _MACROS: Final[frozenset[str]] = frozenset({"all", "exists", "exists_one", "map", "filter"})
+_DATES: Final[frozenset[str]] = frozenset({"date", "datetime"})  # a timestamp written there is fine
 _TYPE_NAMES: Final[frozenset[str]] = frozenset(
     {"bool", "bytes", "double", "int", "list", "map", "null_type", "string", "type", "uint"}
 )
@@ -500,8 +501,9 @@ def check_types(
         if expect.kind == "bool" and result.kind != "bool":
             walk.report(f"{expect_what} must be true or false, but `{shown}` gives {_KIND_WORDS[result.kind]}",
                         "compare explicitly, e.g. `data.x == \"value\"` or `data.amount > 0`")
-        elif result.kind != expect.kind:
-            walk.report(f"{expect_what} is {expect.describe()}, but `{shown}` gives "
+        elif result.kind != expect.kind and not (result.kind == "timestamp" and expect.declared in _DATES):
+            wanted = f"declared {expect.declared}" if expect.declared else f"{_KIND_WORDS.get(expect.kind)}"
+            walk.report(f"{expect_what} is {wanted}, but `{shown}` gives "
                         f"{_KIND_WORDS.get(result.kind, result.kind)}", _conversion_hint(expect, result))
         elif expect.declared == "enum" and result.value is not None and result.value[0] == "str" \
                 and result.value[1] not in (expect.choices or ()):
