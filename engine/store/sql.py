@@ -56,6 +56,9 @@ def _dumps(value: Any) -> str:
     return codec.dumps(value, default=str)
 
 
+BatchItem = tuple[InstanceState | None, InstanceState, list[LogEntry], int]
+"""One transition of a batch: (state read, new state, its log entries, version read)."""
+
 TIER_CHARS: int = CASES.c.tier.type.length
 """Width of cases.tier: the tier is a data value (any text a definition allows), clipped in this projection."""
 
@@ -211,13 +214,7 @@ class Store:
     def _write_case(self, cursor: Any, old: InstanceState | None, new: InstanceState,
                     expected_version: int | None, now: datetime) -> int:
         sql = self._sql
-        values = dict(
-            status=new.status, outcome=new.outcome, priority=new.priority, tier=_clip(new.tier, TIER_CHARS),
-            escalation_level=new.escalation_level,
-            current_nodes=",".join(sorted({t.node for t in new.tokens.values()}))[:1000],
-            updated_at=sql.dt(now), ended_at=sql.dt(new.ended_at), next_due_at=sql.dt(new.next_due_at()),
-            state=state_json(new),
-        )
+        values = self._case_values(new, now)
         if expected_version is None:
             try:
                 cursor.execute(sql.insert_case, dict(
@@ -235,6 +232,17 @@ class Store:
                 hint="reload the case and try again",
             )
         return expected_version + 1
+
+    def _case_values(self, new: InstanceState, now: datetime) -> dict[str, Any]:
+        """The case row's columns of a state (all but id, version and the creation columns)."""
+        dt = self._sql.dt
+        return dict(
+            status=new.status, outcome=new.outcome, priority=new.priority, tier=_clip(new.tier, TIER_CHARS),
+            escalation_level=new.escalation_level,
+            current_nodes=",".join(sorted({t.node for t in new.tokens.values()}))[:1000],
+            updated_at=dt(now), ended_at=dt(new.ended_at), next_due_at=dt(new.next_due_at()),
+            state=state_json(new),
+        )
 
     def _write_projections(self, cursor: Any, old: InstanceState | None, new: InstanceState) -> None:
         """Mirror the tasks and clocks that changed into their query tables."""
@@ -277,6 +285,47 @@ class Store:
             conn.execute(insert(EVENTS).values(case_id=case_id, process_id=process_id, seq=None, at=utc(at),
                                                type=kind, node=node, payload=_dumps(data),
                                                log_version=LOG_SCHEMA_VERSION))
+
+    # -- the sweep's batches -------------------------------------------------------------------------
+    def due_states(self, now: datetime, limit: int = 500) -> list[tuple[str, str, int]]:
+        """(id, state JSON, version) of the cases with something due, earliest first: one index range
+        scan, so its cost grows with the number due, not with the number of open cases."""
+        with self._driver_transaction() as cursor:
+            cursor.execute(self._sql.due_states, {"now": self._sql.dt(utc(now)), "limit": limit})
+            return [(row[0], row[1], row[2]) for row in cursor.fetchall()]
+
+    def write_batch(self, batch: Sequence[BatchItem], now: datetime) -> set[str]:
+        """Store many transitions in one transaction; returns the ids of the cases written.
+
+        Each case is written only if its row still has the version it was read at and nobody
+        holds it: a case changed (or being changed) meanwhile is skipped, left for the next pass
+        and never overwritten. Rows are locked in id order, so two sweeps cannot deadlock.
+        """
+        if not batch:
+            return set()
+        sql = self._sql
+        by_id = {item[1].case_id: item for item in batch}
+        with self._driver_transaction() as cursor:
+            if sql.sqlite:  # one writer at a time: the version check of each UPDATE is the lock
+                written = set()
+                for case_id in sorted(by_id):
+                    old, new, _log, version = by_id[case_id]
+                    cursor.execute(sql.update_case, dict(b_id=case_id, b_version=version, version=version + 1,
+                                                         **self._case_values(new, now)))
+                    if cursor.rowcount == 1:
+                        written.add(case_id)
+            else:
+                cursor.execute(sql.lock_cases, {"ids": sorted(by_id)})
+                written = {case_id for case_id, version in cursor.fetchall() if by_id[case_id][3] == version}
+                rows = [dict(b_id=case_id, b_version=by_id[case_id][3], version=by_id[case_id][3] + 1,
+                             **self._case_values(by_id[case_id][1], now)) for case_id in sorted(written)]
+                if rows:
+                    cursor.executemany(sql.update_case, rows)
+            for case_id in sorted(written):
+                old, new, log, _version = by_id[case_id]
+                self._write_projections(cursor, old, new)
+                self._append(cursor, new, log)
+        return written
 
     # -- queries ---------------------------------------------------------------------------------
     def due_cases(self, now: datetime, limit: int = 500) -> list[str]:
@@ -449,6 +498,10 @@ class _HotSql:
         self.update_clock = update_sql(CLOCKS, ("target", "due_at", "status", "breached", "consumed_seconds",
                                                 "ended_at"), {"case_id": "case_id", "clock_id": "clock_id"})
         self.insert_event = insert_sql(EVENTS)
+        self.due_states = ("SELECT id, state, version FROM cases WHERE next_due_at IS NOT NULL AND next_due_at <= "
+                           f"{mark('now')} ORDER BY next_due_at LIMIT {mark('limit')}")
+        self.lock_cases = ("SELECT id, version FROM cases WHERE id = ANY(%(ids)s) ORDER BY id FOR UPDATE SKIP LOCKED"
+                           if not self.sqlite else "")
         self.insert_escalation = insert_sql(ESCALATIONS)
 
     def dt(self, value: datetime | None) -> Any:
