@@ -207,8 +207,9 @@ class Store:
         """
         with self._driver_transaction() as cursor:
             version = self._write_case(cursor, old, new, expected_version, now)
-            self._write_projections(cursor, old, new)
-            self._append(cursor, new, log)
+            changes = self._changes()
+            changes.add(old, new, log)
+            changes.write(cursor)
         return version
 
     def _write_case(self, cursor: Any, old: InstanceState | None, new: InstanceState,
@@ -244,38 +245,8 @@ class Store:
             state=state_json(new),
         )
 
-    def _write_projections(self, cursor: Any, old: InstanceState | None, new: InstanceState) -> None:
-        """Mirror the tasks and clocks that changed into their query tables."""
-        sql = self._sql
-        _sync_rows(cursor, old.tasks if old else {}, new.tasks, sql.update_task, sql.insert_task,
-                   lambda key, task: {**_task_values(new, task, sql.dt), "id": task.id})
-        _sync_rows(cursor, old.clocks if old else {}, new.clocks, sql.update_clock, sql.insert_clock,
-                   lambda key, clock: {**_clock_values(clock, sql.dt), "case_id": new.case_id, "clock_id": key})
-
-    def _append(self, cursor: Any, state: InstanceState, log: list[LogEntry]) -> None:
-        if not log:
-            return
-        sql = self._sql
-        rows = []
-        escalations = []
-        for entry in log:
-            at = sql.dt(entry.at)
-            rows.append(dict(case_id=state.case_id, process_id=state.process_id, seq=entry.seq, at=at,
-                             type=entry.type, node=entry.node, payload=_dumps(entry.data),
-                             log_version=LOG_SCHEMA_VERSION))
-            if entry.type == "escalated":  # the projection of log.Escalated
-                data = entry.data
-                actions = {k: data[k] for k in ESCALATION_ACTIONS if k in data}
-                escalations.append(dict(case_id=state.case_id, clock_id=data["clock"], level=data["level"],
-                                        percent=data["percent"], kind=data["kind"], node=entry.node, at=at,
-                                        actions=_dumps(actions)))
-        try:
-            cursor.executemany(sql.insert_event, rows)
-        except self._integrity_errors:
-            raise ConcurrentModification(f"case {state.case_id}: its log moved on meanwhile; nothing was stored") \
-                from None
-        if escalations:
-            cursor.executemany(sql.insert_escalation, escalations)
+    def _changes(self) -> _Changes:
+        return _Changes(self._sql, self._integrity_errors)
 
     def record_refusal(self, case_id: str, process_id: str, at: datetime, kind: str, node: str | None,
                        data: dict[str, Any]) -> None:
@@ -285,6 +256,40 @@ class Store:
             conn.execute(insert(EVENTS).values(case_id=case_id, process_id=process_id, seq=None, at=utc(at),
                                                type=kind, node=node, payload=_dumps(data),
                                                log_version=LOG_SCHEMA_VERSION))
+
+    # -- bulk loading ------------------------------------------------------------------------------
+    def rows_of(self, state: InstanceState, version: int, now: datetime) -> dict[str, list[dict[str, Any]]]:
+        """The rows a case is stored as (cases, tasks, sla_clocks), by table name, with the values
+        Store.write would give them: for bulk loads of cases made elsewhere (imports, benchmarks)."""
+        dt = self._sql.dt
+        case = dict(id=state.case_id, process_id=state.process_id, definition_hash=state.definition_hash,
+                    parent_case=state.parent_case, created_at=dt(state.started_at), version=version,
+                    **self._case_values(state, now))
+        return {
+            CASES.name: [case],
+            TASKS.name: [{**_task_values(state, task, dt), "id": task.id} for task in state.tasks.values()],
+            CLOCKS.name: [{**_clock_values(clock, dt), "case_id": state.case_id, "clock_id": key}
+                          for key, clock in state.clocks.items()],
+        }
+
+    def bulk_load(self, table: str, columns: Sequence[str], rows: Iterator[Sequence[Any]]) -> int:
+        """Insert many rows into one table in one transaction (PostgreSQL: COPY); returns how many.
+
+        No checks beyond the database's own: the rows are expected to come from `rows_of`."""
+        count = 0
+        with self._driver_transaction() as cursor:
+            if self._sql.sqlite:
+                marks = ", ".join("?" for _ in columns)
+                statement = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+                while chunk := [row for _, row in zip(range(10_000), rows)]:
+                    cursor.executemany(statement, chunk)
+                    count += len(chunk)
+            else:
+                with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                        count += 1
+        return count
 
     # -- the sweep's batches -------------------------------------------------------------------------
     def due_states(self, now: datetime, limit: int = 500) -> list[tuple[str, str, int]]:
@@ -321,10 +326,11 @@ class Store:
                              **self._case_values(by_id[case_id][1], now)) for case_id in sorted(written)]
                 if rows:
                     cursor.executemany(sql.update_case, rows)
+            changes = self._changes()
             for case_id in sorted(written):
                 old, new, log, _version = by_id[case_id]
-                self._write_projections(cursor, old, new)
-                self._append(cursor, new, log)
+                changes.add(old, new, log)
+            changes.write(cursor)  # one executemany per statement for the whole batch
         return written
 
     # -- queries ---------------------------------------------------------------------------------
@@ -433,20 +439,63 @@ def _entry(row: Any) -> LogEntry:
     return entry
 
 
-def _sync_rows(cursor: Any, old: dict[str, Any], new: dict[str, Any], update_sql: str, insert_sql: str,
-               row_of: Callable[[str, Any], dict[str, Any]]) -> None:
-    """Update rows whose object changed, insert the new ones in one batch; unchanged ones cost nothing."""
-    inserts = []
-    for key, item in new.items():
-        previous = old.get(key)
-        if previous is item or previous == item:
-            continue
-        if previous is not None:
-            cursor.execute(update_sql, row_of(key, item))
-        else:
-            inserts.append(row_of(key, item))
-    if inserts:
-        cursor.executemany(insert_sql, inserts)
+class _Changes:
+    """The projection and log rows of one or more transitions, written with one executemany per
+    statement: a sweep batch of a thousand cases costs a handful of round trips, not thousands."""
+
+    def __init__(self, sql: _HotSql, integrity_errors: tuple[type[BaseException], ...]) -> None:
+        self.sql = sql
+        self.integrity_errors = integrity_errors
+        self.batches: dict[str, list[dict[str, Any]]] = {}
+        self.cases: list[str] = []
+
+    def _put(self, statement: str, row: dict[str, Any]) -> None:
+        self.batches.setdefault(statement, []).append(row)
+
+    def add(self, old: InstanceState | None, new: InstanceState, log: list[LogEntry]) -> None:
+        """Mirror the tasks and clocks that changed into their query tables; append the log entries."""
+        sql, dt = self.sql, self.sql.dt
+        old_tasks = old.tasks if old else {}
+        for key, task in new.tasks.items():
+            previous = old_tasks.get(key)
+            if previous is task or previous == task:
+                continue  # unchanged ones cost nothing
+            self._put(sql.update_task if previous is not None else sql.insert_task,
+                      {**_task_values(new, task, dt), "id": task.id})
+        old_clocks = old.clocks if old else {}
+        for key, clock in new.clocks.items():
+            before = old_clocks.get(key)
+            if before is clock or before == clock:
+                continue
+            self._put(sql.update_clock if before is not None else sql.insert_clock,
+                      {**_clock_values(clock, dt), "case_id": new.case_id, "clock_id": key})
+        if log:
+            self.cases.append(new.case_id)
+        for entry in log:
+            at = dt(entry.at)
+            self._put(sql.insert_event, dict(case_id=new.case_id, process_id=new.process_id, seq=entry.seq, at=at,
+                                             type=entry.type, node=entry.node, payload=_dumps(entry.data),
+                                             log_version=LOG_SCHEMA_VERSION))
+            if entry.type == "escalated":  # the projection of log.Escalated
+                data = entry.data
+                actions = {k: data[k] for k in ESCALATION_ACTIONS if k in data}
+                self._put(sql.insert_escalation, dict(
+                    case_id=new.case_id, clock_id=data["clock"], level=data["level"], percent=data["percent"],
+                    kind=data["kind"], node=entry.node, at=at, actions=_dumps(actions)))
+
+    def write(self, cursor: Any) -> None:
+        sql = self.sql
+        for statement in (sql.update_task, sql.insert_task, sql.update_clock, sql.insert_clock):
+            if rows := self.batches.get(statement):
+                cursor.executemany(statement, rows)
+        if rows := self.batches.get(sql.insert_event):
+            try:
+                cursor.executemany(sql.insert_event, rows)
+            except self.integrity_errors:
+                raise ConcurrentModification(f"case {', '.join(self.cases)}: its log moved on meanwhile; "
+                                             "nothing was stored") from None
+        if rows := self.batches.get(sql.insert_escalation):
+            cursor.executemany(sql.insert_escalation, rows)
 
 
 def _task_values(state: InstanceState, task: Task, dt: Callable[[datetime | None], Any]) -> dict[str, Any]:
