@@ -56,6 +56,9 @@ def _dumps(value: Any) -> str:
     return codec.dumps(value, default=str)
 
 
+MANY_ROWS = 20
+"""From this many rows of one statement on, PostgreSQL gets them in one COPY or array UPDATE."""
+
 BatchItem = tuple[InstanceState | None, InstanceState, list[LogEntry], int]
 """One transition of a batch: (state read, new state, its log entries, version read)."""
 
@@ -322,10 +325,10 @@ class Store:
             else:
                 cursor.execute(sql.lock_cases, {"ids": sorted(by_id)})
                 written = {case_id for case_id, version in cursor.fetchall() if by_id[case_id][3] == version}
-                rows = [dict(b_id=case_id, b_version=by_id[case_id][3], version=by_id[case_id][3] + 1,
-                             **self._case_values(by_id[case_id][1], now)) for case_id in sorted(written)]
+                rows = [dict(id=case_id, version=by_id[case_id][3] + 1, **self._case_values(by_id[case_id][1], now))
+                        for case_id in sorted(written)]  # locked above and at the version read: no guard needed
                 if rows:
-                    cursor.executemany(sql.update_case, rows)
+                    cursor.execute(sql.update_cases, {name: [row[name] for row in rows] for name in rows[0]})
             changes = self._changes()
             for case_id in sorted(written):
                 old, new, log, _version = by_id[case_id]
@@ -487,15 +490,15 @@ class _Changes:
         sql = self.sql
         for statement in (sql.update_task, sql.insert_task, sql.update_clock, sql.insert_clock):
             if rows := self.batches.get(statement):
-                cursor.executemany(statement, rows)
+                sql.run_many(cursor, statement, rows)
         if rows := self.batches.get(sql.insert_event):
             try:
-                cursor.executemany(sql.insert_event, rows)
+                sql.run_many(cursor, sql.insert_event, rows)
             except self.integrity_errors:
                 raise ConcurrentModification(f"case {', '.join(self.cases)}: its log moved on meanwhile; "
                                              "nothing was stored") from None
         if rows := self.batches.get(sql.insert_escalation):
-            cursor.executemany(sql.insert_escalation, rows)
+            sql.run_many(cursor, sql.insert_escalation, rows)
 
 
 def _task_values(state: InstanceState, task: Task, dt: Callable[[datetime | None], Any]) -> dict[str, Any]:
@@ -523,15 +526,31 @@ class _HotSql:
         self.sqlite = dialect == "sqlite"
         mark = (lambda n: f":{n}") if self.sqlite else (lambda n: f"%({n})s")
 
+        self.copy_of: dict[str, str] = {}  # INSERT statement -> the COPY that loads the same columns
+        self.update_many: dict[str, str] = {}  # UPDATE statement -> one UPDATE ... FROM unnest(arrays)
+
         def insert_sql(table: Any) -> str:
             generated = table in (EVENTS, ESCALATIONS)  # their integer id comes from the database
             names = [c.name for c in table.c if not (generated and c.name == "id")]
-            return f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join(mark(n) for n in names)})"
+            statement = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join(mark(n) for n in names)})"
+            self.copy_of[statement] = f"COPY {table.name} ({', '.join(names)}) FROM STDIN"
+            return statement
 
         def update_sql(table: Any, names: tuple[str, ...], keys: dict[str, str]) -> str:
             sets = ", ".join(f"{n} = {mark(n)}" for n in names)
             where = " AND ".join(f"{column} = {mark(param)}" for column, param in keys.items())
-            return f"UPDATE {table.name} SET {sets} WHERE {where}"
+            statement = f"UPDATE {table.name} SET {sets} WHERE {where}"
+            if not self.sqlite:  # many rows in one statement; keys named as their columns (no b_ guard)
+                from sqlalchemy.dialects import postgresql
+
+                columns = [*names, *(c for c in keys if c != "version")]
+                types = {c.name: c.type.compile(dialect=postgresql.dialect()) for c in table.c}
+                arrays = ", ".join(f"%({c})s::{types[c]}[]" for c in columns)
+                self.update_many[statement] = (
+                    f"UPDATE {table.name} AS t SET {', '.join(f'{n} = v.{n}' for n in names)} "
+                    f"FROM unnest({arrays}) AS v({', '.join(columns)}) "
+                    f"WHERE {' AND '.join(f't.{c} = v.{c}' for c in keys if c != 'version')}")
+            return statement
 
         self.load_case = f"SELECT state, version FROM cases WHERE id = {mark('id')}"
         self.load_case_of_task = ("SELECT c.state, c.version, t.node, c.id FROM tasks t JOIN cases c ON c.id = t.case_id "
@@ -540,6 +559,7 @@ class _HotSql:
         self.update_case = update_sql(CASES, ("status", "outcome", "priority", "tier", "escalation_level",
                                               "current_nodes", "updated_at", "ended_at", "next_due_at", "state",
                                               "version"), {"id": "b_id", "version": "b_version"})
+        self.update_cases = self.update_many.get(self.update_case, "")  # the sweep's batch, PostgreSQL
         self.insert_task = insert_sql(TASKS)
         self.update_task = update_sql(TASKS, ("role", "assignee", "status", "priority", "escalation_level",
                                               "due_at", "completed_at", "completed_by"), {"id": "id"})
@@ -552,6 +572,23 @@ class _HotSql:
         self.lock_cases = ("SELECT id, version FROM cases WHERE id = ANY(%(ids)s) ORDER BY id FOR UPDATE SKIP LOCKED"
                            if not self.sqlite else "")
         self.insert_escalation = insert_sql(ESCALATIONS)
+
+    def run_many(self, cursor: Any, statement: str, rows: list[dict[str, Any]]) -> None:
+        """One statement over many rows: on PostgreSQL from MANY_ROWS rows on, a COPY (inserts) or one
+        UPDATE over arrays (updates) instead of a statement per row; executemany otherwise."""
+        if self.sqlite or len(rows) < MANY_ROWS:
+            cursor.executemany(statement, rows)
+        elif statement in self.copy_of:
+            names = list(rows[0])
+            copy_sql = self.copy_of[statement]
+            columns = copy_sql[copy_sql.index("(") + 1:copy_sql.index(")")].split(", ")
+            assert set(names) == set(columns), (names, columns)
+            with cursor.copy(copy_sql) as copy:
+                for row in rows:
+                    copy.write_row([row[c] for c in columns])
+        else:
+            update = self.update_many[statement]
+            cursor.execute(update, {name: [row[name] for row in rows] for name in rows[0]})
 
     def dt(self, value: datetime | None) -> Any:
         if value is None:
