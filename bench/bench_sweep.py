@@ -115,15 +115,16 @@ def _bring_forward(engine: Engine, case_id: str, now: datetime) -> None:
         engine.driver.drive(case_id, transition)
 
 
-def schema_url(database: str, schema: str) -> str:
-    """The store URL whose search_path is the bench's own schema (recreated empty)."""
+def schema_url(database: str, schema: str, reuse: bool = False) -> str:
+    """The store URL whose search_path is the bench's own schema (recreated empty unless `reuse`)."""
     if database.startswith("sqlite"):
         return database
     base = "postgresql+psycopg://" + database.split("://", 1)[1]
     raw = create_engine(base)
     with raw.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        if not reuse:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
     raw.dispose()
     separator = "&" if "?" in base else "?"
     return f"{base}{separator}options=-csearch_path%3D{schema}"
@@ -141,18 +142,30 @@ def _copies(template_list: list[Template], table: str, columns: list[str], count
 
 
 def fill(store: Store, due_templates: list[Template], open_templates: list[Template], open_n: int, due_n: int,
-         due_prefix: str = "DUE", open_prefix: str = "OPEN") -> dict[str, int]:
-    """Load `open_n` cases with nothing due and `due_n` due ones; returns rows per table."""
+         due_prefix: str = "DUE", open_prefix: str = "OPEN", open_from: int = 0) -> dict[str, int]:
+    """Load `open_n` cases with nothing due (numbered from `open_from`) and `due_n` due ones; rows per table."""
     counts: dict[str, int] = {}
     for table in TABLES:
         columns = list(next(t.rows[table][0] for t in due_templates + open_templates if t.rows[table]).keys())
-        loaded = store.bulk_load(table, columns, _copies(open_templates, table, columns, open_n, open_prefix))
+        loaded = store.bulk_load(table, columns, _copies(open_templates, table, columns, open_n, open_prefix,
+                                                         open_from))
         loaded += store.bulk_load(table, columns, _copies(due_templates, table, columns, due_n, due_prefix))
         counts[table] = loaded
     if store.dialect == "postgresql":
         with store.engine.begin() as conn:
             conn.exec_driver_sql("ANALYZE cases; ANALYZE tasks; ANALYZE sla_clocks")
     return counts
+
+
+def keep_open_cases(store: Store) -> int:
+    """For --reuse: remove every case but the OPEN- ones (due, contended and scheduled ones with their
+    rows); returns how many open cases are kept."""
+    with store.engine.begin() as conn:
+        for table, column in (("events", "case_id"), ("escalations", "case_id"), ("sla_clocks", "case_id"),
+                              ("tasks", "case_id"), ("cases", "id")):
+            conn.execute(text(f"DELETE FROM {table} WHERE {column} NOT LIKE 'OPEN-%'"))
+        kept = conn.execute(text("SELECT count(*) FROM cases")).scalar_one()
+    return int(kept)
 
 
 def _due_count(store: Store, now: datetime) -> int:
@@ -255,14 +268,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--contend", type=int, default=0, metavar="CASES",
                         help="then 2 sweeps + 4 workers on CASES fresh due cases; count double escalations and "
                              "lost updates")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the open cases of an earlier run in --schema (filling a million takes minutes); "
+                             "only the due ones are loaded again")
     parser.add_argument("--output", type=Path, help="write the figures as JSON here (e.g. bench/results/sweep.json)")
     args = parser.parse_args(argv)
 
-    url = schema_url(args.database, args.schema)
+    url = schema_url(args.database, args.schema, args.reuse)
     due_templates, open_templates = templates()
     store = Store(url)
+    kept = keep_open_cases(store) if args.reuse else 0
+    if kept > args.open:
+        raise SystemExit(f"--reuse: the schema holds {kept:,} open cases, more than --open {args.open:,}")
     started = time.perf_counter()
-    rows = fill(store, due_templates, open_templates, args.open, args.due)
+    rows = fill(store, due_templates, open_templates, args.open - kept, args.due, open_from=kept)
     fill_seconds = time.perf_counter() - started
     print(f"filled {args.open:,} open + {args.due:,} due cases ({rows}) in {fill_seconds:.1f} s "
           f"from {len(due_templates)} due and {len(open_templates)} open templates of "
