@@ -187,8 +187,11 @@ def _worker(url: str, k: int, workers: int, prefix: str, out: Any) -> None:
     rng = random.Random(k)
     done: list[str] = []
     refused = 0
-    for task in engine.store.tasks(limit=1_000_000):
-        if not task["case_id"].startswith(prefix) or sum(map(ord, task["id"])) % workers != k:
+    with engine.store.engine.connect() as conn:  # the contended cases' open tasks only, not the whole store's
+        tasks = conn.execute(text("SELECT id, case_id, node, role FROM tasks WHERE case_id LIKE :p AND status = 'open' "
+                                  "ORDER BY id"), {"p": f"{prefix}%"}).mappings().all()
+    for task in tasks:
+        if sum(map(ord, task["id"])) % workers != k:
             continue
         try:
             state, _ = engine.store.load_case(task["case_id"])
