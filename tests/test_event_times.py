@@ -4,11 +4,12 @@ sweep runs for a while or several sweeps and users act on the same cases at once
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from engine.definition.library import ProcessLibrary
-from engine.run.events import Command
 from engine.run.runtime import Engine, LogNotifier
 from engine.store.sql import Store
 from engine.time.clock import FakeClock, SystemClock
@@ -26,27 +27,29 @@ def assert_times_never_go_backwards(engine: Engine, case_id: str) -> None:
                                        f"before {earlier.type} #{earlier.seq} at {earlier.at}"
 
 
-def test_a_case_changed_while_a_sweep_runs_gets_sweep_events_stamped_after_that_change(library_engine: Engine,
-                                                                                        clock: FakeClock):
+def test_a_case_changed_while_a_sweep_runs_is_left_for_the_next_pass_and_stamped_after_that_change(
+        library_engine: Engine, clock: FakeClock, monkeypatch: pytest.MonkeyPatch):
     engine = library_engine
     first = engine.start("complaint_handling", COMPLAINT)
     clock.advance(timedelta(minutes=1))
     second = engine.start("complaint_handling", COMPLAINT)
     clock.advance(timedelta(days=3))
-    changed: list[str] = []
+    read = engine.store.due_states
 
-    def meanwhile(case_id: str, _command: Command) -> None:
-        """While the sweep still works on the first case, ten minutes pass and someone updates the second."""
-        if case_id == first and not changed:
-            changed.append(second)
-            clock.advance(timedelta(minutes=10))
-            engine.update(second, {"category": "delivery"}, actor="wu")
+    def read_then_someone_updates_the_second(now: datetime, limit: int = 500) -> list[tuple[str, str, int]]:
+        """The sweep has read both due cases; ten minutes pass and someone updates the second."""
+        rows = read(now, limit)
+        monkeypatch.setattr(engine.store, "due_states", read)
+        clock.advance(timedelta(minutes=10))
+        engine.update(second, {"category": "delivery"}, actor="wu")
+        return rows
 
-    engine.listeners.append(meanwhile)
+    monkeypatch.setattr(engine.store, "due_states", read_then_someone_updates_the_second)
     results = dict(engine.sweep())
-    assert changed and first in results and second in results
+    assert first in results and second not in results  # its version moved: skipped, not overwritten
+    results = dict(engine.sweep())
     updated_at = next(e.at for e in engine.store.events(second) if e.type == "data_updated")
-    assert all(e.at >= updated_at for e in results[second])
+    assert results[second] and all(e.at >= updated_at for e in results[second])
     assert_times_never_go_backwards(engine, second)
 
 

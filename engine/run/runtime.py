@@ -37,10 +37,13 @@ from engine.definition.library import ProcessLibrary
 from engine.definition.loader import load_text
 from engine.run.state import InstanceState
 from engine.run.log import LogEntry
+from engine.store.serializer import state_from_json
 from engine.store.sql import Store
 
 log = logging.getLogger("svcflow")
 MAX_RETRIES_ON_CONFLICT = 5
+SWEEP_BATCH = 1000
+"""Cases the sweep writes per transaction: few round trips, row locks held briefly."""
 _CHANGES_THE_CASE_AGAIN = (RunAutoStep, StartChild)
 
 
@@ -161,6 +164,7 @@ class Engine(CaseHost):
         self.listeners: list[Callable[[str, Command], None]] = []
         self.driver = CommandDriver(self)
         self._lock = threading.RLock()
+        self._process_of: dict[str, str] = {}  # the sweep's batch being driven: no reload to notify
 
     @classmethod
     def in_memory(cls, clock: Clock | None = None, library: ProcessLibrary | None = None, **kwargs: Any) -> Engine:
@@ -285,39 +289,59 @@ class Engine(CaseHost):
         raise ConcurrentModification(f"case {case_id} kept changing under us; nothing was stored",
                                      hint="try again")
 
-    def sweep(self, now: datetime | None = None, limit: int = 500) -> list[tuple[str, list[LogEntry]]]:
+    def sweep(self, now: datetime | None = None, limit: int = 500,
+              batch: int = SWEEP_BATCH) -> list[tuple[str, list[LogEntry]]]:
         """Apply due timers, SLA warnings, breaches and escalations once. Returns what happened per case.
 
-        Safe to run in several processes at once: the optimistic version lets one apply each due
-        item; the loser re-reads and finds nothing due any more.
+        In batches: one query reads the due cases' ids, states and versions; the ticks are
+        applied here; each batch of `batch` cases is written in one transaction in which a case
+        is stored only if its version is still the one read (store.write_batch). A case changed
+        meanwhile by a user or another sweep is skipped and left for the next pass, never
+        overwritten, so several sweeps may run at once without escalating anything twice. The
+        commands of what was stored (notifications, automatic steps) are driven afterwards.
 
-        Each case is decided at the clock's time after its state was read, not at the sweep's
-        start: a sweep takes a while, and a user's change committed meanwhile must not end up
-        with sweep events stamped before it (never back-dated). An explicit `now` (tests,
-        `svcflow sweep --now`) is used as given.
+        The due cases are decided at the clock's time after their states were read, not at the
+        sweep's start: a user's change committed before the read must not end up with sweep
+        events stamped before it (never back-dated). An explicit `now` (tests, `svcflow sweep
+        --now`) is used as given.
         """
         start = now or self.clock.now()
         results: list[tuple[str, list[LogEntry]]] = self.start_scheduled(start)
-        for case_id in self.store.due_cases(start, limit):
+        rows = self.store.due_states(start, limit)
+        at = now or self.clock.now()
+        decided: list[tuple[InstanceState, Transition, int]] = []
+        for case_id, text, version in rows:
             state: InstanceState | None = None
             try:
-                state, version = self.store.load_case(case_id)
-                at = now or self.clock.now()
+                state = state_from_json(text, case_id)
                 due = state.next_due_at()
                 if due is None or due > at:
                     continue
-                transition = apply(self.graph_for(state), state, Tick(), at)
-                self.store.write(state, transition.state, transition.log, version, at)
-            except ConcurrentModification:
-                continue
+                decided.append((state, apply(self.graph_for(state), state, Tick(), at), version))
             except Exception as exc:  # one broken case must not stop the sweep for all the others
-                log.error("case %s: the sweep could not apply what is due: %s", case_id, exc)
-                if state is not None and state.status != "incident":
-                    self.driver.system(case_id, RecordIncident(f"sweep: {type(exc).__name__}: {exc}"))
-                continue
-            results.append((case_id, transition.log))
-            self.driver.drive(case_id, transition)
+                self._sweep_failed(case_id, state, exc)
+        for first in range(0, len(decided), batch):
+            chunk = decided[first:first + batch]
+            written = self.store.write_batch(
+                [(state, transition.state, transition.log, version) for state, transition, version in chunk], at)
+            self._process_of.update((state.case_id, state.process_id) for state, _, _ in chunk)
+            try:
+                for state, transition, _ in chunk:
+                    if state.case_id in written:
+                        results.append((state.case_id, transition.log))
+                        self.driver.drive(state.case_id, transition)
+            finally:
+                self._process_of.clear()
         return results
+
+    def _sweep_failed(self, case_id: str, state: InstanceState | None, exc: Exception) -> None:
+        """A case the sweep could not tick: logged, and parked as an incident (once)."""
+        log.error("case %s: the sweep could not apply what is due: %s", case_id, exc)
+        if state is not None and state.status != "incident":
+            try:
+                self.driver.system(case_id, RecordIncident(f"sweep: {type(exc).__name__}: {exc}"))
+            except ConcurrentModification:  # changed meanwhile: the next pass sees it again
+                pass
 
     def start_scheduled(self, now: datetime | None = None) -> list[tuple[str, list[LogEntry]]]:
         """Start the current period's case of every schedule of the library, once (see schedules.py)."""
@@ -395,7 +419,8 @@ class Engine(CaseHost):
             listener(case_id, command)
 
     def notify(self, case_id: str, command: Notify) -> None:
-        self.notifier.notify(case_id, self.load(case_id).process_id, command)
+        process_id = self._process_of.get(case_id) or self.load(case_id).process_id
+        self.notifier.notify(case_id, process_id, command)
 
     # -- reading --------------------------------------------------------------------------------
     def case(self, case_id: str) -> CaseView:

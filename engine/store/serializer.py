@@ -13,12 +13,12 @@ The case row is left untouched in every one of these cases.
 
 from __future__ import annotations
 
-import json
 from dataclasses import MISSING, fields
 from typing import Any
 
 from engine.errors import StoredStateError
 from engine.run.state import InstanceState, SlaClock, Task, Token
+from engine.store import codec
 from engine.store.migrations import STATE_SCHEMA_VERSION, upgrade_state
 
 VERSION_KEY = "schema_version"
@@ -38,13 +38,13 @@ def state_json(state: InstanceState) -> str:
     """The state as stored: its fields plus the schema version it is written in."""
     raw = state.to_dict()
     raw[VERSION_KEY] = STATE_SCHEMA_VERSION
-    return json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
+    return codec.dumps(raw, data=state.data)
 
 
 def state_from_json(text: str, case_id: str) -> InstanceState:
     """A stored state, in any version this code knows, as today's InstanceState; `case_id` names it in errors."""
     try:
-        raw = json.loads(text)
+        raw = codec.loads(text)
     except ValueError as exc:
         raise StoredStateError(f"case {case_id}: its stored state is not JSON ({exc})",
                                hint="restore the case row from a backup") from None

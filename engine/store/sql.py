@@ -7,7 +7,6 @@ acting on the same case cannot both win. The log is append-only.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, UTC
@@ -23,6 +22,7 @@ from engine.errors import ConcurrentModification, LogError, NotFound
 from engine.run.log import ESCALATION_ACTIONS, LOG_SCHEMA_VERSION, LogEntry, check, upgrade
 from engine.definition.loader import LoadedDefinition
 from engine.run.state import InstanceState, SlaClock, Task
+from engine.store import codec
 from engine.store.serializer import state_from_json, state_json
 from engine.store.tables import (
     SCHEMA_VERSION, CaseRow, DefinitionRow, EscalationRow, EventRow, SchemaMeta, SlaClockRow, TaskRow,
@@ -53,8 +53,14 @@ def aware(value: datetime | None) -> datetime | None:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
+    return codec.dumps(value, default=str)
 
+
+MANY_ROWS = 20
+"""From this many rows of one statement on, PostgreSQL gets them in one COPY or array UPDATE."""
+
+BatchItem = tuple[InstanceState | None, InstanceState, list[LogEntry], int]
+"""One transition of a batch: (state read, new state, its log entries, version read)."""
 
 TIER_CHARS: int = CASES.c.tier.type.length
 """Width of cases.tier: the tier is a data value (any text a definition allows), clipped in this projection."""
@@ -150,15 +156,33 @@ class Store:
         return row[0], row[1]
 
     # -- cases -----------------------------------------------------------------------------------
-    def _fetch_one(self, sql: str, params: dict[str, Any]) -> Any:
-        """One row through the driver's cursor: the read half of every transition."""
-        with self.engine.connect() as conn:
-            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    @contextmanager
+    def _driver_transaction(self) -> Iterator[Any]:
+        """A cursor of a pooled driver connection, committed on success and rolled back on error.
+
+        The hot path (every transition, every sweep batch) goes to the driver directly: the
+        SQLAlchemy Connection wrapped around each checkout and its begin/commit bookkeeping were
+        a fifth of a transition's cost. The pool still gives the connection back reset.
+        """
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
             try:
-                cursor.execute(sql, params)
-                return cursor.fetchone()
+                yield cursor
             finally:
                 cursor.close()
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+        finally:
+            connection.close()
+
+    def _fetch_one(self, sql: str, params: dict[str, Any]) -> Any:
+        """One row through the driver's cursor: the read half of every transition."""
+        with self._driver_transaction() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
 
     def load_case(self, case_id: str) -> tuple[InstanceState, int]:
         row = self._fetch_one(self._sql.load_case, {"id": case_id})
@@ -184,26 +208,17 @@ class Store:
         The statements go straight to the driver's cursor inside SQLAlchemy's transaction: this
         runs for every step of every case, and SQLAlchemy's per-statement work was most of its cost.
         """
-        with self.transaction() as conn:
-            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            try:
-                version = self._write_case(cursor, old, new, expected_version, now)
-                self._write_projections(cursor, old, new)
-                self._append(cursor, new, log)
-            finally:
-                cursor.close()
+        with self._driver_transaction() as cursor:
+            version = self._write_case(cursor, old, new, expected_version, now)
+            changes = self._changes()
+            changes.add(old, new, log)
+            changes.write(cursor)
         return version
 
     def _write_case(self, cursor: Any, old: InstanceState | None, new: InstanceState,
                     expected_version: int | None, now: datetime) -> int:
         sql = self._sql
-        values = dict(
-            status=new.status, outcome=new.outcome, priority=new.priority, tier=_clip(new.tier, TIER_CHARS),
-            escalation_level=new.escalation_level,
-            current_nodes=",".join(sorted({t.node for t in new.tokens.values()}))[:1000],
-            updated_at=sql.dt(now), ended_at=sql.dt(new.ended_at), next_due_at=sql.dt(new.next_due_at()),
-            state=state_json(new),
-        )
+        values = self._case_values(new, now)
         if expected_version is None:
             try:
                 cursor.execute(sql.insert_case, dict(
@@ -222,38 +237,19 @@ class Store:
             )
         return expected_version + 1
 
-    def _write_projections(self, cursor: Any, old: InstanceState | None, new: InstanceState) -> None:
-        """Mirror the tasks and clocks that changed into their query tables."""
-        sql = self._sql
-        _sync_rows(cursor, old.tasks if old else {}, new.tasks, sql.update_task, sql.insert_task,
-                   lambda key, task: {**_task_values(new, task, sql.dt), "id": task.id})
-        _sync_rows(cursor, old.clocks if old else {}, new.clocks, sql.update_clock, sql.insert_clock,
-                   lambda key, clock: {**_clock_values(clock, sql.dt), "case_id": new.case_id, "clock_id": key})
+    def _case_values(self, new: InstanceState, now: datetime) -> dict[str, Any]:
+        """The case row's columns of a state (all but id, version and the creation columns)."""
+        dt = self._sql.dt
+        return dict(
+            status=new.status, outcome=new.outcome, priority=new.priority, tier=_clip(new.tier, TIER_CHARS),
+            escalation_level=new.escalation_level,
+            current_nodes=",".join(sorted({t.node for t in new.tokens.values()}))[:1000],
+            updated_at=dt(now), ended_at=dt(new.ended_at), next_due_at=dt(new.next_due_at()),
+            state=state_json(new),
+        )
 
-    def _append(self, cursor: Any, state: InstanceState, log: list[LogEntry]) -> None:
-        if not log:
-            return
-        sql = self._sql
-        rows = []
-        escalations = []
-        for entry in log:
-            at = sql.dt(entry.at)
-            rows.append(dict(case_id=state.case_id, process_id=state.process_id, seq=entry.seq, at=at,
-                             type=entry.type, node=entry.node, payload=_dumps(entry.data),
-                             log_version=LOG_SCHEMA_VERSION))
-            if entry.type == "escalated":  # the projection of log.Escalated
-                data = entry.data
-                actions = {k: data[k] for k in ESCALATION_ACTIONS if k in data}
-                escalations.append(dict(case_id=state.case_id, clock_id=data["clock"], level=data["level"],
-                                        percent=data["percent"], kind=data["kind"], node=entry.node, at=at,
-                                        actions=_dumps(actions)))
-        try:
-            cursor.executemany(sql.insert_event, rows)
-        except self._integrity_errors:
-            raise ConcurrentModification(f"case {state.case_id}: its log moved on meanwhile; nothing was stored") \
-                from None
-        if escalations:
-            cursor.executemany(sql.insert_escalation, escalations)
+    def _changes(self) -> _Changes:
+        return _Changes(self._sql, self._integrity_errors)
 
     def record_refusal(self, case_id: str, process_id: str, at: datetime, kind: str, node: str | None,
                        data: dict[str, Any]) -> None:
@@ -263,6 +259,82 @@ class Store:
             conn.execute(insert(EVENTS).values(case_id=case_id, process_id=process_id, seq=None, at=utc(at),
                                                type=kind, node=node, payload=_dumps(data),
                                                log_version=LOG_SCHEMA_VERSION))
+
+    # -- bulk loading ------------------------------------------------------------------------------
+    def rows_of(self, state: InstanceState, version: int, now: datetime) -> dict[str, list[dict[str, Any]]]:
+        """The rows a case is stored as (cases, tasks, sla_clocks), by table name, with the values
+        Store.write would give them: for bulk loads of cases made elsewhere (imports, benchmarks)."""
+        dt = self._sql.dt
+        case = dict(id=state.case_id, process_id=state.process_id, definition_hash=state.definition_hash,
+                    parent_case=state.parent_case, created_at=dt(state.started_at), version=version,
+                    **self._case_values(state, now))
+        return {
+            CASES.name: [case],
+            TASKS.name: [{**_task_values(state, task, dt), "id": task.id} for task in state.tasks.values()],
+            CLOCKS.name: [{**_clock_values(clock, dt), "case_id": state.case_id, "clock_id": key}
+                          for key, clock in state.clocks.items()],
+        }
+
+    def bulk_load(self, table: str, columns: Sequence[str], rows: Iterator[Sequence[Any]]) -> int:
+        """Insert many rows into one table in one transaction (PostgreSQL: COPY); returns how many.
+
+        No checks beyond the database's own: the rows are expected to come from `rows_of`."""
+        count = 0
+        with self._driver_transaction() as cursor:
+            if self._sql.sqlite:
+                marks = ", ".join("?" for _ in columns)
+                statement = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+                while chunk := [row for _, row in zip(range(10_000), rows)]:
+                    cursor.executemany(statement, chunk)
+                    count += len(chunk)
+            else:
+                with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                        count += 1
+        return count
+
+    # -- the sweep's batches -------------------------------------------------------------------------
+    def due_states(self, now: datetime, limit: int = 500) -> list[tuple[str, str, int]]:
+        """(id, state JSON, version) of the cases with something due, earliest first: one index range
+        scan, so its cost grows with the number due, not with the number of open cases."""
+        with self._driver_transaction() as cursor:
+            cursor.execute(self._sql.due_states, {"now": self._sql.dt(utc(now)), "limit": limit})
+            return [(row[0], row[1], row[2]) for row in cursor.fetchall()]
+
+    def write_batch(self, batch: Sequence[BatchItem], now: datetime) -> set[str]:
+        """Store many transitions in one transaction; returns the ids of the cases written.
+
+        Each case is written only if its row still has the version it was read at and nobody
+        holds it: a case changed (or being changed) meanwhile is skipped, left for the next pass
+        and never overwritten. Rows are locked in id order, so two sweeps cannot deadlock.
+        """
+        if not batch:
+            return set()
+        sql = self._sql
+        by_id = {item[1].case_id: item for item in batch}
+        with self._driver_transaction() as cursor:
+            if sql.sqlite:  # one writer at a time: the version check of each UPDATE is the lock
+                written = set()
+                for case_id in sorted(by_id):
+                    old, new, _log, version = by_id[case_id]
+                    cursor.execute(sql.update_case, dict(b_id=case_id, b_version=version, version=version + 1,
+                                                         **self._case_values(new, now)))
+                    if cursor.rowcount == 1:
+                        written.add(case_id)
+            else:
+                cursor.execute(sql.lock_cases, {"ids": sorted(by_id)})
+                written = {case_id for case_id, version in cursor.fetchall() if by_id[case_id][3] == version}
+                rows = [dict(id=case_id, version=by_id[case_id][3] + 1, **self._case_values(by_id[case_id][1], now))
+                        for case_id in sorted(written)]  # locked above and at the version read: no guard needed
+                if rows:
+                    cursor.execute(sql.update_cases, {name: [row[name] for row in rows] for name in rows[0]})
+            changes = self._changes()
+            for case_id in sorted(written):
+                old, new, log, _version = by_id[case_id]
+                changes.add(old, new, log)
+            changes.write(cursor)  # one executemany per statement for the whole batch
+        return written
 
     # -- queries ---------------------------------------------------------------------------------
     def due_cases(self, now: datetime, limit: int = 500) -> list[str]:
@@ -359,7 +431,7 @@ def _entry(row: Any) -> LogEntry:
     case_id, process_id, seq, at, type_, node, payload, version = row
     where = f"case {case_id} ({process_id}), event #{seq}"
     try:
-        data = json.loads(payload)
+        data = codec.loads(payload)
     except ValueError as exc:
         raise LogError(f"{where} '{type_}': its payload is not JSON ({exc})",
                        hint="the row was not written by svcflow: fix or remove it") from None
@@ -370,20 +442,63 @@ def _entry(row: Any) -> LogEntry:
     return entry
 
 
-def _sync_rows(cursor: Any, old: dict[str, Any], new: dict[str, Any], update_sql: str, insert_sql: str,
-               row_of: Callable[[str, Any], dict[str, Any]]) -> None:
-    """Update rows whose object changed, insert the new ones in one batch; unchanged ones cost nothing."""
-    inserts = []
-    for key, item in new.items():
-        previous = old.get(key)
-        if previous is item or previous == item:
-            continue
-        if previous is not None:
-            cursor.execute(update_sql, row_of(key, item))
-        else:
-            inserts.append(row_of(key, item))
-    if inserts:
-        cursor.executemany(insert_sql, inserts)
+class _Changes:
+    """The projection and log rows of one or more transitions, written with one executemany per
+    statement: a sweep batch of a thousand cases costs a handful of round trips, not thousands."""
+
+    def __init__(self, sql: _HotSql, integrity_errors: tuple[type[BaseException], ...]) -> None:
+        self.sql = sql
+        self.integrity_errors = integrity_errors
+        self.batches: dict[str, list[dict[str, Any]]] = {}
+        self.cases: list[str] = []
+
+    def _put(self, statement: str, row: dict[str, Any]) -> None:
+        self.batches.setdefault(statement, []).append(row)
+
+    def add(self, old: InstanceState | None, new: InstanceState, log: list[LogEntry]) -> None:
+        """Mirror the tasks and clocks that changed into their query tables; append the log entries."""
+        sql, dt = self.sql, self.sql.dt
+        old_tasks = old.tasks if old else {}
+        for key, task in new.tasks.items():
+            previous = old_tasks.get(key)
+            if previous is task or previous == task:
+                continue  # unchanged ones cost nothing
+            self._put(sql.update_task if previous is not None else sql.insert_task,
+                      {**_task_values(new, task, dt), "id": task.id})
+        old_clocks = old.clocks if old else {}
+        for key, clock in new.clocks.items():
+            before = old_clocks.get(key)
+            if before is clock or before == clock:
+                continue
+            self._put(sql.update_clock if before is not None else sql.insert_clock,
+                      {**_clock_values(clock, dt), "case_id": new.case_id, "clock_id": key})
+        if log:
+            self.cases.append(new.case_id)
+        for entry in log:
+            at = dt(entry.at)
+            self._put(sql.insert_event, dict(case_id=new.case_id, process_id=new.process_id, seq=entry.seq, at=at,
+                                             type=entry.type, node=entry.node, payload=_dumps(entry.data),
+                                             log_version=LOG_SCHEMA_VERSION))
+            if entry.type == "escalated":  # the projection of log.Escalated
+                data = entry.data
+                actions = {k: data[k] for k in ESCALATION_ACTIONS if k in data}
+                self._put(sql.insert_escalation, dict(
+                    case_id=new.case_id, clock_id=data["clock"], level=data["level"], percent=data["percent"],
+                    kind=data["kind"], node=entry.node, at=at, actions=_dumps(actions)))
+
+    def write(self, cursor: Any) -> None:
+        sql = self.sql
+        for statement in (sql.update_task, sql.insert_task, sql.update_clock, sql.insert_clock):
+            if rows := self.batches.get(statement):
+                sql.run_many(cursor, statement, rows)
+        if rows := self.batches.get(sql.insert_event):
+            try:
+                sql.run_many(cursor, sql.insert_event, rows)
+            except self.integrity_errors:
+                raise ConcurrentModification(f"case {', '.join(self.cases)}: its log moved on meanwhile; "
+                                             "nothing was stored") from None
+        if rows := self.batches.get(sql.insert_escalation):
+            sql.run_many(cursor, sql.insert_escalation, rows)
 
 
 def _task_values(state: InstanceState, task: Task, dt: Callable[[datetime | None], Any]) -> dict[str, Any]:
@@ -411,15 +526,31 @@ class _HotSql:
         self.sqlite = dialect == "sqlite"
         mark = (lambda n: f":{n}") if self.sqlite else (lambda n: f"%({n})s")
 
+        self.copy_of: dict[str, str] = {}  # INSERT statement -> the COPY that loads the same columns
+        self.update_many: dict[str, str] = {}  # UPDATE statement -> one UPDATE ... FROM unnest(arrays)
+
         def insert_sql(table: Any) -> str:
             generated = table in (EVENTS, ESCALATIONS)  # their integer id comes from the database
             names = [c.name for c in table.c if not (generated and c.name == "id")]
-            return f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join(mark(n) for n in names)})"
+            statement = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join(mark(n) for n in names)})"
+            self.copy_of[statement] = f"COPY {table.name} ({', '.join(names)}) FROM STDIN"
+            return statement
 
         def update_sql(table: Any, names: tuple[str, ...], keys: dict[str, str]) -> str:
             sets = ", ".join(f"{n} = {mark(n)}" for n in names)
             where = " AND ".join(f"{column} = {mark(param)}" for column, param in keys.items())
-            return f"UPDATE {table.name} SET {sets} WHERE {where}"
+            statement = f"UPDATE {table.name} SET {sets} WHERE {where}"
+            if not self.sqlite:  # many rows in one statement; keys named as their columns (no b_ guard)
+                from sqlalchemy.dialects import postgresql
+
+                columns = [*names, *(c for c in keys if c != "version")]
+                types = {c.name: c.type.compile(dialect=postgresql.dialect()) for c in table.c}
+                arrays = ", ".join(f"%({c})s::{types[c]}[]" for c in columns)
+                self.update_many[statement] = (
+                    f"UPDATE {table.name} AS t SET {', '.join(f'{n} = v.{n}' for n in names)} "
+                    f"FROM unnest({arrays}) AS v({', '.join(columns)}) "
+                    f"WHERE {' AND '.join(f't.{c} = v.{c}' for c in keys if c != 'version')}")
+            return statement
 
         self.load_case = f"SELECT state, version FROM cases WHERE id = {mark('id')}"
         self.load_case_of_task = ("SELECT c.state, c.version, t.node, c.id FROM tasks t JOIN cases c ON c.id = t.case_id "
@@ -428,6 +559,7 @@ class _HotSql:
         self.update_case = update_sql(CASES, ("status", "outcome", "priority", "tier", "escalation_level",
                                               "current_nodes", "updated_at", "ended_at", "next_due_at", "state",
                                               "version"), {"id": "b_id", "version": "b_version"})
+        self.update_cases = self.update_many.get(self.update_case, "")  # the sweep's batch, PostgreSQL
         self.insert_task = insert_sql(TASKS)
         self.update_task = update_sql(TASKS, ("role", "assignee", "status", "priority", "escalation_level",
                                               "due_at", "completed_at", "completed_by"), {"id": "id"})
@@ -435,7 +567,28 @@ class _HotSql:
         self.update_clock = update_sql(CLOCKS, ("target", "due_at", "status", "breached", "consumed_seconds",
                                                 "ended_at"), {"case_id": "case_id", "clock_id": "clock_id"})
         self.insert_event = insert_sql(EVENTS)
+        self.due_states = ("SELECT id, state, version FROM cases WHERE next_due_at IS NOT NULL AND next_due_at <= "
+                           f"{mark('now')} ORDER BY next_due_at LIMIT {mark('limit')}")
+        self.lock_cases = ("SELECT id, version FROM cases WHERE id = ANY(%(ids)s) ORDER BY id FOR UPDATE SKIP LOCKED"
+                           if not self.sqlite else "")
         self.insert_escalation = insert_sql(ESCALATIONS)
+
+    def run_many(self, cursor: Any, statement: str, rows: list[dict[str, Any]]) -> None:
+        """One statement over many rows: on PostgreSQL from MANY_ROWS rows on, a COPY (inserts) or one
+        UPDATE over arrays (updates) instead of a statement per row; executemany otherwise."""
+        if self.sqlite or len(rows) < MANY_ROWS:
+            cursor.executemany(statement, rows)
+        elif statement in self.copy_of:
+            names = list(rows[0])
+            copy_sql = self.copy_of[statement]
+            columns = copy_sql[copy_sql.index("(") + 1:copy_sql.index(")")].split(", ")
+            assert set(names) == set(columns), (names, columns)
+            with cursor.copy(copy_sql) as copy:
+                for row in rows:
+                    copy.write_row([row[c] for c in columns])
+        else:
+            update = self.update_many[statement]
+            cursor.execute(update, {name: [row[name] for row in rows] for name in rows[0]})
 
     def dt(self, value: datetime | None) -> Any:
         if value is None:
