@@ -33,6 +33,8 @@ class FlowSettings(Settings):
                             "one live waiting run (flows/waiting.py)")
     stale_run_seconds: int = Field(default=1800, ge=1, description="a Running / Pending case run older than this "
                                    "is taken for dead by the reconciliation and run again")
+    reconcile_batch: int = Field(default=100, ge=1, description="most new waiting runs one reconciliation pass "
+                                 "starts; the next passes start the rest")
     revive_max: int = Field(default=5, ge=1, description="how often a dead run is run again before a new run "
                             "replaces it")
     case_deployment: str = Field(default="svcflow-case/run-case", description="deployment that continues a case")

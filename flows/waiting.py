@@ -31,6 +31,7 @@ from typing import Any
 from uuid import UUID
 
 from engine.run.runtime import Engine
+from engine.run.state import InstanceState
 from flows.settings import FlowSettings, get_flow_settings
 
 log = logging.getLogger("svcflow.flows")
@@ -124,6 +125,19 @@ def plan_repairs(waiting: Iterable[str], ended: Iterable[str], runs: Iterable[Ru
 
 
 # -- reading the store and the API --------------------------------------------------------------
+def outstanding_work(engine: Engine, state: InstanceState) -> list[str]:
+    """Automatic steps of the case still to run (and sub-cases still to create): work a flow run owes it."""
+    graph = engine.graph_for(state)
+    owed = []
+    for token in state.tokens.values():
+        node = graph.nodes[token.node]
+        if getattr(node, "kind", None) == "auto" and token.attempt and not token.incident:
+            owed.append(token.node)
+        elif token.child_case and not engine.store.case_exists(token.child_case):
+            owed.append(token.node)
+    return sorted(owed)
+
+
 def waiting_cases(engine: Engine) -> set[str]:
     """Cases that wait for a person: an open human task on a case that has not ended."""
     return {row["case_id"] for row in engine.store.tasks(status="open", limit=1_000_000)}
@@ -171,12 +185,16 @@ def case_runs(client: Any, *, page: int = 200) -> list[RunView]:
         offset += page
 
 
-def _ended(engine: Engine, case_ids: Iterable[str]) -> set[str]:
-    ended = set()
+def _ended(engine: Engine, case_ids: Iterable[str]) -> tuple[set[str], set[str]]:
+    """(ended, unknown): cases of this store that ended, and cases it does not hold — another
+    store's, sharing the Prefect server — whose runs are left alone."""
+    ended, unknown = set(), set()
     for case_id in case_ids:
-        if not engine.store.case_exists(case_id) or engine.store.load_case(case_id)[0].status in ENDED:
+        if not engine.store.case_exists(case_id):
+            unknown.add(case_id)
+        elif engine.store.load_case(case_id)[0].status in ENDED:
             ended.add(case_id)
-    return ended
+    return ended, unknown
 
 
 # -- applying the plan ------------------------------------------------------------------------------
@@ -201,7 +219,9 @@ def apply_repairs(client: Any, engine: Engine, plan: RepairPlan, settings: FlowS
     for run in plan.cancel:
         _force(client, run, Cancelled(message="svcflow: not needed: the case has ended, or a newer run of it "
                                               "waits for the same step"))
-    for case_id in plan.start:
+    if len(plan.start) > settings.reconcile_batch:  # the next passes start the rest: no flood of runs at once
+        counts["started"] = settings.reconcile_batch
+    for case_id in plan.start[: settings.reconcile_batch]:
         state, _ = engine.store.load_case(case_id)
         if trigger_deployment_run(case_id, settings, state) is None:
             counts["started"] -= 1
@@ -228,7 +248,8 @@ def reconcile_waiting_runs(engine: Engine, settings: FlowSettings | None = None,
     with get_client(sync_client=True) as client:
         runs = case_runs(client)
         waiting = waiting_cases(engine)
-        ended = _ended(engine, {r.case_id for r in runs} - waiting)
+        ended, unknown = _ended(engine, {r.case_id for r in runs} - waiting)
+        runs = [r for r in runs if r.case_id not in unknown]
         plan = plan_repairs(waiting, ended, runs, now=now or datetime.now(UTC),
                             stale_seconds=settings.stale_run_seconds, takeover=takeover,
                             revive_max=settings.revive_max)
@@ -247,5 +268,5 @@ def live_runs_by_case(client: Any) -> Mapping[str, list[RunView]]:
     return result
 
 
-__all__ = ["RepairPlan", "RunView", "apply_repairs", "case_runs", "live_runs_by_case", "plan_repairs",
-           "reconcile_waiting_runs", "waiting_cases"]
+__all__ = ["RepairPlan", "RunView", "apply_repairs", "case_runs", "live_runs_by_case", "outstanding_work",
+           "plan_repairs", "reconcile_waiting_runs", "waiting_cases"]

@@ -90,6 +90,18 @@ def test_a_suspended_run_of_an_ended_case_is_cancelled() -> None:
     assert result.cancel == [left] and not result.start
 
 
+def test_a_refusal_on_the_form_names_fields_by_their_bilingual_labels() -> None:
+    from engine.definition.library import ProcessLibrary
+    from engine.definition.model import HumanTask
+    from flows.human import readable_refusal
+
+    graph = ProcessLibrary.from_dir().get("complaint_handling")
+    node = next(n for n in graph.nodes.values() if isinstance(n, HumanTask) and n.form)
+    spec = node.form[0]
+    text = readable_refusal(f"invalid input for task T-1: field '{spec.id}': not one of the choices", node)
+    assert text == f"«{spec.label.zh} / {spec.label.en}»: not one of the choices"  # type: ignore[union-attr]
+
+
 @pytest.mark.prefect
 def test_operator_check_nothing_waiting_or_accepted_is_lost_across_timeouts_refusals_and_kills(
         prefect_api: str, tmp_path: Path) -> None:
