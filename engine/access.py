@@ -220,17 +220,17 @@ class Gate:
 
     def _refuse(self, who: Principal, action: str, state: InstanceState | None, reason: str, hint: str, *,
                 task: Task | None = None, role: str | None = None, process: str | None = None) -> None:
-        now = self.engine.clock.now()
-        details: dict[str, Any] = {"reason": reason, "action": action, "actor": who.id, "actor_kind": who.kind,
-                                   "role": role}
-        if task is not None:
-            details["task_id"] = task.id
+        """Refuse with AccessDenied, recorded on the case (the engine's refusal record) or in the directory's audit."""
+        exc = AccessDenied(reason, hint=hint)
         if state is not None:
-            self.engine.store.record_refusal(state.case_id, state.process_id, now, "refused",
-                                             task.node if task else None, details)
+            self.engine.record_refusal(exc, action, case_id=state.case_id, task_id=task.id if task else None,
+                                       node=task.node if task else None, actor=who.id, state=state, role=role,
+                                       actor_kind=who.kind)
         else:
-            self.directory.audit("refused", who.id, {**details, "process": process}, now)
-        raise AccessDenied(reason, hint=hint)
+            details: dict[str, Any] = {"reason": reason, "action": action, "actor": who.id, "actor_kind": who.kind,
+                                       "role": role, "process": process}
+            self.directory.audit("refused", who.id, details, self.engine.clock.now())
+        raise exc
 
 
 def refusal_status(exc: Exception) -> int:

@@ -109,7 +109,7 @@ def test_update_is_refused_to_a_user_holding_no_open_task_of_the_case(gate: Gate
         gate.update(gate.principal("chen"), case_id, {"proposed_rating": "AAA", "proposed_limit": 50_000_000})
     after = gate.engine.case(case_id)
     assert (after.version, after.data["proposed_rating"]) == (before.version, "BBB")
-    assert refusals(gate, case_id)[-1]["action"] == "update"
+    assert refusals(gate, case_id)[-1]["event"] == "update"
 
 
 def test_update_is_allowed_to_a_supervisor_role(gate: Gate) -> None:

@@ -34,6 +34,8 @@ def hostile_library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The real complaint process, with markup in its name, a label and an enum choice."""
     defs = tmp_path / "defs"
     defs.mkdir()
+    for other in (ROOT / "process_defs").glob("*.yaml"):  # the processes it calls (major_complaint) must be there
+        (defs / other.name).write_text(other.read_text(encoding="utf-8"), encoding="utf-8")
     text = (ROOT / "process_defs" / "complaint_handling.yaml").read_text(encoding="utf-8")
     text = text.replace('en: "Complaint handling"', 'en: "Complaint [/x] handling"')
     text = text.replace("choices: [platinum, gold, silver, standard]", 'choices: [platinum, gold, silver, standard, "[/vip]"]')
@@ -73,7 +75,7 @@ def test_markup_in_stored_data_labels_choices_and_assignees_is_printed_literally
         assert "MarkupError" not in result.output and "Traceback" not in result.output
     assert "[/li]" in listings["tasks"].output
     assert "[/vip]" in listings["cases"].output
-    assert "[/x] handling" in listings["list"].output
+    assert "Complaint [/x]" in listings["list"].output  # the name, wrapped in its cell, kept literally
     assert "[/x] [bold]李[/bold] [a-z_]+" in listings["show"].output
     done = run("complete", task["id"], "--as", "[/li]", "--role", "front_desk", "--set", "channel=phone",
                "--set", "category=billing", "--set", f"description={HOSTILE}")

@@ -146,8 +146,9 @@ def test_a_calendar_without_working_days_parks_the_case_instead_of_raising(make_
 
 
 def test_a_reference_to_an_unknown_node_mid_case_is_an_incident_not_a_key_error(make_engine):
-    engine = make_engine(BAD_OUTPUT, handlers=HandlerRegistry())
-    engine.handlers.add("test.bad_output", lambda ctx: {"score": 5})
+    handlers = HandlerRegistry()
+    handlers.add("test.bad_output", lambda ctx: {"score": 5})
+    engine = make_engine(BAD_OUTPUT, handlers=handlers)
     graph = engine.library.get("demo")
     edge = graph.outgoing["score"][0]
     graph.outgoing["score"][0] = edge.model_copy(update={"target": "nowhere"})  # a definition gone wrong

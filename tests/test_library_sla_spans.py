@@ -233,6 +233,8 @@ def test_thirty_days_later_platinum_clients_get_their_next_visit_and_gold_ones_d
 
 def test_a_schedule_the_process_refuses_is_logged_and_the_sweep_goes_on(tmp_path: Path,
                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    for other in DEFAULT_DIR.glob("*.yaml"):  # the processes it calls must be there too
+        (tmp_path / other.name).write_text(other.read_text(encoding="utf-8"), encoding="utf-8")
     text = (DEFAULT_DIR / "big_client_visit.yaml").read_text(encoding="utf-8")
     (tmp_path / "big_client_visit.yaml").write_text(text.replace("data: {tier: gold,", "data: {tier: diamond,"),
                                                     encoding="utf-8")

@@ -140,7 +140,7 @@ def test_a_wrong_role_gets_403_the_store_is_unchanged_and_the_refusal_is_logged(
     assert "holds none of the roles" in complete.json()["error"]
     assert site.snapshot() == before
     refused = [e.data for e in site.engine.store.events(case_id) if e.type == "refused"]
-    assert [(r["actor"], r["action"]) for r in refused] == [
+    assert [(r["actor"], r["event"]) for r in refused] == [
         ("token:handler", "complete"), ("token:handler", "update"), ("token:desk", "cancel")]
 
 
@@ -153,7 +153,8 @@ def test_bad_form_data_gets_the_same_located_message_as_the_cli(site: Site) -> N
     body = response.json()
     assert body["error"] == (f"invalid input for task {task_id} ('register'): field 'tier': "
                              "expected one of platinum, gold, silver, standard, got 'diamond'")
-    assert body["hint"] == "fix the fields named above; nothing was stored"
+    assert body["hint"] == (f"fix the fields named above; case {case_id} is unchanged; "
+                            "the refusal is recorded in its history")
 
 
 def test_a_completion_records_the_token_as_the_actor_and_moves_the_case_on(site: Site) -> None:

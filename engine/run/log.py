@@ -231,10 +231,11 @@ class Refused(TypedDict):
     """An action refused: nothing changed, but who tried what, and why, is kept."""
 
     reason: str
-    event: str
+    event: str  # what was tried: an event type (CompleteTask...) or a directory-checked action (update, cancel...)
     task_id: NotRequired[str]
     actor: NotRequired[str]
     role: NotRequired[str]
+    actor_kind: NotRequired[str]  # the directory's view of the actor: user, unknown, disabled, token
 
 
 ESCALATION_ACTIONS: Final = ("notify", "reassign", "raise_priority", "route")
