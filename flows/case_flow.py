@@ -315,10 +315,7 @@ def complete_in_case_run(gate: Any, principal: Any, task_id: str, values: Mappin
     if not outstanding_work(engine, state):
         resume_run_for_task(task_id)  # a paused run re-reads the store and waits at the next step
         return state
-    settings = get_flow_settings()
-    moved = resume_run_for_task(task_id) or resume_runs_for_case(case_id) > 0
-    if not moved and _deployment_exists(settings.case_deployment):
-        moved = trigger_deployment_run(case_id, settings, state) is not None
+    moved = hand_over(state, task_id)
     if not moved:
         continue_case(case_id, wait_for_humans=False)
         return engine.store.load_case(case_id)[0]
@@ -331,6 +328,21 @@ def complete_in_case_run(gate: Any, principal: Any, task_id: str, values: Mappin
     return engine.store.load_case(case_id)[0]
 
 
+def hand_over(state: InstanceState, task_id: str | None = None, settings: FlowSettings | None = None) -> bool:
+    """After a change made outside any flow run: let the case's run carry on — the run paused on the
+    task (or any paused run of the case) re-reads the store, else a served run is started. False
+    when there is neither (no served deployment): the caller runs the case itself."""
+    from flows.human import resume_run_for_task
+
+    settings = settings or get_flow_settings()
+    if task_id is not None and resume_run_for_task(task_id):
+        return True
+    if resume_runs_for_case(state.case_id) > 0:
+        return True
+    return _deployment_exists(settings.case_deployment) and \
+        trigger_deployment_run(state.case_id, settings, state) is not None
+
+
 def _deployment_exists(name: str) -> bool:
     try:
         with get_client(sync_client=True) as client:
@@ -341,6 +353,6 @@ def _deployment_exists(name: str) -> bool:
 
 
 __all__ = [
-    "CASE_FLOW_NAME", "complete_in_case_run", "case_run_name", "case_tags", "continue_case", "continue_cases", "drive_case", "is_major",
+    "CASE_FLOW_NAME", "complete_in_case_run", "hand_over", "case_run_name", "case_tags", "continue_case", "continue_cases", "drive_case", "is_major",
     "run_case", "start_case",
 ]

@@ -14,7 +14,9 @@ import datetime as dt
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -333,6 +335,49 @@ def last_refusal(engine: Engine, case_id: str, task_id: str) -> str | None:
     return str(reasons[-1]) if reasons and reasons[-1] else None
 
 
+def waiting_message(node: HumanTask, task: Task, refusal: str | None) -> str:
+    """The waiting run's state message: what it waits for, or — after a refusal — why it waits again."""
+    if refusal:
+        return f"上次提交被拒绝 / Last submission refused: {readable_refusal(refusal, node)}"[:500]
+    return f"等待 / Waiting for: {node.label()} ({task.role})"
+
+
+_STATE_MESSAGE: ContextVar[str | None] = ContextVar("svcflow_state_message", default=None)
+
+
+@contextmanager
+def state_message(message: str) -> Iterator[None]:
+    """Give the Paused / Suspended state that pause_flow_run / suspend_flow_run propose a message.
+
+    Prefect's functions take none, and the UI shows only "Suspended" (or "Flow run resumed" after
+    a refused submission); they build the state with `Paused` / `Suspended` from their module, so
+    those two names are wrapped once to add the message set here (nothing else changes)."""
+    _install_state_messages()
+    token = _STATE_MESSAGE.set(message)
+    try:
+        yield
+    finally:
+        _STATE_MESSAGE.reset(token)
+
+
+def _install_state_messages() -> None:
+    import prefect.flow_runs as flow_runs
+
+    for name in ("Paused", "Suspended"):
+        factory = getattr(flow_runs, name)
+        if getattr(factory, "_svcflow_messages", False):
+            continue
+
+        def make(*args: Any, _factory: Any = factory, **kwargs: Any) -> Any:
+            message = _STATE_MESSAGE.get()
+            if message is not None and "message" not in kwargs:
+                kwargs["message"] = message
+            return _factory(*args, **kwargs)
+
+        make._svcflow_messages = True  # type: ignore[attr-defined]
+        setattr(flow_runs, name, make)
+
+
 def _refused_key(key: str) -> str:
     return f"{key}-svcflow-refused"
 
@@ -356,15 +401,19 @@ def wait_for_task(engine: Engine, case_id: str, task_id: str, *, settings: FlowS
     run_id = _current_run_id()
     if run_id is not None and read_flow_run_input(_refused_key(key), flow_run_id=run_id) is not None:
         return "refused"  # replaying a wait whose input was refused before the run restarted
-    model = task_input_model(graph, state, task, now=now, zone=settings.display_timezone,
-                             refusal=last_refusal(engine, case_id, task_id))
+    refusal = last_refusal(engine, case_id, task_id)
+    model = task_input_model(graph, state, task, now=now, zone=settings.display_timezone, refusal=refusal)
     timeout = pause_timeout(task, now, settings)
+    node = graph.nodes[task.node]
+    assert isinstance(node, HumanTask)
+    message = waiting_message(node, task, refusal)
     try:
-        if mode == "suspend":
-            received = suspend_flow_run(wait_for_input=model, timeout=timeout, key=key)
-        else:
-            received = pause_flow_run(wait_for_input=model, timeout=timeout,  # type: ignore[call-overload]
-                                      poll_interval=settings.pause_poll_seconds, key=key)
+        with state_message(message):
+            if mode == "suspend":
+                received = suspend_flow_run(wait_for_input=model, timeout=timeout, key=key)
+            else:
+                received = pause_flow_run(wait_for_input=model, timeout=timeout,  # type: ignore[call-overload]
+                                          poll_interval=settings.pause_poll_seconds, key=key)
     except FlowPauseTimeout:
         logger.warning("task %s was not completed through this run within %s s; the sweep keeps watching "
                        "its deadline and running the case again continues it", task_id, timeout)

@@ -171,9 +171,9 @@ def _drive(out_dir: Path, api_url: str, seconds: int, log: Callable[[str], None]
     from engine.time.clock import clock_from_spec
     from engine.run.runtime import Engine
     from engine.settings import get_settings
-    from flows.case_flow import trigger_deployment_run
-    from flows.human import resume_run_for_task, resume_runs_for_case
-    from flows.runtime import configure
+    from flows.case_flow import hand_over, trigger_deployment_run
+    from flows.human import resume_runs_for_case
+    from flows.runtime import DEFER_ALL, FlowEngine, configure, segment
     from flows.settings import get_flow_settings
     from svcflow.demo_operators import Operators
 
@@ -182,8 +182,17 @@ def _drive(out_dir: Path, api_url: str, seconds: int, log: Callable[[str], None]
     configure(engine)
     log("waiting for the served deployments ...")
     _wait_for_deployment(get_flow_settings().case_deployment)
+    flow_engine = FlowEngine.wrap(engine)
+
+    def complete_in_case_run(task_id: str, **kwargs: Any) -> Any:
+        """Staff complete here; the steps that releases run in the case's served flow run, as tasks."""
+        with segment(DEFER_ALL):
+            state = flow_engine.complete(task_id, **kwargs)
+        hand_over(state, task_id)
+        return state
+
     operators = Operators(engine, log=lambda line: log(f"  {engine.clock.now().astimezone(SHANGHAI):%a %H:%M}  {line}"),
-                          on_completed=resume_run_for_task, on_message=resume_runs_for_case)
+                          on_message=resume_runs_for_case, complete=complete_in_case_run)
     case_ids = operators.start_samples()
     flow_settings = get_flow_settings()
     for case_id in case_ids:

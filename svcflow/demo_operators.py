@@ -91,6 +91,7 @@ class Operators:
     log: Callable[[str], None] = print
     on_completed: Callable[[str], Any] | None = None  # task id -> e.g. resume the Prefect run waiting on it
     on_message: Callable[[str], Any] | None = None  # case id -> e.g. wake the case's paused run
+    complete: Callable[..., Any] | None = None  # how a task is completed (default: Engine.complete)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -135,7 +136,7 @@ class Operators:
                 specs = {f.id: f for f in node.form}
                 data = sample_fields(specs, self.rng, now, present=state.data)
                 actor = f"{task['role']}_{self.rng.choice(['li', 'wang', 'zhang', 'liu'])}"
-                self.engine.complete(task["id"], actor=actor, role=task["role"], data=data)
+                (self.complete or self.engine.complete)(task["id"], actor=actor, role=task["role"], data=data)
                 done += 1
                 if self.on_completed is not None:
                     self.on_completed(task["id"])

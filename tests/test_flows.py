@@ -396,6 +396,8 @@ def test_invalid_input_keeps_the_task_open_and_the_run_paused(engine: Any) -> No
         c.resume_flow_run(run.id, run_input={"decision": "approve", "actor": "li", "callback_date": "2025-02-30"})
     again = _paused_on(task["id"], previous=key)
     assert engine.open_tasks("FT-6")[0]["status"] == "open"
+    assert run.state.message.startswith("等待 / Waiting for: 审核 / Review")
+    assert again.state.message.startswith("上次提交被拒绝 / Last submission refused: «回访日期 / Callback date»")
     refusals = [e for e in engine.case("FT-6").events if e.type == "refused"]
     assert len(refusals) == 1 and "callback_date" in refusals[0].data["reason"]
     with client() as c:
@@ -996,6 +998,7 @@ def test_a_valid_resume_after_a_refused_one_is_applied_once_by_the_restarted_run
             c.resume_flow_run(run.id, run_input={"answer": "yes", "actor": "li", "visit_on": "2025-02-30"})
         again, same = suspended_on(engine, "SU-2", "first", previous=first.state.state_details.pause_key)
         assert same["id"] == task["id"] and again.id == run.id
+        assert again.state.message.startswith("上次提交被拒绝 / Last submission refused: «上门日期 / Visit on»")
         description = run_input(again, "description")
         assert "«上门日期 / Visit on»" in description and "refused" in description
         assert "visit_on" not in description.split("#### 要做什么")[0]  # the reason names the field by its label

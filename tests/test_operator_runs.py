@@ -111,7 +111,7 @@ def test_operator_check_nothing_waiting_or_accepted_is_lost_across_timeouts_refu
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "operator_check.py"), "--api-url", prefect_api, "--cases", "4",
          "--pause-seconds", "12", "--workdir", str(tmp_path)],
-        env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=240)
+        env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:] + \
         (tmp_path / "serve.log").read_text(errors="replace")[-3000:]
     assert "operator check: OK" in result.stdout
