@@ -94,6 +94,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _die_with_parent() -> None:
+    """In the serve process: SIGKILL when this check dies (a timed-out test), so no stray serve is left
+    serving the deployment against a shared Prefect server (Linux prctl PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+
+
 class Serve:
     """`svcflow serve` in its own process group; `kill()` is SIGKILL of everything it started."""
 
@@ -111,7 +119,8 @@ class Serve:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "svcflow", "serve", "--no-sweep", "--limit", "4"],
-                env=env, cwd=str(ROOT), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                env=env, cwd=str(ROOT), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=_die_with_parent)
 
     def processes(self) -> list[int]:
         """Every process this serve started, wherever its group: they carry the marker in their environment."""
@@ -246,8 +255,15 @@ class Check:
         return all(case_id in self.waiting() for case_id in live)
 
     def settle(self, timeout: float = 180) -> None:
-        wait_for(self.settled, timeout, "every waiting case to have one suspended run", interval=1.0,
-                 between=self.sweep)
+        try:
+            wait_for(self.settled, timeout, "every waiting case to have one suspended run", interval=1.0,
+                     between=self.sweep)
+        except TimeoutError:
+            live = self.live()
+            for case_id, task in sorted(self.waiting().items()):
+                runs = [(r.state_name, str(r.id)[:8]) for r in live.get(case_id, [])]
+                self.log(f"  {case_id} waits at {task['node']} ({task['id']}): live runs {runs}")
+            raise
 
     def resume(self, task: dict[str, Any], run_input: dict[str, Any], *, valid: bool) -> bool:
         run = self.suspended_on(task["id"])

@@ -138,7 +138,8 @@ def run_demo(*, seconds: int = 100, factor: float = 3600.0, port: int = 4200, ou
 
 def _start_serve(out_dir: Path) -> subprocess.Popen[bytes]:
     """`svcflow serve` (case flows and the sweep) with the demo's settings and clock."""
-    return subprocess.Popen([sys.executable, "-m", "svcflow", "serve", "--limit", "8"], env=os.environ.copy(),
+    env = {**os.environ, "PREFECT_LOGGING_TO_API_ENABLED": "true"}  # the served runs' logs belong in the UI
+    return subprocess.Popen([sys.executable, "-m", "svcflow", "serve", "--limit", "8"], env=env,
                             stdout=open(out_dir / "serve.log", "a"), stderr=subprocess.STDOUT)
 
 

@@ -941,6 +941,7 @@ def suspended_on(engine: Any, case_id: str, node: str, previous: Any = None) -> 
     return wait_until(check, timeout=180, interval=0.2, what=f"a run suspended at {node}")  # type: ignore[no-any-return]
 
 
+@pytest.mark.timeout(600)  # each served run is a new process: minutes on a loaded machine
 def test_deployment_runs_suspend_at_human_steps_and_sub_cases_get_their_own_runs(
         prefect_api: str, tmp_path: Path) -> None:
     """The served path: a run suspends (its process exits) and Prefect re-runs it from the top when
@@ -983,6 +984,7 @@ def test_deployment_runs_suspend_at_human_steps_and_sub_cases_get_their_own_runs
         assert [e.node for e in engine.case(child_id).events if e.type == "step_completed"] == ["detect"]
 
 
+@pytest.mark.timeout(600)  # each served run is a new process: minutes on a loaded machine
 def test_a_valid_resume_after_a_refused_one_is_applied_once_by_the_restarted_run(
         prefect_api: str, tmp_path: Path) -> None:
     """Served runs restart from the top on every resume. The refused input is not applied (or

@@ -103,6 +103,7 @@ def test_a_refusal_on_the_form_names_fields_by_their_bilingual_labels() -> None:
 
 
 @pytest.mark.prefect
+@pytest.mark.timeout(900)  # about 2 minutes on an idle 2-core machine; far more when it is shared
 def test_operator_check_nothing_waiting_or_accepted_is_lost_across_timeouts_refusals_and_kills(
         prefect_api: str, tmp_path: Path) -> None:
     """scripts/operator_check.py reduced: 4 cases, 12-second pause timeouts, a refused then a valid
