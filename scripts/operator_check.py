@@ -405,7 +405,7 @@ def prefect_server(api_url: str | None) -> Iterator[str]:
         return
     from svcflow.commands_prefect import local_prefect_server
 
-    with local_prefect_server(free_port()) as url:
+    with local_prefect_server(free_port(), timeout=300) as url:
         yield url
 
 

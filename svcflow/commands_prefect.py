@@ -43,14 +43,14 @@ def server_environment(api_url: str) -> dict[str, str]:
 
 
 @contextmanager
-def local_prefect_server(port: int = DEFAULT_PORT, host: str = "127.0.0.1") -> Iterator[str]:
+def local_prefect_server(port: int = DEFAULT_PORT, host: str = "127.0.0.1", timeout: float = 90.0) -> Iterator[str]:
     """`prefect server start` as a child process for as long as the context lasts; yields its API URL."""
     api_url = f"http://{host}:{port}/api"
     process = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", host,
                                 "--port", str(port)], env=server_environment(api_url),
                                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
-        wait_until_healthy(api_url)
+        wait_until_healthy(api_url, timeout)
         yield api_url
     finally:
         process.terminate()
