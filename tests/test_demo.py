@@ -20,6 +20,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.prefect
+@pytest.mark.timeout(600)  # the demo subprocess itself may take up to 420 s on a shared machine
 def test_the_demo_runs_cases_of_every_process_and_writes_charts_and_reports(tmp_path: Path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SVCFLOW_"))}
     out = tmp_path / "demo-output"
