@@ -174,10 +174,11 @@ def publish_case_artifact(engine: Engine, case_id: str, *, zone: str = "Asia/Sha
     try:
         markdown = render_case(engine, case_id, zone=zone, flowchart=flowchart)
         state = engine.store.load_case(case_id)[0]
-        return create_markdown_artifact(  # type: ignore[return-value]  # called synchronously: a UUID
+        created = create_markdown_artifact(
             markdown=markdown, key=artifact_key(case_id),
             description=f"{state.process_id} {case_id}: {state.status}",
         )
+        return created if isinstance(created, UUID) else None
     except Exception as exc:
         log.warning("artifact of case %s not published: %s", case_id, exc)
         return None

@@ -90,7 +90,7 @@ def sync_run_tags(wanted: Iterable[str], processes: Iterable[str] = ()) -> None:
 
 def _flow_run_name() -> str:
     context = FlowRunContext.get()
-    parameters: Mapping[str, Any] = context.parameters if context is not None else {}
+    parameters: Mapping[str, Any] = (context.parameters or {}) if context is not None else {}
     case_id = str(parameters.get("case_id"))
     process_id = parameters.get("process_id")
     if not process_id:
@@ -197,10 +197,10 @@ def run_case(case_id: str, process_id: str | None = None, data: dict[str, Any] |
 def _call(case_id: str, wanted_tags: list[str], **parameters: Any) -> dict[str, Any]:
     """Call the flow with the case's tags on the new run; a run that ended badly still reports the case."""
     with tags(*wanted_tags):
-        state: State[Any] = run_case(case_id, return_state=True, **parameters)  # type: ignore[call-overload]
+        state: State[Any] = run_case(case_id, return_state=True, **parameters)
     engine = get_engine()
     if state.is_completed():
-        return state.result()  # type: ignore[no-any-return]
+        return state.result()
     if not engine.store.case_exists(case_id):
         state.result()  # raises why the case could not start (bad data, unknown process)
     summary = _summary(engine, case_id, state.name.lower() if state.name else "failed")
@@ -287,7 +287,76 @@ def continue_cases(case_ids: Iterable[str], *, engine: FlowEngine | None = None,
     return done
 
 
+def complete_in_case_run(gate: Any, principal: Any, task_id: str, values: Mapping[str, Any], *,
+                         role: str | None = None, wait_seconds: float = 60.0,
+                         poll_seconds: float = 0.5) -> InstanceState:
+    """`svcflow complete` with Prefect: the completion is stored here, the automatic steps it releases
+    run in the case's flow run (as task runs the UI shows), and the state returned is where the case
+    is once that run has done them (or after `wait_seconds`).
+
+    The store takes the completion with every step left outstanding (as a crashed runner leaves
+    it); then the run paused on the task is resumed, or else a served deployment run is started,
+    or else — no deployment — a local flow run of the case runs the steps and stops at the next
+    person. Refusals raise as from `Gate.complete`, with nothing changed in Prefect.
+    """
+    import time
+
+    from flows.human import resume_run_for_task
+    from flows.runtime import DEFER_ALL
+    from flows.waiting import outstanding_work
+
+    from engine.access import Gate
+
+    engine = FlowEngine.wrap(gate.engine)
+    deferred = Gate(engine, gate.directory, supervisor_roles=gate.supervisor_roles, required=gate.required)
+    with segment(DEFER_ALL):
+        state = deferred.complete(principal, task_id, dict(values), role=role)
+    case_id = state.case_id
+    if not outstanding_work(engine, state):
+        resume_run_for_task(task_id)  # a paused run re-reads the store and waits at the next step
+        return state
+    moved = hand_over(state, task_id)
+    if not moved:
+        try:
+            continue_case(case_id, wait_for_humans=False)
+        except Exception as exc:  # Prefect unreachable: the completion is stored, so do the steps here
+            log.warning("case %s: no flow run could take the steps (%s); running them in this process", case_id, exc)
+            engine.recover(case_id)
+        return engine.store.load_case(case_id)[0]
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        state = engine.store.load_case(case_id)[0]
+        if not outstanding_work(engine, state):
+            return state
+        time.sleep(poll_seconds)
+    return engine.store.load_case(case_id)[0]
+
+
+def hand_over(state: InstanceState, task_id: str | None = None, settings: FlowSettings | None = None) -> bool:
+    """After a change made outside any flow run: let the case's run carry on — the run paused on the
+    task (or any paused run of the case) re-reads the store, else a served run is started. False
+    when there is neither (no served deployment): the caller runs the case itself."""
+    from flows.human import resume_run_for_task
+
+    settings = settings or get_flow_settings()
+    if task_id is not None and resume_run_for_task(task_id):
+        return True
+    if resume_runs_for_case(state.case_id) > 0:
+        return True
+    return _deployment_exists(settings.case_deployment) and \
+        trigger_deployment_run(state.case_id, settings, state) is not None
+
+
+def _deployment_exists(name: str) -> bool:
+    try:
+        with get_client(sync_client=True) as client:
+            client.read_deployment_by_name(name)
+        return True
+    except Exception:
+        return False
+
+
 __all__ = [
-    "CASE_FLOW_NAME", "case_run_name", "case_tags", "continue_case", "continue_cases", "drive_case", "is_major",
+    "CASE_FLOW_NAME", "complete_in_case_run", "hand_over", "case_run_name", "case_tags", "continue_case", "continue_cases", "drive_case", "is_major",
     "run_case", "start_case",
 ]

@@ -14,7 +14,9 @@ import datetime as dt
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -39,7 +41,7 @@ from prefect.input.actions import (
 )
 from prefect.input.run_input import Keyset, RunInputMetadata
 from prefect.logging import get_run_logger
-from prefect.states import Running, Scheduled
+from prefect.states import Running, Scheduled, State
 
 from engine.time import sla
 from engine.definition.model import FieldSpec, FormField, ProcessDefinition, Text
@@ -86,12 +88,12 @@ class TaskInput(RunInput):
         return instance
 
     @classmethod
-    def load(cls, keyset: Keyset, flow_run_id: UUID | None = None) -> Self:  # type: ignore[override]
+    def load(cls, keyset: Keyset, flow_run_id: UUID | None = None) -> Self:
         flow_run_id = ensure_flow_run_id(flow_run_id)
         return cls._from_raw(read_flow_run_input(keyset["response"], flow_run_id=flow_run_id), keyset, flow_run_id)
 
     @classmethod
-    async def aload(cls, keyset: Keyset, flow_run_id: UUID | None = None) -> Self:  # type: ignore[override]
+    async def aload(cls, keyset: Keyset, flow_run_id: UUID | None = None) -> Self:
         flow_run_id = ensure_flow_run_id(flow_run_id)
         value = await aread_flow_run_input(keyset["response"], flow_run_id=flow_run_id)
         return cls._from_raw(value, keyset, flow_run_id)
@@ -106,7 +108,7 @@ def _field_type(spec: FieldSpec) -> tuple[Any, dict[str, Any], dict[str, Any]]:
         limits["le"] = spec.maximum
     kind = spec.type
     if kind == "enum":
-        return Literal[tuple(spec.choices or ())], {}, {}  # type: ignore[valid-type]
+        return Literal[tuple(spec.choices or ())], {}, {}
     if kind == "integer":
         return int, limits, {}
     if kind == "number":
@@ -162,7 +164,7 @@ def form_field(spec: FormField, current: Any = None) -> tuple[Any, Any]:
     if spec.required:  # prefilled, still required: the form shows the value and the engine checks it
         return annotation, Field(default=default, title=title, description=description,
                                  json_schema_extra=_schema_extra(extra, False))
-    return annotation | SkipJsonSchema[None], Field(  # type: ignore[operator]
+    return annotation | SkipJsonSchema[None], Field(  # type: ignore[misc]
         default=default, title=title, description=description,
         json_schema_extra=_schema_extra(extra, True))
 
@@ -177,7 +179,7 @@ def task_input_model(graph: ProcessGraph, state: InstanceState, task: Task, *, n
             continue  # a form field named like ours would shadow the actor / role; the engine reports it
         fields[spec.id] = form_field(spec, _prefill(spec, state.data.get(spec.id)))
     roles = [task.role, *[r for r in task.escalation_roles if r != task.role]]
-    role_type: Any = Literal[tuple(roles)]  # type: ignore[valid-type]
+    role_type: Any = Literal[tuple(roles)]
     fields["actor"] = (str, Field(..., min_length=1, title="处理人 / Actor",
                                   description="完成此任务的用户 / the user completing this task"))
     fields["role"] = (role_type, Field(default=task.role, title="角色 / Role",
@@ -187,9 +189,9 @@ def task_input_model(graph: ProcessGraph, state: InstanceState, task: Task, *, n
         default=False, title="已在别处完成(仅刷新) / Completed elsewhere (refresh only)",
         description="勾选后流程只重新读取案件状态 / only makes the run re-read the case"))
     model_name = "".join(part.capitalize() for part in task.node.split("_")) + "Form"
-    model: type[TaskInput] = pydantic.create_model(model_name, __base__=TaskInput, **fields)  # type: ignore[call-overload]
+    model: type[TaskInput] = pydantic.create_model(model_name, __base__=TaskInput, **fields)
     model.task_id = task.id
-    model._description = describe_task(graph, state, task, now=now, zone=zone,  # type: ignore[assignment]
+    model._description = describe_task(graph, state, task, now=now, zone=zone,
                                        refusal=refusal)
     return model
 
@@ -244,6 +246,13 @@ def case_summary_rows(definition: ProcessDefinition, data: Mapping[str, Any], li
     return rows
 
 
+def readable_refusal(reason: str, node: HumanTask) -> str:
+    """The engine's refusal as the form's reader sees it: fields by their bilingual labels, not ids."""
+    labels = {spec.id: bilingual(spec.label, spec.id) for spec in node.form}
+    text = re.sub(r"^invalid input for [^:]*: ", "", reason)
+    return re.sub(r"field '([^']+)'(?: \([^)]*\))?", lambda m: f"«{labels.get(m.group(1), m.group(1))}»", text)
+
+
 def describe_task(graph: ProcessGraph, state: InstanceState, task: Task, *, now: dt.datetime,
                   zone: str = "Asia/Shanghai", refusal: str | None = None) -> str:
     """Markdown above the Resume form: the case, what to do, the due time in business time, the level."""
@@ -252,7 +261,8 @@ def describe_task(graph: ProcessGraph, state: InstanceState, task: Task, *, now:
     tz = ZoneInfo(zone)
     lines = [f"### {node.label()}", ""]
     if refusal:  # the operator who just resumed sees why the run is waiting again, not "resumed"
-        lines += [f"> **上次提交被拒绝 / Last submission refused:** {_value(refusal)}", ""]
+        lines += [f"> **上次提交被拒绝,请修改后再提交 / Last submission refused — correct it and resume again:** "
+                  f"{_value(readable_refusal(refusal, node))}", ""]
     lines += [
              f"**案件 / Case** `{state.case_id}` · {bilingual(definition.name, definition.id)} · "
              f"优先级 / priority **{task.priority}** · 升级级别 / escalation level **{task.escalation_level}**", ""]
@@ -323,6 +333,49 @@ def last_refusal(engine: Engine, case_id: str, task_id: str) -> str | None:
     return str(reasons[-1]) if reasons and reasons[-1] else None
 
 
+def waiting_message(node: HumanTask, task: Task, refusal: str | None) -> str:
+    """The waiting run's state message: what it waits for, or — after a refusal — why it waits again."""
+    if refusal:
+        return f"上次提交被拒绝 / Last submission refused: {readable_refusal(refusal, node)}"[:500]
+    return f"等待 / Waiting for: {node.label()} ({task.role})"
+
+
+_STATE_MESSAGE: ContextVar[str | None] = ContextVar("svcflow_state_message", default=None)
+
+
+@contextmanager
+def state_message(message: str) -> Iterator[None]:
+    """Give the Paused / Suspended state that pause_flow_run / suspend_flow_run propose a message.
+
+    Prefect's functions take none, and the UI shows only "Suspended" (or "Flow run resumed" after
+    a refused submission); they build the state with `Paused` / `Suspended` from their module, so
+    those two names are wrapped once to add the message set here (nothing else changes)."""
+    _install_state_messages()
+    token = _STATE_MESSAGE.set(message)
+    try:
+        yield
+    finally:
+        _STATE_MESSAGE.reset(token)
+
+
+def _install_state_messages() -> None:
+    import prefect.flow_runs as flow_runs
+
+    for name in ("Paused", "Suspended"):
+        factory = getattr(flow_runs, name)
+        if getattr(factory, "_svcflow_messages", False):
+            continue
+
+        def make(*args: Any, _factory: Any = factory, **kwargs: Any) -> Any:
+            message = _STATE_MESSAGE.get()
+            if message is not None and "message" not in kwargs:
+                kwargs["message"] = message
+            return _factory(*args, **kwargs)
+
+        make._svcflow_messages = True  # type: ignore[attr-defined]
+        setattr(flow_runs, name, make)
+
+
 def _refused_key(key: str) -> str:
     return f"{key}-svcflow-refused"
 
@@ -346,15 +399,19 @@ def wait_for_task(engine: Engine, case_id: str, task_id: str, *, settings: FlowS
     run_id = _current_run_id()
     if run_id is not None and read_flow_run_input(_refused_key(key), flow_run_id=run_id) is not None:
         return "refused"  # replaying a wait whose input was refused before the run restarted
-    model = task_input_model(graph, state, task, now=now, zone=settings.display_timezone,
-                             refusal=last_refusal(engine, case_id, task_id))
+    refusal = last_refusal(engine, case_id, task_id)
+    model = task_input_model(graph, state, task, now=now, zone=settings.display_timezone, refusal=refusal)
     timeout = pause_timeout(task, now, settings)
+    node = graph.nodes[task.node]
+    assert isinstance(node, HumanTask)
+    message = waiting_message(node, task, refusal)
     try:
-        if mode == "suspend":
-            received = suspend_flow_run(wait_for_input=model, timeout=timeout, key=key)
-        else:
-            received = pause_flow_run(wait_for_input=model, timeout=timeout,
-                                      poll_interval=settings.pause_poll_seconds, key=key)  # type: ignore[arg-type]
+        with state_message(message):
+            if mode == "suspend":
+                received = suspend_flow_run(wait_for_input=model, timeout=timeout, key=key)
+            else:
+                received = pause_flow_run(wait_for_input=model, timeout=timeout,  # type: ignore[call-overload]
+                                          poll_interval=settings.pause_poll_seconds, key=key)
     except FlowPauseTimeout:
         logger.warning("task %s was not completed through this run within %s s; the sweep keeps watching "
                        "its deadline and running the case again continues it", task_id, timeout)
@@ -404,7 +461,7 @@ def _resume(client: Any, run: FlowRun) -> bool:
         log.warning("cannot resume flow run %s: %s", run.name, getattr(result.details, "reason", result.status))
         return False
     client.create_flow_run_input(run.id, key=keyset["response"], value=json.dumps(MARKER))
-    target = (Scheduled(name="Resuming", scheduled_time=dt.datetime.now(dt.UTC))
+    target: State[Any] = (Scheduled(name="Resuming", scheduled_time=dt.datetime.now(dt.UTC))
               if state is not None and state.state_details.pause_reschedule else Running())
     forced = client.set_flow_run_state(run.id, state=target, force=True)
     return bool(forced.status == SetStateStatus.ACCEPT)

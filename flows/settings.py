@@ -29,6 +29,14 @@ class FlowSettings(Settings):
                                    description="longest wait at a human step: a blocking pause holds a runner slot")
     serve_limit: int = Field(default=4, ge=1, description="most flow runs `svcflow serve` runs at once when no "
                              "--limit is given: each run is a process, and a suspended run holds no slot")
+    reconcile: bool = Field(default=True, description="served, the sweep gives every case that waits for a person "
+                            "one live waiting run (flows/waiting.py)")
+    stale_run_seconds: int = Field(default=1800, ge=1, description="a Running / Pending case run older than this "
+                                   "is taken for dead by the reconciliation and run again")
+    reconcile_batch: int = Field(default=100, ge=1, description="most new waiting runs one reconciliation pass "
+                                 "starts; the next passes start the rest")
+    revive_max: int = Field(default=5, ge=1, description="how often a dead run is run again before a new run "
+                            "replaces it")
     case_deployment: str = Field(default="svcflow-case/run-case", description="deployment that continues a case")
     artifacts: bool = Field(default=True, description="publish a Markdown artifact per case after each segment")
     artifact_flowchart: bool = Field(default=True, description="embed the case's flowchart (SVG, ~100 kB) in it")

@@ -23,6 +23,7 @@ from flows.human import resume_runs_for_case
 from flows.notify import emit_sla_events, sla_rows
 from flows.runtime import DEFER_ALL, collecting, get_engine, segment
 from flows.settings import get_flow_settings
+from flows.waiting import reconcile_waiting_runs
 
 SWEEP_FLOW_NAME = "escalation-sweep"
 SWEEP_ARTIFACT_KEY = "escalation-sweep"
@@ -34,8 +35,12 @@ def _sweep_run_name() -> str:
 
 
 @flow(name=SWEEP_FLOW_NAME, flow_run_name=_sweep_run_name, log_prints=False, persist_result=False)
-def escalation_sweep(now: datetime | None = None, limit: int = 500, continue_moved: bool = True) -> dict[str, Any]:
-    """Sweep once; returns the counts and what happened to the cases it moved."""
+def escalation_sweep(now: datetime | None = None, limit: int = 500, continue_moved: bool = True,
+                     reconcile: bool | None = None) -> dict[str, Any]:
+    """Sweep once; returns the counts and what happened to the cases it moved.
+
+    `reconcile` (default: when served and the setting is on) then gives every case that waits for a
+    person one live waiting run (flows/waiting.py): pauses time out, runs die with their process."""
     engine = get_engine()
     settings = get_flow_settings()
     logger = get_run_logger()
@@ -69,9 +74,14 @@ def escalation_sweep(now: datetime | None = None, limit: int = 500, continue_mov
                 refreshed[case_id] = "resumed"
         live = [c for c in moved if engine.store.load_case(c)[0].status not in ENDED]
         refreshed.update(continue_cases(live, engine=engine, settings=settings))
+    repaired: dict[str, int] = {}
+    if reconcile if reconcile is not None else (continue_moved and settings.reconcile and deployment_context()):
+        repaired = reconcile_waiting_runs(engine, settings)
     if rows:
         logger.info("swept %s case(s): %s", len(results), counts)
-    return {"cases": len(results), **counts, "moved": moved, "continued": refreshed}
+    if any(v for k, v in repaired.items() if k != "healthy"):
+        logger.info("waiting runs mended: %s", repaired)
+    return {"cases": len(results), **counts, "moved": moved, "continued": refreshed, "runs": repaired}
 
 
 def sweep_deployment(interval_seconds: int | None = None, name: str = "sweep") -> Any:

@@ -250,23 +250,21 @@ def complete(task_id: str,
     """Complete a human task (role-checked, form-validated). Continues a waiting Prefect run too."""
     gate = _gate()
     values = _action_input(gate.engine, data, sets, "CompleteTask", task_id=task_id, actor=actor, role=role)
-    state = gate.complete(gate.principal(actor), task_id, values, role=role)
-    _resume_waiting_run(task_id)
+    state = _complete(gate, actor, task_id, values, role)
     out.print(shown(f"task {task_id} completed; case {state.case_id} is {state.status}"
                     + (f" at {', '.join(sorted({t.node for t in state.tokens.values()}))}" if state.tokens else "")))
 
 
-def _resume_waiting_run(task_id: str) -> None:
-    """If a Prefect flow run is paused on this task, let it continue (it re-reads the store)."""
+def _complete(gate: Any, actor: str, task_id: str, values: dict[str, Any], role: str | None) -> Any:
+    """With Prefect (PREFECT_API_URL), the automatic steps the completion releases run in the case's
+    flow run (flows/case_flow.py), and the state returned is where the case is after them."""
     import os
 
-    if not os.environ.get("PREFECT_API_URL"):
-        return
-    try:
-        from flows.human import resume_run_for_task
-    except ImportError:
-        return
-    resume_run_for_task(task_id)
+    if os.environ.get("PREFECT_API_URL"):
+        from flows.case_flow import complete_in_case_run
+
+        return complete_in_case_run(gate, gate.principal(actor), task_id, values, role=role)
+    return gate.complete(gate.principal(actor), task_id, values, role=role)
 
 
 @app.command()

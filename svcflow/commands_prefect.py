@@ -36,14 +36,21 @@ def wait_until_healthy(api_url: str, timeout: float = 90.0) -> None:
     raise RuntimeError(f"the Prefect server at {api_url} did not become healthy within {timeout:.0f} s: {last}")
 
 
+def server_environment(api_url: str) -> dict[str, str]:
+    """The server's environment: its UI talks to the API on the port actually used, whatever an
+    earlier setting (or the default 4200) says — otherwise the UI opens and "Can't connect"."""
+    return {**os.environ, "PREFECT_UI_API_URL": api_url, "PREFECT_SERVER_UI_API_URL": api_url}
+
+
 @contextmanager
-def local_prefect_server(port: int = DEFAULT_PORT, host: str = "127.0.0.1") -> Iterator[str]:
+def local_prefect_server(port: int = DEFAULT_PORT, host: str = "127.0.0.1", timeout: float = 90.0) -> Iterator[str]:
     """`prefect server start` as a child process for as long as the context lasts; yields its API URL."""
     api_url = f"http://{host}:{port}/api"
     process = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", host,
-                                "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+                                "--port", str(port)], env=server_environment(api_url),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
-        wait_until_healthy(api_url)
+        wait_until_healthy(api_url, timeout)
         yield api_url
     finally:
         process.terminate()
@@ -66,7 +73,26 @@ def serve_deployments(*, sweep: bool = True, sweep_interval: int | None = None, 
         deployments.append(sweep_deployment(sweep_interval))
     from flows.settings import get_flow_settings
 
-    serve(*deployments, limit=limit or get_flow_settings().serve_limit)
+    settings = get_flow_settings()
+    if settings.reconcile:
+        take_over_runs()
+    serve(*deployments, limit=limit or settings.serve_limit)
+
+
+def take_over_runs() -> dict[str, int]:
+    """Before serving: the runs a killed `svcflow serve` left Running / Pending are run again (they
+    may hold a form submission Prefect accepted), and waiting cases without a run get one."""
+    from flows.runtime import get_engine
+    from flows.waiting import reconcile_waiting_runs
+
+    try:
+        counts = reconcile_waiting_runs(get_engine(), takeover=True)
+    except Exception as exc:  # serving matters more; the sweep reconciles again
+        print(f"svcflow serve: could not reconcile waiting runs before serving: {exc}", file=sys.stderr)
+        return {}
+    if any(v for k, v in counts.items() if k != "healthy"):
+        print(f"svcflow serve: took over waiting runs: {counts}", file=sys.stderr)
+    return counts
 
 
 def register(app: typer.Typer) -> None:
@@ -132,4 +158,5 @@ def register(app: typer.Typer) -> None:
                         + f"; waiting at: {waiting}; open tasks: {', '.join(summary.get('open_tasks') or []) or '-'}"))
 
 
-__all__ = ["local_prefect_server", "register", "serve_deployments", "wait_until_healthy"]
+__all__ = ["local_prefect_server", "register", "serve_deployments", "server_environment", "take_over_runs",
+           "wait_until_healthy"]

@@ -119,37 +119,62 @@ def run_demo(*, seconds: int = 100, factor: float = 3600.0, port: int = 4200, ou
     with local_prefect_server(port) as api_url:
         os.environ["PREFECT_API_URL"] = api_url
         start_virtual_clock(factor)
-        serve = subprocess.Popen([sys.executable, "-m", "svcflow", "serve", "--limit", "8"], env=os.environ.copy(),
-                                 stdout=open(out_dir / "serve.log", "w"), stderr=subprocess.STDOUT)
+        serve = _start_serve(out_dir)
         # this process's own runs (the sweep) log to the console only, so stopping the server is quiet
         os.environ["PREFECT_LOGGING_TO_API_ENABLED"] = "false"
         try:
             summary = _drive(out_dir, api_url, seconds, log)
+            summary.update(_outputs(out_dir, log))
+            _print_summary(summary, api_url, out_dir, keep, log)
+            if keep:
+                log("--keep: the Prefect server, the served case flows and the sweep keep running on the demo's "
+                    "clock; the simulated operators have stopped, so the waiting runs are yours: open one in the "
+                    "UI and press Resume. Ctrl-C stops everything.")
+                serve = keep_serving(serve, out_dir, log)
         finally:
-            serve.send_signal(signal.SIGINT)
-            try:
-                serve.wait(20)
-            except subprocess.TimeoutExpired:
-                serve.kill()
-        summary.update(_outputs(out_dir, log))
-        _print_summary(summary, api_url, out_dir, keep, log)
-        if keep:
-            log("--keep: the Prefect server stays up; press Ctrl-C to stop it.")
-            try:
-                while True:
-                    time.sleep(3600)
-            except KeyboardInterrupt:
-                pass
+            _stop(serve)
     return summary
+
+
+def _start_serve(out_dir: Path) -> subprocess.Popen[bytes]:
+    """`svcflow serve` (case flows and the sweep) with the demo's settings and clock."""
+    env = {**os.environ, "PREFECT_LOGGING_TO_API_ENABLED": "true"}  # the served runs' logs belong in the UI
+    return subprocess.Popen([sys.executable, "-m", "svcflow", "serve", "--limit", "8"], env=env,
+                            stdout=open(out_dir / "serve.log", "a"), stderr=subprocess.STDOUT)
+
+
+def _stop(serve: subprocess.Popen[bytes]) -> None:
+    if serve.poll() is not None:
+        return
+    serve.send_signal(signal.SIGINT)
+    try:
+        serve.wait(20)
+    except subprocess.TimeoutExpired:
+        serve.kill()
+
+
+def keep_serving(serve: subprocess.Popen[bytes], out_dir: Path, log: Callable[[str], None],
+                 check_seconds: float = 5.0, until: Callable[[], bool] = lambda: False) -> subprocess.Popen[bytes]:
+    """Keep `svcflow serve` up until Ctrl-C (or `until()`): a serve that died is started again (it
+    takes over the runs the dead one left). Returns the serve process now running."""
+    try:
+        while not until():
+            if serve.poll() is not None:
+                log(f"svcflow serve stopped (exit {serve.returncode}); starting it again (see {out_dir}/serve.log)")
+                serve = _start_serve(out_dir)
+            time.sleep(check_seconds)
+    except KeyboardInterrupt:
+        log("stopping ...")
+    return serve
 
 
 def _drive(out_dir: Path, api_url: str, seconds: int, log: Callable[[str], None]) -> dict[str, Any]:
     from engine.time.clock import clock_from_spec
     from engine.run.runtime import Engine
     from engine.settings import get_settings
-    from flows.case_flow import trigger_deployment_run
-    from flows.human import resume_run_for_task, resume_runs_for_case
-    from flows.runtime import configure
+    from flows.case_flow import hand_over, trigger_deployment_run
+    from flows.human import resume_runs_for_case
+    from flows.runtime import DEFER_ALL, FlowEngine, configure, segment
     from flows.settings import get_flow_settings
     from svcflow.demo_operators import Operators
 
@@ -158,8 +183,17 @@ def _drive(out_dir: Path, api_url: str, seconds: int, log: Callable[[str], None]
     configure(engine)
     log("waiting for the served deployments ...")
     _wait_for_deployment(get_flow_settings().case_deployment)
+    flow_engine = FlowEngine.wrap(engine)
+
+    def complete_in_case_run(task_id: str, **kwargs: Any) -> Any:
+        """Staff complete here; the steps that releases run in the case's served flow run, as tasks."""
+        with segment(DEFER_ALL):
+            state = flow_engine.complete(task_id, **kwargs)
+        hand_over(state, task_id)
+        return state
+
     operators = Operators(engine, log=lambda line: log(f"  {engine.clock.now().astimezone(SHANGHAI):%a %H:%M}  {line}"),
-                          on_completed=resume_run_for_task, on_message=resume_runs_for_case)
+                          on_message=resume_runs_for_case, complete=complete_in_case_run)
     case_ids = operators.start_samples()
     flow_settings = get_flow_settings()
     for case_id in case_ids:
@@ -235,11 +269,11 @@ def _print_summary(summary: dict[str, Any], api_url: str, out_dir: Path, keep: b
     ui = api_url.removesuffix("/api")
     log("")
     log("=" * 78)
-    log(f"svcflow demo: {summary['cases']} cases ({summary['completed']} completed), "
-        f"{summary['tasks_completed']} tasks done by simulated operators;")
+    log(f"svcflow demo: {summary['completed']} of {summary['cases']} cases closed end to end; "
+        f"{summary['tasks_completed']} tasks done by simulated operators in business hours;")
     log(f"SLA: {summary['warned']} warnings, {summary['breached']} breaches, {summary['escalated']} escalations.")
     log("")
-    log(f"Prefect UI: {ui}" + ("" if keep else "  (run `./scripts/demo.sh --keep` to keep it up)"))
+    log(f"Prefect UI: {ui}" + ("" if keep else "  (run `./scripts/demo.sh --keep` to keep it and the served flows up)"))
     log("  Runs: flow runs named <process>-<case id>, tagged with the process, tier:<tier> and `major`;")
     log("        human steps wait as Suspended/Paused runs — open one and press Resume to see its form.")
     log("  Artifacts: case-<id> (data, current step, SLA clocks, escalations, flowchart), sweep tables.")

@@ -8,7 +8,7 @@ seconds, and some operators are deliberately slow so warnings, breaches and esca
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 from engine.definition.model import FieldSpec, HumanTask, MessageWait
 from engine.errors import SvcflowError
 from engine.run.runtime import Engine
+from engine.time.calendar import BusinessCalendar
 
 SAMPLE_CASES: list[tuple[str, dict[str, Any]]] = [
     ("complaint_handling", {"customer_id": "C-1001", "customer_name": "王芳", "tier": "platinum", "channel": "hotline",
@@ -64,7 +65,7 @@ def sample_value(name: str, spec: FieldSpec, rng: random.Random, now: datetime) 
     return f"演示:{label}"
 
 
-def sample_fields(specs: dict[str, FieldSpec], rng: random.Random, now: datetime,
+def sample_fields(specs: Mapping[str, FieldSpec], rng: random.Random, now: datetime,
                   present: dict[str, Any] | None = None, only_required: bool = False) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name, spec in specs.items():
@@ -83,13 +84,14 @@ class Operators:
 
     engine: Engine
     seed: int = 7
-    slowness: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 1.6, 2.2)  # fraction of the SLA target taken
+    slowness: tuple[float, ...] = (0.05, 0.1, 0.15, 0.25, 0.5, 1.6)  # fraction of the SLA target taken
     default_minutes: int = 90
     rng: random.Random = field(init=False)
     plans: dict[str, datetime] = field(default_factory=dict)
     log: Callable[[str], None] = print
     on_completed: Callable[[str], Any] | None = None  # task id -> e.g. resume the Prefect run waiting on it
     on_message: Callable[[str], Any] | None = None  # case id -> e.g. wake the case's paused run
+    complete: Callable[..., Any] | None = None  # how a task is completed (default: Engine.complete)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -113,25 +115,28 @@ class Operators:
         return ids
 
     def work(self) -> int:
-        """One round: complete the tasks whose planned time has come, answer waiting messages."""
+        """One round: complete the tasks whose planned time has come, answer waiting messages.
+
+        Staff work the business hours of the calendar their SLAs are measured against: outside
+        them (nights, lunch, weekends, holidays) no task is completed; customers answer any time."""
         done = 0
         now = self.engine.clock.now()
         for task in self.engine.store.tasks(status="open"):
-            planned = self.plans.get(task["id"])
-            if planned is None:
-                planned = self._plan(task)
-                self.plans[task["id"]] = planned
-            if now < planned:
-                continue
             try:
                 state, _ = self.engine.store.load_case(task["case_id"])
                 graph = self.engine.graph_for(state)
+                planned = self.plans.get(task["id"])
+                if planned is None:
+                    planned = self._plan(task, graph.calendar)
+                    self.plans[task["id"]] = planned
+                if now < planned or graph.calendar.next_working_instant(now) != now:
+                    continue
                 node = graph.nodes[task["node"]]
                 assert isinstance(node, HumanTask)
                 specs = {f.id: f for f in node.form}
                 data = sample_fields(specs, self.rng, now, present=state.data)
                 actor = f"{task['role']}_{self.rng.choice(['li', 'wang', 'zhang', 'liu'])}"
-                self.engine.complete(task["id"], actor=actor, role=task["role"], data=data)
+                (self.complete or self.engine.complete)(task["id"], actor=actor, role=task["role"], data=data)
                 done += 1
                 if self.on_completed is not None:
                     self.on_completed(task["id"])
@@ -142,11 +147,13 @@ class Operators:
         done += self._answer_messages(now)
         return done
 
-    def _plan(self, task: dict[str, Any]) -> datetime:
+    def _plan(self, task: dict[str, Any], calendar: BusinessCalendar) -> datetime:
+        """When the task will be done: a share of its SLA target in business time (most are quick,
+        some are slow on purpose), counted on the calendar so it lands in working hours."""
         created: datetime = task["created_at"]
         due: datetime | None = task["due_at"]
-        span = (due - created) if due is not None else timedelta(minutes=self.default_minutes)
-        return created + span * self.rng.choice(self.slowness)
+        span = calendar.between(created, due) if due is not None else self.default_minutes * 60
+        return calendar.add(created, max(60, int(span * self.rng.choice(self.slowness))))
 
     def _answer_messages(self, now: datetime) -> int:
         answered = 0

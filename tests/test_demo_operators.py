@@ -49,3 +49,18 @@ def test_operators_are_reproducible_with_the_same_seed(make_engine, clock):
 def _counter():
     count = iter(range(1, 10_000))
     return lambda process_id: f"{process_id[:3].upper()}-{next(count)}"
+
+
+def test_simulated_staff_complete_tasks_only_in_the_business_hours_of_their_process(library_engine, clock):
+    operators = Operators(library_engine, log=lambda line: None)
+    operators.start_samples()
+    for _ in range(120):  # five days and nights in 1-hour rounds, as the demo's clock runs
+        clock.advance(timedelta(hours=1))
+        library_engine.sweep()
+        operators.work()
+    completions = [e for e in library_engine.store.events() if e.type == "task_completed"]
+    assert len(completions) >= 20
+    for event in completions:
+        calendar = library_engine.library.get(event.process_id).calendar
+        assert calendar.next_working_instant(event.at) == event.at, (event.process_id, event.node, event.at)
+    assert sum(1 for row in library_engine.store.cases() if row["status"] == "completed") >= 3

@@ -396,6 +396,8 @@ def test_invalid_input_keeps_the_task_open_and_the_run_paused(engine: Any) -> No
         c.resume_flow_run(run.id, run_input={"decision": "approve", "actor": "li", "callback_date": "2025-02-30"})
     again = _paused_on(task["id"], previous=key)
     assert engine.open_tasks("FT-6")[0]["status"] == "open"
+    assert run.state.message.startswith("等待 / Waiting for: 审核 / Review")
+    assert again.state.message.startswith("上次提交被拒绝 / Last submission refused: «回访日期 / Callback date»")
     refusals = [e for e in engine.case("FT-6").events if e.type == "refused"]
     assert len(refusals) == 1 and "callback_date" in refusals[0].data["reason"]
     with client() as c:
@@ -425,6 +427,31 @@ def test_a_resume_from_the_prefect_ui_checks_the_typed_actor_against_the_directo
         c.resume_flow_run(run.id, run_input={"decision": "approve", "actor": "Li"})
     assert finish_thread(thread, box)["status"] == "completed"
     assert engine.store.load_case("FT-6D")[0].tasks[task["id"]].completed_by == "li"
+
+
+def test_automatic_steps_after_an_external_completion_run_as_task_runs_of_the_cases_flow_run(
+        engine: Any, calls: Calls, captured_events: Callable[[], list[Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`svcflow complete` with Prefect: the step the completion releases (`finish`) is a task run of
+    the case's flow run, not code run inside the command, and the state returned is after it."""
+    from engine.access import open_gate
+    from engine.settings import get_settings
+    from flows.case_flow import complete_in_case_run, start_case
+
+    monkeypatch.setenv("SVCFLOW_CASE_DEPLOYMENT", "svcflow-case/not-served-here")  # no served deployment
+    start_case("flowtest", {}, case_id="FT-7C", wait_for_humans=False)  # as `svcflow run --no-wait` leaves it
+    task = only_open_task(engine, "FT-7C")
+    gate = open_gate(engine, get_settings())
+    state = complete_in_case_run(gate, gate.principal("zhao"), task["id"], {"decision": "approve"}, role="agent")
+    assert state.status == "completed" and calls.attempts["finish"] == [1]
+    finished = [e for e in captured_events() if e.event == "prefect.task-run.Completed"
+                and e.resource.name == "finish"]
+    assert len(finished) == 1
+    run_ids = {r.id for r in finished[0].related if r.id.startswith("prefect.flow-run.")}
+    with client() as c:
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+        runs = c.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=["flowtest-FT-7C"])))
+    assert run_ids & {f"prefect.flow-run.{r.id}" for r in runs}  # a run of the case, named after it
 
 
 def test_resume_run_for_task_continues_a_run_after_an_external_completion(engine: Any) -> None:
@@ -537,6 +564,7 @@ def test_serve_runs_at_most_the_configured_number_of_flow_runs_by_default(monkey
 
     seen: dict[str, Any] = {}
     monkeypatch.setattr(prefect, "serve", lambda *deployments, limit=None: seen.update(limit=limit, n=len(deployments)))
+    monkeypatch.setenv("SVCFLOW_RECONCILE", "false")  # no Prefect server here to take runs over from
     serve_deployments(sweep=True)
     assert seen == {"limit": 4, "n": 2}
     monkeypatch.setenv("SVCFLOW_SERVE_LIMIT", "2")
@@ -562,6 +590,19 @@ def test_each_case_has_a_keyed_markdown_artifact_that_follows_it(engine: Any) ->
     with client() as c:
         versions = c.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["case-ft-9"])))
     assert versions and versions[-1].type == "markdown" and "completed" in versions[-1].data
+
+
+def test_a_clock_stopped_after_its_target_shows_breached_not_met_in_the_case_artifact(
+        engine: Any, clock: FakeClock) -> None:
+    from flows.artifacts import render_case
+
+    case_id = engine.start("flowtest", {}, case_id="FT-9S")
+    task = only_open_task(engine, case_id)
+    clock.advance(timedelta(days=1))  # the 4-hour review target passes; no sweep ever fires the 100 % level
+    engine.complete(task["id"], actor="li", role="agent", data={"decision": "approve"})
+    sla_table = render_case(engine, case_id, flowchart=False).split("## SLA")[1].split("##")[0]
+    row = next(line for line in sla_table.splitlines() if "4h" in line)
+    assert "| breached |" in row and "| met |" not in row
 
 
 def test_the_sweep_is_served_on_an_interval_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -833,6 +874,8 @@ data:
   major_reasons: {type: list}
 lanes:
   - {id: agent, name: {zh: 坐席, en: Agent}}
+data:
+  is_major: {type: boolean, label: {zh: 重大, en: Major}, default: false}
 nodes:
   - {id: start, kind: start}
   - {id: detect, kind: auto, handler: complaints.detect_major}
@@ -898,9 +941,10 @@ def suspended_on(engine: Any, case_id: str, node: str, previous: Any = None) -> 
             return current, tasks[0]
         return None
 
-    return wait_until(check, timeout=60, interval=0.2, what=f"a run suspended at {node}")  # type: ignore[no-any-return]
+    return wait_until(check, timeout=180, interval=0.2, what=f"a run suspended at {node}")  # type: ignore[no-any-return]
 
 
+@pytest.mark.timeout(600)  # each served run is a new process: minutes on a loaded machine
 def test_deployment_runs_suspend_at_human_steps_and_sub_cases_get_their_own_runs(
         prefect_api: str, tmp_path: Path) -> None:
     """The served path: a run suspends (its process exits) and Prefect re-runs it from the top when
@@ -943,6 +987,7 @@ def test_deployment_runs_suspend_at_human_steps_and_sub_cases_get_their_own_runs
         assert [e.node for e in engine.case(child_id).events if e.type == "step_completed"] == ["detect"]
 
 
+@pytest.mark.timeout(600)  # each served run is a new process: minutes on a loaded machine
 def test_a_valid_resume_after_a_refused_one_is_applied_once_by_the_restarted_run(
         prefect_api: str, tmp_path: Path) -> None:
     """Served runs restart from the top on every resume. The refused input is not applied (or
@@ -958,7 +1003,10 @@ def test_a_valid_resume_after_a_refused_one_is_applied_once_by_the_restarted_run
             c.resume_flow_run(run.id, run_input={"answer": "yes", "actor": "li", "visit_on": "2025-02-30"})
         again, same = suspended_on(engine, "SU-2", "first", previous=first.state.state_details.pause_key)
         assert same["id"] == task["id"] and again.id == run.id
-        assert "visit_on" in run_input(again, "description") and "refused" in run_input(again, "description")
+        assert again.state.message.startswith("上次提交被拒绝 / Last submission refused: «上门日期 / Visit on»")
+        description = run_input(again, "description")
+        assert "«上门日期 / Visit on»" in description and "refused" in description
+        assert "visit_on" not in description.split("#### 要做什么")[0]  # the reason names the field by its label
         with client() as c:
             c.resume_flow_run(run.id, run_input={"answer": "no", "actor": "li", "visit_on": "2025-02-28"})
         suspended_on(engine, "SU-2", "second")
