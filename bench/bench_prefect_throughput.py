@@ -172,6 +172,7 @@ def main() -> None:
     parser.add_argument("--output", default=str(ROOT / "bench" / "results" / "prefect_throughput.json"))
     args = parser.parse_args()
 
+    import bench.throughput_flows  # noqa: F401  (registers bench.noop before any engine loads the chain)
     from bench.bench_prefect import chain_definition
     from flows.deploy import _pool_deployment
     from svcflow.stack import Stack, drive, sample_data, start_cases
@@ -191,11 +192,13 @@ def main() -> None:
                                "engine_alone": {}, "by_workers": {}}
     try:
         with stack.client_context() as engine:
-            from bench.throughput_flows import bare_chain, run_case
+            from bench.throughput_flows import bare_chain, escalation_sweep, run_case
 
             env = {"PYTHONPATH": str(ROOT), **{k: v for k, v in stack.env.items() if k.startswith("SVCFLOW_")}}
             _pool_deployment(run_case, "run-case-bench", "bench/throughput_flows.py:run_case", "svcflow", ROOT,
                              env).apply()
+            _pool_deployment(escalation_sweep, "sweep-bench", "bench/throughput_flows.py:escalation_sweep", "svcflow",
+                             ROOT, env).apply()
             _pool_deployment(bare_chain, "bare", "bench/throughput_flows.py:bare_chain", "svcflow", ROOT,
                              env).apply()
             results["engine_alone"] = engine_alone(stack.env["SVCFLOW_DATABASE_URL"], folder, args.steps,
@@ -203,7 +206,7 @@ def main() -> None:
             print("engine alone:", results["engine_alone"], flush=True)
             from prefect.deployments import run_deployment
 
-            warm = run_deployment("bare-chain/bare", parameters={"steps": 1}, timeout=0)
+            warm: Any = run_deployment("bare-chain/bare", parameters={"steps": 1}, timeout=0)
             wait_runs_final([warm.id], args.timeout)
             for workers in counts:
                 for n in range(1, max(counts) + 1):
@@ -212,24 +215,29 @@ def main() -> None:
                 row: dict[str, Any] = {}
 
                 def bare() -> None:
-                    ids = [run_deployment("bare-chain/bare", parameters={"steps": args.steps}, timeout=0).id
-                           for _ in range(args.cases)]
+                    runs: list[Any] = [run_deployment("bare-chain/bare", parameters={"steps": args.steps}, timeout=0)
+                                       for _ in range(args.cases)]
+                    ids = [run.id for run in runs]
                     wait_runs_final(ids, args.timeout)
 
                 seconds = timed(bare)
                 row["bare_prefect"] = {"seconds": round(seconds, 2), "runs_per_s": round(args.cases / seconds, 3)}
                 print(workers, "worker(s) bare:", row["bare_prefect"], flush=True)
                 auto_ids = [f"W{workers}-A{i}" for i in range(args.cases)]
-                seconds = timed(lambda: (start_cases([(c, f"chain{args.steps}", {}) for c in auto_ids]),
-                                         wait_cases_ended(engine, auto_ids, args.timeout)))
+                def auto(auto_ids: list[str] = auto_ids) -> None:
+                    start_cases([(c, f"chain{args.steps}", {}) for c in auto_ids])
+                    wait_cases_ended(engine, auto_ids, args.timeout)
+
+                seconds = timed(auto)
                 row["svcflow_auto"] = {"seconds": round(seconds, 2), "cases_per_s": round(args.cases / seconds, 3)}
                 print(workers, "worker(s) auto:", row["svcflow_auto"], flush=True)
                 complaint_ids = [f"W{workers}-C{i}" for i in range(args.complaints)]
 
-                def complaints() -> None:
+                def complaints(complaint_ids: list[str] = complaint_ids) -> None:
                     start_cases([(c, "complaint_handling", sample_data(engine, "complaint_handling", i))
                                  for i, c in enumerate(complaint_ids)])
-                    statuses = drive(engine, complaint_ids, deadline=time.monotonic() + args.timeout, interval=0.5)
+                    statuses = drive(engine, complaint_ids, deadline=time.monotonic() + args.timeout, interval=0.5,
+                                     sweep_deployment="escalation-sweep/sweep-bench")
                     if any(statuses[c] != "completed" for c in complaint_ids):
                         raise RuntimeError(f"complaints did not end: {statuses}")
 

@@ -1,6 +1,6 @@
 """Flow entrypoints of the throughput benchmark, loaded by the workers' flow-run processes.
 
-`run_case` is svcflow's case flow with one extra handler registered, `bench.noop` (the steps of
+`run_case` and `escalation_sweep` are svcflow's flows with one extra handler registered, `bench.noop` (the steps of
 the all-automatic chain process); `bare_chain` is a bare Prefect flow with the same number of
 no-op tasks, the peer the benchmark compares against.
 """
@@ -14,6 +14,7 @@ from prefect.cache_policies import NO_CACHE
 
 from engine.run.handlers import default_registry
 from flows.case_flow import run_case
+from flows.sweep import escalation_sweep
 
 if "bench.noop" not in default_registry().names():
     default_registry().add("bench.noop", lambda ctx: {})
@@ -32,4 +33,4 @@ def bare_chain(steps: int = 10) -> int:
     return steps
 
 
-__all__ = ["bare_chain", "run_case"]
+__all__ = ["bare_chain", "escalation_sweep", "run_case"]

@@ -44,7 +44,7 @@ def ensure_process_pool(name: str = DEFAULT_POOL, *, concurrency_limit: int | No
     suspended run they ran comes back to them."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
-    from prefect.exceptions import ObjectNotFound
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
     from prefect.workers.process import ProcessWorker
 
     with get_client(sync_client=True) as client:
@@ -55,10 +55,13 @@ def ensure_process_pool(name: str = DEFAULT_POOL, *, concurrency_limit: int | No
             return False
         except ObjectNotFound:
             pass
-        client.create_work_pool(WorkPoolCreate(
-            name=name, type="process", concurrency_limit=concurrency_limit,
-            base_job_template=ProcessWorker.get_default_base_job_template(),
-            description="svcflow case flows and the escalation sweep"))
+        try:
+            client.create_work_pool(WorkPoolCreate(
+                name=name, type="process", concurrency_limit=concurrency_limit,
+                base_job_template=ProcessWorker.get_default_base_job_template(),
+                description="svcflow case flows and the escalation sweep"))
+        except ObjectAlreadyExists:  # created a moment ago by another deploy
+            return False
         return True
 
 

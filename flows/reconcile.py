@@ -75,8 +75,7 @@ def outstanding_work(engine: FlowEngine, state: InstanceState) -> list[str]:
     graph = engine.graph_for(state)
     work: list[str] = []
     for token in state.tokens.values():
-        node = graph.nodes[token.node]
-        if node.kind == "auto" and token.attempt and not token.incident:
+        if getattr(graph.nodes[token.node], "kind", "") == "auto" and token.attempt and not token.incident:
             work.append(f"step {token.node}")
         if token.child_case:
             if not engine.store.case_exists(token.child_case):
@@ -169,7 +168,7 @@ def _reschedule_run(client: Any, run: Any, message: str) -> bool:
     from prefect.client.schemas.responses import SetStateStatus
     from prefect.states import Scheduled
 
-    state = Scheduled(scheduled_time=datetime.now(UTC), name="Rescheduled")
+    state: Any = Scheduled(scheduled_time=datetime.now(UTC), name="Rescheduled")
     state.message = message
     result = client.set_flow_run_state(run.id, state=state, force=True)
     return bool(result.status == SetStateStatus.ACCEPT)

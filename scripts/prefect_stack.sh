@@ -100,14 +100,23 @@ with psycopg.connect(url + "/postgres", autocommit=True, connect_timeout=5) as c
 EOF
 }
 
+# A port nobody listens on and we can bind, starting at a place that depends on the stack's name
+# (two stacks started at the same moment do not pick the same one); PORT wins when set.
 free_port() {
-  "$PYTHON" - <<'EOF'
+  if [[ -n "${PORT:-}" ]]; then echo "$PORT"; return; fi
+  "$PYTHON" - "$STACK_NAME" <<'EOF'
 import socket
-for port in range(4200, 4300):
+import sys
+import zlib
+start = 4200 + zlib.crc32(sys.argv[1].encode()) % 400
+for port in [*range(start, 4700), *range(4200, start)]:
     with socket.socket() as sock:
-        if sock.connect_ex(("127.0.0.1", port)) != 0:
-            print(port)
-            break
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+    print(port)
+    break
 EOF
 }
 
@@ -131,6 +140,8 @@ start_server() {
       >>"$STACK_DIR/logs/server.log" 2>&1 < /dev/null &
   echo $! >"$STACK_DIR/server.pid"
   wait_healthy "http://127.0.0.1:$port/api"
+  sleep 1
+  alive "$STACK_DIR/server.pid" || die "the Prefect server exited: port $port taken? (see $STACK_DIR/logs/server.log)"
 }
 
 start_worker() {

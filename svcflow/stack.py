@@ -161,7 +161,7 @@ def family(engine: Any, case_ids: Iterable[str]) -> list[str]:
 
 def drive(engine: Any, case_ids: Iterable[str], *, deadline: float, staff: Any = None,
           between: Callable[[], Any] | None = None, interval: float = 1.0,
-          fire_timers: bool = True) -> dict[str, str]:
+          fire_timers: bool = True, sweep_deployment: str = "escalation-sweep/sweep") -> dict[str, str]:
     """Act on the cases (and their sub-cases) until all have ended or `deadline` (time.monotonic) passes.
 
     When every running case waits only for a timer (a return visit a day later), one sweep run
@@ -190,7 +190,7 @@ def drive(engine: Any, case_ids: Iterable[str], *, deadline: float, staff: Any =
                 due = max(d for d in dues if d is not None) + timedelta(seconds=1)
                 if due != swept_at:
                     swept_at = due
-                    run_deployment("escalation-sweep/sweep", timeout=0, parameters={"now": due.isoformat()})
+                    run_deployment(sweep_deployment, timeout=0, parameters={"now": due.isoformat()})
         time.sleep(interval)
     return {c: engine.store.load_case(c)[0].status for c in family(engine, roots) if engine.store.case_exists(c)}
 
