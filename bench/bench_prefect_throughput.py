@@ -187,10 +187,10 @@ def main() -> None:
         "SVCFLOW_PROCESS_DIR": str(folder), "SVCFLOW_CASE_DEPLOYMENT": "svcflow-case/run-case-bench",
         "SVCFLOW_ARTIFACT_FLOWCHART": "false"})
     load_before = os.getloadavg()
-    stack.start()
     results: dict[str, Any] = {"steps": args.steps, "cases": args.cases, "complaints": args.complaints,
                                "engine_alone": {}, "by_workers": {}}
     try:
+        stack.start()
         with stack.client_context() as engine:
             from bench.throughput_flows import bare_chain, escalation_sweep, run_case
 

@@ -93,7 +93,8 @@ def _case_of(run: Any) -> str | None:
 
 
 def _pid_alive(pid_text: str | None) -> bool | None:
-    """None when the run records no pid of this machine's kind (digits only)."""
+    """None when the run records no pid of this machine's kind (digits only). A zombie is dead: a
+    killed flow run whose worker died too may never be reaped (a container's init often reaps nothing)."""
     if not pid_text or not str(pid_text).isdigit():
         return None
     try:
@@ -102,7 +103,11 @@ def _pid_alive(pid_text: str | None) -> bool | None:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{int(pid_text)}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _last_heartbeat(client: Any, run_id: UUID, since: datetime) -> datetime | None:

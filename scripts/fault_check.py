@@ -103,13 +103,13 @@ def main() -> int:
     stack = Stack(settings={"WORKER_POLL_SECONDS": "1", "SWEEP_INTERVAL": "3600", "POOL_LIMIT": "8",
                             "SVCFLOW_ARTIFACT_FLOWCHART": "false"})
     started = time.monotonic()
-    stack.start()
-    print(f"stack {stack.name} up in {time.monotonic() - started:.0f} s", flush=True)
     injected: Counter[str] = Counter()
     skipped: Counter[str] = Counter()
     repairs = Reconciled()
     roots: list[str] = []
     try:
+        stack.start()
+        print(f"stack {stack.name} up in {time.monotonic() - started:.0f} s", flush=True)
         with stack.client_context() as engine:
             staff = Staff(engine, seed=args.seed)
 
@@ -124,7 +124,7 @@ def main() -> int:
                     roots.append(case_id)
                     running.append(case_id)
                 staff.act(running)
-                result = reconcile(engine, local=True, grace=10)
+                result = reconcile(engine, local=True, grace=10, stale_after=120)
                 for name in ("rescheduled", "crashed", "woken", "triggered"):
                     getattr(repairs, name).extend(getattr(result, name))
 
@@ -187,7 +187,7 @@ def main() -> int:
 def _reconcile_into(engine: Any, repairs: Any) -> None:
     from flows.reconcile import reconcile
 
-    result = reconcile(engine, local=True, grace=10)
+    result = reconcile(engine, local=True, grace=10, stale_after=120)
     for name in ("rescheduled", "crashed", "woken", "triggered"):
         getattr(repairs, name).extend(getattr(result, name))
 

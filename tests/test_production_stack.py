@@ -25,8 +25,8 @@ STUCK = ("RUNNING", "PENDING", "SCHEDULED", "CANCELLING")
 def stack(postgres_url: str) -> Iterator[Stack]:
     running = Stack(settings={"WORKER_POLL_SECONDS": "1", "SWEEP_INTERVAL": "3600", "POOL_LIMIT": "6",
                               "SVCFLOW_ARTIFACT_FLOWCHART": "false"})
-    running.start()
     try:
+        running.start()
         yield running
     finally:
         running.stop(drop=True)
@@ -44,6 +44,7 @@ def case_runs(case_ids: list[str]) -> dict[str, list[Any]]:
     return runs
 
 
+@pytest.mark.timeout(600)
 def test_cases_of_several_processes_run_end_to_end_on_the_work_pool(stack: Stack) -> None:
     """Cases of two processes (a retention case, a credit-rating change with its four-eyes approval)
     end: every automatic step ran once on a worker, every human step was completed once by staff
@@ -68,6 +69,7 @@ def test_cases_of_several_processes_run_end_to_end_on_the_work_pool(stack: Stack
         assert {str(r.work_pool_name) for rs in runs.values() for r in rs} == {"svcflow"}
 
 
+@pytest.mark.timeout(600)
 def test_a_worker_killed_mid_run_loses_nothing_and_the_reconciler_runs_the_case_again(stack: Stack) -> None:
     """SIGKILL both workers (and their flow-run processes) while a case's run is Running: the run
     would stay Running for ever; `reconcile(local=True)` sees its process is gone and schedules the

@@ -3,6 +3,7 @@ reconciler, how a dead run is recognised, and the history audit the fault check 
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -120,3 +121,18 @@ def test_the_stack_env_file_is_read_as_the_script_writes_it(tmp_path: Path) -> N
     path.write_text('export PREFECT_API_URL=http://127.0.0.1:4201/api\nexport SVCFLOW_CLOCK="accelerated|a|b|60"\n')
     assert read_env_file(path) == {"PREFECT_API_URL": "http://127.0.0.1:4201/api",
                                    "SVCFLOW_CLOCK": "accelerated|a|b|60"}
+
+
+def test_a_killed_process_nobody_reaped_counts_as_dead() -> None:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    child.kill()
+    time.sleep(0.3)  # killed, not yet waited for: a zombie, which os.kill(pid, 0) still finds
+    run = SimpleNamespace(infrastructure_pid=str(child.pid), state=SimpleNamespace(timestamp=datetime.now(UTC)),
+                          id="r", state_type=None)
+    try:
+        assert is_dead(client=None, run=run, now=datetime.now(UTC), stale_after=600, local=True)
+    finally:
+        child.wait()
