@@ -59,7 +59,12 @@ class Stack:
         return self.env
 
     def stop(self, drop: bool = True) -> None:
+        """Stop workers and server; with `drop`, also the databases and the stack's directory (logs)."""
         self._run("stop", *(["--drop"] if drop else []))
+        if drop:
+            import shutil
+
+            shutil.rmtree(self.stack_dir, ignore_errors=True)
 
     def kill_worker(self, n: int) -> None:
         self._run("kill-worker", str(n))
