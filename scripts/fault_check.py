@@ -192,6 +192,9 @@ def _reconcile_into(engine: Any, repairs: Any) -> None:
         getattr(repairs, name).extend(getattr(result, name))
 
 
+_TRIGGERED: dict[str, float] = {}
+
+
 def inject(kind: str, stack: Any, rng: random.Random) -> bool:
     """Inject one fault if the moment for it has come; False to try again a moment later."""
     if kind == "server":
@@ -202,10 +205,12 @@ def inject(kind: str, stack: Any, rng: random.Random) -> bool:
     if kind == "sweep":
         from prefect.deployments import run_deployment
 
-        sweeps = [r for r in live_runs("escalation-sweep") if r.state.type.value == "RUNNING"]
+        live = [r for r in live_runs("escalation-sweep") if r.state.type.value in ("PENDING", "RUNNING")]
+        sweeps = [r for r in live if r.state.type.value == "RUNNING"]
         if not sweeps:
-            if not live_runs("escalation-sweep"):
-                run_deployment("escalation-sweep/sweep", timeout=0)
+            if not live and time.monotonic() - _TRIGGERED.get("sweep", -1e9) > 60:
+                run_deployment("escalation-sweep/sweep", timeout=0)  # the scheduled ones are an hour apart
+                _TRIGGERED["sweep"] = time.monotonic()
             return False
         pid = sweeps[0].infrastructure_pid
         if not pid or not str(pid).isdigit():
@@ -216,9 +221,11 @@ def inject(kind: str, stack: Any, rng: random.Random) -> bool:
         except ProcessLookupError:
             return False
         return True
+    # a run with a process: starting it (Pending) or running its steps; "resume" = a run that ran before
+    # (it was suspended at a human step and came back), "step" = a run's first segment
     resumed = kind == "worker-resume"
-    candidates = [r for r in live_runs("svcflow-case") if r.state.type.value == "RUNNING"
-                  and bool(r.empirical_policy.resuming or r.run_count > 1) == resumed]
+    candidates = [r for r in live_runs("svcflow-case") if r.state.type.value in ("PENDING", "RUNNING")
+                  and r.infrastructure_pid and (r.run_count >= 1 if resumed else r.state.type.value == "RUNNING")]
     rng.shuffle(candidates)
     for run in candidates:
         worker = worker_of(stack, run)
