@@ -136,6 +136,7 @@ def profile_worker(stack: Any, seconds: float, out: Path) -> dict[str, Any]:
         if not count.isdigit():
             continue
         groups[_where(stack_text)] += int(count)
+    raw.unlink()  # megabytes of stacks: the grouped shares are what is kept
     total = sum(groups.values()) or 1
     return {"samples": total, "share": {k: round(v / total, 3) for k, v in groups.most_common()}}
 
