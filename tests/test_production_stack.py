@@ -44,7 +44,7 @@ def case_runs(case_ids: list[str]) -> dict[str, list[Any]]:
     return runs
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_cases_of_several_processes_run_end_to_end_on_the_work_pool(stack: Stack) -> None:
     """Cases of two processes (a retention case, a credit-rating change with its four-eyes approval)
     end: every automatic step ran once on a worker, every human step was completed once by staff
@@ -55,7 +55,7 @@ def test_cases_of_several_processes_run_end_to_end_on_the_work_pool(stack: Stack
         cases = [("E2E-CR", "customer_retention", sample_data(engine, "customer_retention")),
                  ("E2E-CRC", "credit_rating_change", sample_data(engine, "credit_rating_change"))]
         roots = start_cases(cases)
-        statuses = drive(engine, roots, deadline=time.monotonic() + 420)
+        statuses = drive(engine, roots, deadline=time.monotonic() + 600)
         everyone = family(engine, roots)
         assert {c: s for c, s in statuses.items() if s != "completed"} == {}, stack.log("worker-1")[-3000:]
         assert all_problems(engine, everyone) == []
@@ -69,12 +69,14 @@ def test_cases_of_several_processes_run_end_to_end_on_the_work_pool(stack: Stack
         assert {str(r.work_pool_name) for rs in runs.values() for r in rs} == {"svcflow"}
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_a_worker_killed_mid_run_loses_nothing_and_the_reconciler_runs_the_case_again(stack: Stack) -> None:
     """SIGKILL both workers (and their flow-run processes) while a case's run is Running: the run
     would stay Running for ever; `reconcile(local=True)` sees its process is gone and schedules the
     same run again, the restarted workers finish the case, and its history is whole."""
     from prefect.client.orchestration import get_client
+
+    from prefect.client.schemas.objects import StateType
 
     from flows.reconcile import reconcile
 
@@ -94,7 +96,7 @@ def test_a_worker_killed_mid_run_loses_nothing_and_the_reconciler_runs_the_case_
         stack.kill_worker(1)
         stack.kill_worker(2)
         with get_client(sync_client=True) as client:
-            assert client.read_flow_run(victim.id).state.type.value == "RUNNING"  # nobody left to say otherwise
+            assert client.read_flow_run(victim.id).state_type == StateType.RUNNING  # nobody left to say otherwise
         stack.start_worker(1)
         stack.start_worker(2)
         repaired = reconcile(engine, local=True, grace=0)
@@ -103,5 +105,13 @@ def test_a_worker_killed_mid_run_loses_nothing_and_the_reconciler_runs_the_case_
                          between=lambda: reconcile(engine, local=True, grace=5))
         assert statuses[case_id] == "completed"
         assert all_problems(engine, family(engine, [case_id])) == []
-        with get_client(sync_client=True) as client:
-            assert client.read_flow_run(victim.id).state.type.value not in STUCK
+
+        def settled() -> str | None:  # the rescheduled run ran again (recovering nothing new) and ended
+            with get_client(sync_client=True) as client:
+                kind = str(client.read_flow_run(victim.id).state_type.value)  # type: ignore[union-attr]
+            return None if kind in STUCK else kind
+
+        deadline = time.monotonic() + 180
+        while settled() is None and time.monotonic() < deadline:
+            time.sleep(1)
+        assert settled() in ("COMPLETED", "CRASHED")
