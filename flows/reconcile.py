@@ -13,7 +13,8 @@ with work and no run at all. The store is the truth, so one pass can repair all 
    below it). A dead case run is **rescheduled as the same run** (it keeps its Resume input,
    so a human step submitted in the UI just before the crash is still applied, once), unless
    another live run of the case exists — then it is marked Crashed. A dead sweep is marked
-   Crashed: the schedule brings the next one.
+   Crashed: the schedule brings the next one. A case run that crashed before its case existed
+   (its parameters hold the process and data; the store knows nothing) is rescheduled too.
 2. **Cases without a run.** A running case with outstanding work — an automatic step not yet
    applied, a sub-case to create or to report — whose last change is older than `grace`
    seconds: its paused run is woken if it has one, else a new run of the case deployment is
@@ -46,6 +47,7 @@ log = logging.getLogger("svcflow.reconcile")
 LIVE_TYPES = ("SCHEDULED", "PENDING", "RUNNING", "PAUSED", "CANCELLING")
 ACTIVE_TYPES = ("PENDING", "RUNNING")
 HEARTBEAT_EVENT = "prefect.flow-run.heartbeat"
+MAX_RESTARTS = 5  # a run that crashed before its case started is run again at most this often
 
 
 @dataclass
@@ -207,6 +209,18 @@ def reconcile(engine: FlowEngine, *, stale_after: float = 600.0, grace: float = 
                     result.crashed.append(run.name)
             elif dry_run or _reschedule_run(client, run, "svcflow reconcile: its process was gone; running again"):
                 result.rescheduled.append(run.name)
+        # 1b. a case run that crashed before its case existed (killed while starting, the server gone
+        #     meanwhile): the store knows nothing of it, so only its run can start it — run it again
+        for run in _runs(client, [CASE_FLOW_NAME], ("CRASHED",)):
+            case_id = _case_of(run)
+            if (case_id is None or run.deployment_id is None or engine.store.case_exists(case_id)
+                    or not (run.parameters or {}).get("process_id") or run.run_count > MAX_RESTARTS):
+                continue
+            if any(_case_of(r) == case_id and r.id not in dead for r in live):
+                continue
+            if dry_run or _reschedule_run(client, run, "svcflow reconcile: crashed before its case started"):
+                result.rescheduled.append(run.name)
+                live.append(run)
         # 2. running cases with work and no run doing it
         live_cases: dict[str, set[str]] = {}
         for run in live:
