@@ -89,6 +89,7 @@ def main() -> int:
     parser.add_argument("--faults", default=",".join(FAULTS), help=f"comma-separated subset of {FAULTS}")
     parser.add_argument("--wait", type=float, default=120.0, help="seconds to wait for a moment to inject a fault")
     parser.add_argument("--finish", type=float, default=900.0, help="seconds to drive every case to its end")
+    parser.add_argument("--processes", default=",".join(PROCESSES), help="processes of the cases kept live")
     parser.add_argument("--output", default=str(ROOT / "bench" / "results" / "faults.json"))
     parser.add_argument("--keep", action="store_true", help="leave the stack (and its databases) up")
     args = parser.parse_args()
@@ -118,7 +119,7 @@ def main() -> int:
                 running = [c for c in family(engine, roots)
                            if engine.store.case_exists(c) and engine.store.load_case(c)[0].status == "running"]
                 while len([c for c in running if c in roots]) < args.cases:
-                    process = rng.choice(PROCESSES)
+                    process = rng.choice(args.processes.split(","))
                     case_id = f"F{len(roots) + 1:04d}"
                     start_cases([(case_id, process, sample_data(engine, process, len(roots)))])
                     roots.append(case_id)
@@ -151,7 +152,8 @@ def main() -> int:
             # no more faults: every case must now end, with the reconciler on duty
             statuses = drive(engine, roots, deadline=time.monotonic() + args.finish, staff=staff,
                              between=lambda: _reconcile_into(engine, repairs))
-            everyone = family(engine, roots)
+            everyone = [c for c in family(engine, roots) if engine.store.case_exists(c)]
+            never_started = [c for c in roots if not engine.store.case_exists(c)]
             problems = all_problems(engine, everyone)
             settle = time.monotonic() + 60
             stuck = live_runs("svcflow-case")
@@ -160,7 +162,7 @@ def main() -> int:
                 stuck = live_runs("svcflow-case")
             report = {
                 "faults_injected": dict(injected), "faults_skipped_no_moment": dict(skipped),
-                "cases": len(everyone), "root_cases": len(roots),
+                "cases": len(everyone), "root_cases": len(roots), "never_started": never_started,
                 "completed": sum(1 for s in statuses.values() if s == "completed"),
                 "not_completed": {c: s for c, s in statuses.items() if s != "completed"},
                 "history_problems": problems,
@@ -174,7 +176,7 @@ def main() -> int:
     finally:
         if not args.keep:
             stack.stop(drop=True)
-    ok = not report["not_completed"] and not problems and not report["runs_left_live"]
+    ok = not report["not_completed"] and not problems and not report["runs_left_live"] and not never_started
     report["passed"] = ok
     text = json.dumps(report, indent=2, ensure_ascii=False)
     print(text)
