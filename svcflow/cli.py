@@ -443,7 +443,7 @@ def _register_extensions() -> None:
     import importlib
 
     for name in ("svcflow.commands_prefect", "svcflow.commands_render", "svcflow.commands_review",
-                 "svcflow.commands_users", "svcflow.commands_interop"):
+                 "svcflow.commands_users", "svcflow.commands_interop", "svcflow.commands_production"):
         importlib.import_module(name).register(app)
 
 
