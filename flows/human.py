@@ -44,7 +44,7 @@ from prefect.logging import get_run_logger
 from prefect.states import Running, Scheduled, State
 
 from engine.time import sla
-from engine.definition.model import FieldSpec, FormField, ProcessDefinition, Text
+from engine.definition.model import FieldSpec, FormField, HumanTask, ProcessDefinition, Text
 from engine.errors import InputError, TaskRefused
 from engine.definition.graph import ProcessGraph
 from engine.access import open_gate
