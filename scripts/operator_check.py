@@ -300,10 +300,11 @@ class Check:
             else:  # as `svcflow run --no-wait` or `svcflow start` leave it: waiting, with no run at all
                 self.engine.start("opcheck", {}, case_id=case_id)
         self.log(f"{self.cases} cases: {half} through the deployment, {self.cases - half} with no run")
-        # the sweep gives the runless cases a run; every run's pause then times out and is replaced
-        wanted = (self.cases - half) + self.cases
-        wait_for(lambda: self.tally.mended.get("started", 0) >= wanted, 240 + 4 * pause_seconds,
-                 f"{wanted} waiting runs (re)created by the sweep", interval=1.0, between=self.sweep)
+        # the runless cases get a run (from this sweep, or from serve's takeover if it looked after they were
+        # made); every run's pause then times out and the sweep replaces it
+        wait_for(lambda: self.tally.mended.get("expired", 0) >= self.cases
+                 and self.tally.mended.get("started", 0) >= self.cases, 240 + 4 * pause_seconds,
+                 f"{self.cases} expired waiting runs replaced by the sweep", interval=1.0, between=self.sweep)
         self.log(f"after the pause timeouts: {self.tally.mended}")
         self.log("kill -9 of svcflow serve (runs starting and suspending); served again with long pauses")
         self._kill_and_restart()

@@ -870,12 +870,10 @@ id: checker
 version: 1
 name: {zh: 检查, en: Check}
 data:
-  is_major: {type: boolean, default: false}
+  is_major: {type: boolean, label: {zh: 重大, en: Major}, default: false}
   major_reasons: {type: list}
 lanes:
   - {id: agent, name: {zh: 坐席, en: Agent}}
-data:
-  is_major: {type: boolean, label: {zh: 重大, en: Major}, default: false}
 nodes:
   - {id: start, kind: start}
   - {id: detect, kind: auto, handler: complaints.detect_major}
