@@ -13,7 +13,6 @@ moment, not the log.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,9 +20,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from engine.errors import LogError
-from engine.run.log import LOG_SCHEMA_VERSION, LogEntry, check, upgrade
-from engine.store.sql import EVENTS, Store, aware, utc
+from engine.run.log import LogEntry
+from engine.store.sql import EVENTS, Store, entry_of_row, utc
 from engine.store.tables import CaseRow, DefinitionRow
 
 BATCH = 20_000
@@ -95,24 +93,8 @@ def read_store(store: Store, *, process_id: str | None = None, since: datetime |
         if not rows:
             return
         for row in rows:
-            yield _entry(row)
+            yield entry_of_row(row[1:])  # the row's id is only the page's key
         last = rows[-1][0]
-
-
-def _entry(row: Any) -> LogEntry:
-    """(id, case, process, seq, at, type, node, payload, log version) as a checked entry of today's version."""
-    _, case_id, process_id, seq, at, type_, node, payload, version = row
-    where = f"case {case_id} ({process_id}), event #{seq}"
-    try:
-        data = json.loads(payload)
-    except ValueError as exc:
-        raise LogError(f"{where} '{type_}': its payload is not JSON ({exc})",
-                       hint="the row was not written by svcflow: fix or remove it") from None
-    if version != LOG_SCHEMA_VERSION:
-        data = upgrade(type_, data, version, where=where)
-    entry = LogEntry(case_id, process_id, seq, aware(at), type_, node, data)  # type: ignore[arg-type]
-    check(entry)
-    return entry
 
 
 def store_versions(store: Store) -> dict[str, int]:

@@ -417,7 +417,7 @@ class Store:
         query = query.order_by(EVENTS.c.id)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
-        return [_entry(r) for r in rows]
+        return [entry_of_row(r) for r in rows]
 
     def delete_everything(self) -> None:
         """For tests and the demo's fresh start only."""
@@ -426,8 +426,9 @@ class Store:
                 conn.execute(delete(table))
 
 
-def _entry(row: Any) -> LogEntry:
-    """A stored row as a log entry of the current version, or a LogError saying which row is wrong."""
+def entry_of_row(row: Any) -> LogEntry:
+    """A stored row (case, process, seq, at, type, node, payload, log version) as a log entry of the current
+    version, or a LogError saying which row is wrong. Every reader of the events table goes through it."""
     case_id, process_id, seq, at, type_, node, payload, version = row
     where = f"case {case_id} ({process_id}), event #{seq}"
     try:
