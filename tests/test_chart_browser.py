@@ -9,8 +9,6 @@ out/screenshots/ (git-ignored) for a person to look at.
 from __future__ import annotations
 
 import base64
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,11 +18,10 @@ import pytest
 from engine.definition.library import ProcessLibrary
 from visualize.flowchart import flowchart_dot, render
 
+from tests.browser_harness import ARGS, SHOTS, chromium_path
+
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parent.parent
-SHOTS = ROOT / "out" / "screenshots"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 PROCESSES = ["after_sales_repair", "big_client_return_visit", "big_client_visit", "complaint_handling",
              "credit_rating", "credit_rating_change", "customer_retention", "major_complaint"]
 
@@ -46,16 +43,6 @@ INK_SCRIPT = """async (png) => {
   }
   return {width: image.width, height: image.height, ink: ink / (data.length / 16), colours: seen.size};
 }"""
-
-
-def chromium_path() -> str:
-    """Debian's Chromium; required when CI=true (fail, never skip silently)."""
-    path = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(path).exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true but headless Chromium is not installed (apt-get install chromium)")
-        pytest.skip("headless Chromium is not installed (apt-get install chromium)")
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -7,30 +7,17 @@ test artefacts in out/screenshots/ (git-ignored).
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.server_harness import ROOT, running_server
+from tests.server_harness import running_server
 from tests.test_server_api import prepare
 
+from tests.browser_harness import ARGS, SHOTS, chromium_path
+
 pytestmark = pytest.mark.browser
-SHOTS = ROOT / "out" / "screenshots"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
-
-
-def chromium_path() -> str:
-    """Debian's Chromium; required when CI=true (fail, never skip silently)."""
-    path = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(path).exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true but headless Chromium is not installed (apt-get install chromium)")
-        pytest.skip("headless Chromium is not installed (apt-get install chromium)")
-    return path
 
 
 @pytest.fixture

@@ -8,8 +8,6 @@ colours, the charts and tables present and visible. Screenshots are kept in out/
 
 from __future__ import annotations
 
-import os
-import shutil
 import struct
 import zlib
 from collections.abc import Iterator
@@ -25,21 +23,10 @@ from simulation.simulator import SimulationResult, simulate
 from visualize.review import STATUS_FILL
 from visualize.weekly import write_weekly
 
+from tests.browser_harness import ARGS, SHOTS, chromium_path
+
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parent.parent
-SHOTS = ROOT / "out" / "screenshots"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
-
-
-def chromium_path() -> str:
-    """Debian's Chromium; required when CI=true (fail, never skip silently)."""
-    path = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(path).exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true but headless Chromium is not installed (apt-get install chromium)")
-        pytest.skip("headless Chromium is not installed (apt-get install chromium)")
-    return path
 
 
 @pytest.fixture(scope="module")
