@@ -6,8 +6,9 @@ POSTs that create or complete things honour an `Idempotency-Key` header.
 
 The endpoints are coroutines: the caller is authenticated on the event loop (a cached token, one
 indexed lookup otherwise), and each engine call runs on the server's engine threads (`ctx.run`),
-answered by `answer` (orjson). Per completion that is about half the CPU of FastAPI's sync
-endpoints on Starlette's thread pool with its JSON response (bench/bench_api.py).
+answered by `answer` (orjson). The completion, the busiest request, also skips FastAPI's per-request
+machinery (`json_body`, hot_path.py). Measured in one run on a loaded machine, the CPU the HTTP layer
+adds to a completion fell from ~1.25 ms to ~0.75 ms (bench/README.md, `bench_api.py`).
 """
 
 from __future__ import annotations
@@ -90,13 +91,13 @@ class Cancel(BaseModel):
     reason: str = Field(min_length=1)
 
 
-
 def install(app: FastAPI, ctx: Context) -> Callable[[Request], Awaitable[Response]]:
     """The API's routes, on the app itself (FastAPI matches an included router's routes through an extra
     layer per request); returns the completion endpoint for the server's hot path (hot_path.py)."""
 
     async def principal(request: Request) -> Principal:
-        """In the event loop, not a worker thread: one indexed lookup, cheaper than a thread hop."""
+        """In the event loop, not on an engine thread: a cached token (one indexed lookup when not),
+        cheaper than a thread hop."""
         return ctx.authenticate(request, api=True)
 
     def once(request: Request, who: Principal, key: str | None, body: BaseModel, status: int,
