@@ -47,6 +47,10 @@ class Settings(BaseSettings):
                                  "credit_manager", "senior_management"],
         description="roles that may assign others' tasks, update any case and cancel cases (JSON list)")
     session_secret: str | None = Field(default=None, description="key signing inbox session cookies")
+    token_cache_seconds: float = Field(
+        default=5.0, ge=0, le=300,
+        description="the server re-reads a live API token at most this often: a revocation by another process "
+                    "(svcflow tokens revoke) is refused within this time (0: every request reads it)")
 
     @field_validator("webhook_urls", mode="before")
     @classmethod

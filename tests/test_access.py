@@ -257,3 +257,41 @@ def test_a_staff_yaml_indented_with_a_tab_says_tab_and_the_line(gate: Gate, tmp_
     with pytest.raises(InputError, match=r"staff.yaml:2: not valid YAML: the line is indented with a tab") as refused:
         gate.directory.import_file(staff, gate.engine.clock.now())
     assert "spaces" in (refused.value.hint or "")
+
+
+class Ticks:
+    """A monotonic clock the test moves (the token cache's TTL)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_cached_token_revoked_in_the_same_process_is_refused_at_once(gate: Gate) -> None:
+    directory = Directory(gate.engine.store, token_cache_seconds=60, monotonic=Ticks())
+    token, secret = directory.create_token("crm", ["front_desk"], gate.engine.clock.now())
+    assert directory.verify_token(secret) is not None  # now cached for 60 s
+    directory.revoke_token(token.id, gate.engine.clock.now())
+    assert directory.verify_token(secret) is None
+
+
+def test_a_cached_token_still_checks_its_secret(gate: Gate) -> None:
+    directory = Directory(gate.engine.store, token_cache_seconds=60, monotonic=Ticks())
+    _, secret = directory.create_token("crm", ["front_desk"], gate.engine.clock.now())
+    assert directory.verify_token(secret) is not None
+    assert directory.verify_token(secret[:-2] + "xx") is None
+
+
+def test_a_revocation_by_another_process_is_seen_when_the_cached_token_expires(gate: Gate) -> None:
+    ticks = Ticks()
+    server = Directory(gate.engine.store, token_cache_seconds=5, monotonic=ticks)
+    cli = Directory(gate.engine.store)  # `svcflow tokens revoke` in its own process: another Directory
+    token, secret = cli.create_token("crm", ["front_desk"], gate.engine.clock.now())
+    assert server.verify_token(secret) is not None
+    cli.revoke_token(token.id, gate.engine.clock.now())
+    ticks.now += 4.9
+    assert server.verify_token(secret) is not None  # the documented window: within the TTL
+    ticks.now += 0.2
+    assert server.verify_token(secret) is None

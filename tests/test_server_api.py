@@ -272,3 +272,25 @@ def test_a_body_bigger_than_any_acceptable_case_is_refused_413_before_it_is_read
     assert over_value.status_code == 422  # under the body bound: the engine's own located message
     assert "SVCFLOW_MAX_VALUE_CHARS" in over_value.json()["error"]
     assert site.snapshot() == before
+
+
+def test_a_completion_whose_body_is_no_form_gets_a_located_422_and_changes_nothing(site: Site) -> None:
+    task_id = register_task(site, start_complaint(site).json()["id"])
+    before = site.snapshot()
+    with site.client("desk") as client:
+        broken = client.post(f"/api/tasks/{task_id}/complete", content=b'{"data": ',
+                             headers={"Content-Type": "application/json"})
+        wrong = client.post(f"/api/tasks/{task_id}/complete", json={"data": ["not", "a", "form"]})
+        empty = client.post(f"/api/tasks/{task_id}/complete")
+    assert [r.status_code for r in (broken, wrong, empty)] == [422] * 3
+    assert broken.json()["error"] == "invalid request: body.9: JSON decode error"
+    assert wrong.json()["error"] == "invalid request: body.data: Input should be a valid dictionary"
+    assert empty.json()["error"] == "invalid request: body: Field required"
+    assert site.snapshot() == before
+
+
+def test_the_openapi_document_describes_the_completions_body_path_and_idempotency_key(site: Site) -> None:
+    operation = httpx.get(f"{site.base}/openapi.json").json()["paths"]["/api/tasks/{task_id}/complete"]["post"]
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert set(schema["properties"]) == {"data", "role"}
+    assert {(p["name"], p["in"]) for p in operation["parameters"]} == {("task_id", "path"), ("idempotency-key", "header")}

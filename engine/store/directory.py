@@ -15,6 +15,9 @@ import io
 import json
 import re
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -140,12 +143,24 @@ def _user(row: Any) -> User:
 class Directory:
     """Users, tokens and the audit trail in the svcflow store (SQLite or PostgreSQL)."""
 
-    def __init__(self, store: Store, known_roles: set[str] | None = None) -> None:
+    def __init__(self, store: Store, known_roles: set[str] | None = None, *, token_cache_seconds: float = 0.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        """`token_cache_seconds` > 0 (the server): a live token's row is re-read at most that often.
+
+        Every API request verifies its token; the cache saves that query. A revocation through this
+        Directory takes effect at once; one made by another process (`svcflow tokens revoke`) is seen
+        when the cached row expires, i.e. within `token_cache_seconds`. Unknown, revoked and wrong
+        secrets are never cached, so only live tokens (a handful of rows) are held."""
         self.store = store
         self.known_roles = known_roles
         SQLModel.metadata.create_all(store.engine, tables=[USERS, TOKENS, AUDIT])
         mark = ":id" if store.dialect == "sqlite" else "%(id)s"
         self._token_sql = f"SELECT name, secret_hash, roles, created_at, revoked_at FROM directory_tokens WHERE id = {mark}"
+        self._token_ttl = token_cache_seconds
+        self._monotonic = monotonic
+        self._live_tokens: dict[str, tuple[float, str, ApiToken]] = {}  # id -> (expires, secret hash, token)
+        self._live_lock = threading.Lock()  # the server verifies on its event loop and revokes on worker threads
+        self._revocations = 0  # a row read before a revocation here is not cached after it
 
     # -- users -----------------------------------------------------------------------------------
     def has_users(self) -> bool:
@@ -290,8 +305,14 @@ class Directory:
 
     def revoke_token(self, token_id: str, now: datetime) -> ApiToken:
         self.token(token_id)
+        with self._live_lock:
+            self._revocations += 1
+            self._live_tokens.pop(token_id, None)
         with self.store.transaction() as conn:
             conn.execute(update(TOKENS).where(TOKENS.c.id == token_id).values(revoked_at=utc(now)))
+        with self._live_lock:  # a verification that read the row meanwhile must not keep it
+            self._revocations += 1
+            self._live_tokens.pop(token_id, None)
         return self.token(token_id)
 
     def verify_token(self, text: str) -> ApiToken | None:
@@ -299,14 +320,25 @@ class Directory:
         parts = text.strip().split("_", 2)
         if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
             return None
-        # every API request asks this: driver SQL, as the store does for its own hot reads
-        row = self.store._fetch_one(self._token_sql, {"id": parts[1]})
+        token_id, digest = parts[1], _digest(parts[2])
+        with self._live_lock:
+            cached = self._live_tokens.get(token_id)
+            generation = self._revocations
+        if cached is not None and cached[0] > self._monotonic():  # only held when token_cache_seconds > 0
+            return cached[2] if hmac.compare_digest(cached[1], digest) else None
+        # every API request without a cached row asks this: driver SQL, as the store does for its hot reads
+        row = self.store._fetch_one(self._token_sql, {"id": token_id})
         if row is None or row[4] is not None:
             return None
         name, secret_hash, roles, _created, _revoked = row
-        if not hmac.compare_digest(secret_hash, _digest(parts[2])):
+        if not hmac.compare_digest(secret_hash, digest):
             return None
-        return ApiToken(parts[1], name, tuple(json.loads(roles)), _when(_created), None)
+        token = ApiToken(token_id, name, tuple(json.loads(roles)), _when(_created), None)
+        if self._token_ttl > 0:
+            with self._live_lock:
+                if generation == self._revocations:
+                    self._live_tokens[token_id] = (self._monotonic() + self._token_ttl, secret_hash, token)
+        return token
 
     # -- audit -----------------------------------------------------------------------------------
     def audit(self, kind: str, principal: str, details: dict[str, Any], now: datetime) -> None:
@@ -321,6 +353,8 @@ class Directory:
 
     def delete_everything(self) -> None:
         """For tests only."""
+        with self._live_lock:
+            self._live_tokens.clear()
         with self.store.transaction() as conn:
             for table in (AUDIT, TOKENS, USERS):
                 conn.execute(delete(table))

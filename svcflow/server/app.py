@@ -7,10 +7,13 @@ The server always enforces the directory: every request that changes state needs
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 
 from engine.access import Gate, refusal_status
 from engine.errors import DefinitionError, NotAuthenticated, SvcflowError
@@ -22,6 +25,7 @@ from svcflow.server import api, inbox
 from svcflow.server.auth import Sessions
 from svcflow.server.body_limit import BodyLimit, body_limit_bytes
 from svcflow.server.context import Context
+from svcflow.server.hot_path import HotPath
 
 log = logging.getLogger("svcflow.server")
 
@@ -34,39 +38,25 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     if engine is None:
         engine = Engine.from_settings(settings.database_url, settings.process_dir,
                                       clock=clock_from_spec(settings.clock))
-    directory = Directory(engine.store, library_roles(engine.library) | set(settings.supervisor_roles))
+    directory = Directory(engine.store, library_roles(engine.library) | set(settings.supervisor_roles),
+                          token_cache_seconds=settings.token_cache_seconds)
     gate = Gate(engine, directory, supervisor_roles=settings.supervisor_roles, required=True)
     if not settings.session_secret:
         log.warning("SVCFLOW_SESSION_SECRET is not set: inbox sessions end when the server restarts")
     ctx = Context(engine, gate, Sessions(settings.session_secret), IdempotencyKeys(engine.store))
 
-    app = FastAPI(title="svcflow", version="1",
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        ctx.threads.close()
+
+    app = FastAPI(title="svcflow", version="1", lifespan=lifespan,
                   description="Customer-service cases: start, read, complete tasks, send messages. "
                               "Authenticate with `Authorization: Bearer <token>` (`svcflow tokens create`).")
     app.state.ctx = ctx
-    app.add_middleware(BodyLimit, max_bytes=body_limit_bytes(settings.max_data_chars))
 
-    @app.exception_handler(SvcflowError)
-    async def our_error(request: Request, exc: SvcflowError) -> Response:
-        if isinstance(exc, DefinitionError):
-            status = 422
-        elif isinstance(exc, NotAuthenticated):
-            status = 401
-        else:
-            status = refusal_status(exc)
-        if request.url.path.startswith("/inbox"):
-            if status == 401:
-                return RedirectResponse("/inbox/login", status_code=303)
-            return inbox.error_page(request, status, exc)
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        return JSONResponse({"error": exc.message if not isinstance(exc, DefinitionError) else str(exc),
-                             "hint": exc.hint, "type": type(exc).__name__}, status_code=status, headers=headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def bad_request(request: Request, exc: RequestValidationError) -> Response:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        return JSONResponse({"error": f"invalid request: {problems}", "hint": "see /openapi.json",
-                             "type": "InputError"}, status_code=422)
+    app.add_exception_handler(SvcflowError, our_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, bad_request)  # type: ignore[arg-type]
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
@@ -76,6 +66,33 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    app.include_router(api.router(ctx))
+    complete = api.install(app, ctx)
     app.include_router(inbox.router(ctx))
+    route = next(r for r in app.routes if isinstance(r, APIRoute) and r.endpoint is complete)
+    app.add_middleware(HotPath, route=route, endpoint=complete,
+                       handlers={SvcflowError: our_error, RequestValidationError: bad_request})
+    app.add_middleware(BodyLimit, max_bytes=body_limit_bytes(settings.max_data_chars))  # outside the hot path
     return app
+
+
+async def our_error(request: Request, exc: SvcflowError) -> Response:
+    """A refusal or bad input as JSON (the API) or a page (the inbox); 401 sends a browser to the login."""
+    if isinstance(exc, DefinitionError):
+        status = 422
+    elif isinstance(exc, NotAuthenticated):
+        status = 401
+    else:
+        status = refusal_status(exc)
+    if request.url.path.startswith("/inbox"):
+        if status == 401:
+            return RedirectResponse("/inbox/login", status_code=303)
+        return inbox.error_page(request, status, exc)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"error": exc.message if not isinstance(exc, DefinitionError) else str(exc),
+                         "hint": exc.hint, "type": type(exc).__name__}, status_code=status, headers=headers)
+
+
+async def bad_request(request: Request, exc: RequestValidationError) -> Response:
+    problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+    return JSONResponse({"error": f"invalid request: {problems}", "hint": "see /openapi.json",
+                         "type": "InputError"}, status_code=422)
