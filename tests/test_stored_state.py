@@ -127,3 +127,13 @@ def test_the_engine_refuses_an_unreadable_case_and_leaves_its_row_untouched(tmp_
         row = conn.execute(text("SELECT state, version FROM cases WHERE id = :id"), {"id": case_id}).one()
     assert json.loads(row[0]) == raw and row[1] == 1
     store.dispose()
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_a_non_finite_number_deep_in_case_data_is_stored_as_such_not_as_null(bad: float) -> None:
+    from engine.store import codec
+
+    value = {"customer": "C001", "answers": [1, "x", None, True, {"scores": [2.5, bad]}]}
+    stored = codec.loads(codec.dumps({"state": "running", "data": value}, data=value))
+    written = stored["data"]["answers"][4]["scores"][1]
+    assert written != written if bad != bad else written == bad  # NaN stays NaN, an infinity stays itself

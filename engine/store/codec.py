@@ -23,13 +23,22 @@ _OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
 def _finite(value: Any) -> bool:
-    """False if a float anywhere in `value` is NaN or infinite (orjson would write it as null)."""
+    """False if a float anywhere in `value` is NaN or infinite (orjson would write it as null).
+
+    A plain loop that steps over text, integers, booleans and None without a call: this walks the
+    case data of every stored state and every log payload (a sweep pass: tens of thousands)."""
     if isinstance(value, float):
         return math.isfinite(value)
     if isinstance(value, dict):
-        return all(_finite(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return all(_finite(v) for v in value)
+        value = value.values()
+    elif not isinstance(value, (list, tuple)):
+        return True
+    for item in value:
+        kind = type(item)
+        if kind is str or kind is int or kind is bool or item is None:
+            continue
+        if not _finite(item):
+            return False
     return True
 
 

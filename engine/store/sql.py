@@ -25,7 +25,7 @@ from engine.run.state import InstanceState, SlaClock, Task
 from engine.store import codec
 from engine.store.serializer import state_from_json, state_json
 from engine.store.tables import (
-    SCHEMA_VERSION, CaseRow, DefinitionRow, EscalationRow, EventRow, SchemaMeta, SlaClockRow, TaskRow,
+    DUE_WHERE, SCHEMA_VERSION, CaseRow, DefinitionRow, EscalationRow, EventRow, SchemaMeta, SlaClockRow, TaskRow,
 )
 
 CASES = CaseRow.__table__  # type: ignore[attr-defined]
@@ -73,6 +73,8 @@ def _clip(text: str | None, chars: int) -> str | None:
 # Each migration takes the schema from version N-1 to N; create_all makes new tables.
 MIGRATIONS: dict[int, Sequence[str]] = {
     2: ("ALTER TABLE events ADD COLUMN log_version INTEGER",),  # the payload version of each row (NULL: 1)
+    3: ("DROP INDEX IF EXISTS ix_cases_due",  # the sweep's index, partial: ended cases leave it
+        f"CREATE INDEX ix_cases_due ON cases (next_due_at) WHERE {DUE_WHERE}"),
 }
 
 
@@ -546,7 +548,7 @@ class _HotSql:
 
                 columns = [*names, *(c for c in keys if c != "version")]
                 types = {c.name: c.type.compile(dialect=postgresql.dialect()) for c in table.c}
-                arrays = ", ".join(f"%({c})s::{types[c]}[]" for c in columns)
+                arrays = ", ".join(f"%({c})b::{types[c]}[]" for c in columns)
                 self.update_many[statement] = (
                     f"UPDATE {table.name} AS t SET {', '.join(f'{n} = v.{n}' for n in names)} "
                     f"FROM unnest({arrays}) AS v({', '.join(columns)}) "
@@ -568,7 +570,7 @@ class _HotSql:
         self.update_clock = update_sql(CLOCKS, ("target", "due_at", "status", "breached", "consumed_seconds",
                                                 "ended_at"), {"case_id": "case_id", "clock_id": "clock_id"})
         self.insert_event = insert_sql(EVENTS)
-        self.due_states = ("SELECT id, state, version FROM cases WHERE next_due_at IS NOT NULL AND next_due_at <= "
+        self.due_states = (f"SELECT id, state, version FROM cases WHERE {DUE_WHERE} AND next_due_at <= "
                            f"{mark('now')} ORDER BY next_due_at LIMIT {mark('limit')}")
         self.lock_cases = ("SELECT id, version FROM cases WHERE id = ANY(%(ids)s) ORDER BY id FOR UPDATE SKIP LOCKED"
                            if not self.sqlite else "")
