@@ -155,6 +155,23 @@ def test_a_store_of_schema_version_2_gets_the_due_index_without_ended_cases(stor
     assert "NEXT_DUE_AT IS NOT NULL" in _due_index_sql(store).upper()
 
 
+@pytest.mark.postgres
+def test_case_states_are_compressed_with_lz4_on_postgres_fresh_or_migrated(store: Store):
+    def compression() -> str:
+        with store.engine.connect() as conn:
+            return str(conn.execute(text("SELECT attcompression FROM pg_attribute WHERE attrelid = 'cases'::regclass "
+                                         "AND attname = 'state'")).scalar_one())
+
+    if store.dialect == "sqlite":
+        pytest.skip("PostgreSQL's column compression")
+    assert compression() == "l"
+    with store.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE cases ALTER COLUMN state SET COMPRESSION pglz"))
+        conn.execute(text("UPDATE svcflow_schema SET version = 2"))
+    store.migrate()
+    assert compression() == "l"
+
+
 def test_opening_the_store_twice_keeps_data_and_schema_version(store: Store):
     engine = _engine(store, FakeClock(MONDAY_9AM))
     case_id = engine.start("demo", {})
