@@ -42,6 +42,27 @@ def _finite(value: Any) -> bool:
     return True
 
 
+def plain(value: Any) -> bool:
+    """True if `value` holds JSON's own values only (dicts, lists, text, whole numbers, booleans, None,
+    finite floats): what orjson writes exactly as `json` would, however it is told to write other types."""
+    kind = type(value)
+    if kind is float:
+        return math.isfinite(value)
+    if kind is dict:
+        items = value.values()
+    elif kind is list:
+        items = value
+    else:
+        return kind is str or kind is int or kind is bool or value is None
+    for item in items:
+        kind = type(item)
+        if kind is str or kind is int or kind is bool or item is None:
+            continue
+        if not plain(item):
+            return False
+    return True
+
+
 def dumps(value: Any, *, default: Any = None, data: Any = None) -> str:
     """Compact JSON text of `value`; `data` is the part that may hold arbitrary user floats
     (the case data), checked for non-finite numbers (the whole value when not given)."""
