@@ -22,8 +22,10 @@ import orjson
 _OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
-def _finite(value: Any) -> bool:
-    """False if a float anywhere in `value` is NaN or infinite (orjson would write it as null).
+def _finite(value: Any, *, times: bool = True) -> bool:
+    """False if a float anywhere in `value` is NaN or infinite (orjson would write it as null), or, with
+    `times=False`, if anything but dicts, lists, text, numbers, booleans and None is in it (a date or
+    time, which orjson would write in its own way where the state's writer refuses it...).
 
     A plain loop that steps over text, integers, booleans and None without a call: this walks the
     case data of every stored state and every log payload (a sweep pass: tens of thousands)."""
@@ -32,35 +34,20 @@ def _finite(value: Any) -> bool:
     if isinstance(value, dict):
         value = value.values()
     elif not isinstance(value, (list, tuple)):
-        return True
+        return times or value is None or isinstance(value, (str, int))  # bool is an int
     for item in value:
         kind = type(item)
         if kind is str or kind is int or kind is bool or item is None:
             continue
-        if not _finite(item):
+        if not _finite(item, times=times):
             return False
     return True
 
 
 def plain(value: Any) -> bool:
-    """True if `value` holds JSON's own values only (dicts, lists, text, whole numbers, booleans, None,
-    finite floats): what orjson writes exactly as `json` would, however it is told to write other types."""
-    kind = type(value)
-    if kind is float:
-        return math.isfinite(value)
-    if kind is dict:
-        items = value.values()
-    elif kind is list:
-        items = value
-    else:
-        return kind is str or kind is int or kind is bool or value is None
-    for item in items:
-        kind = type(item)
-        if kind is str or kind is int or kind is bool or item is None:
-            continue
-        if not plain(item):
-            return False
-    return True
+    """True if `value` holds JSON's own values only (dicts, lists, text, numbers, booleans, None, no
+    non-finite float): what orjson writes the same however it is told to treat other types."""
+    return _finite(value, times=False)
 
 
 def dumps(value: Any, *, default: Any = None, data: Any = None) -> str:
