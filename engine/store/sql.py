@@ -340,9 +340,11 @@ class Store:
                     if cursor.rowcount == 1:
                         written.add(case_id)
             else:
+                values = {case_id: self._case_values(item[1], now) for case_id, item in by_id.items()}  # before the
+                # locks: they are held for the statements only, not for encoding a thousand states
                 cursor.execute(sql.lock_cases, {"ids": sorted(by_id)})
                 written = {case_id for case_id, version in cursor.fetchall() if by_id[case_id][3] == version}
-                rows = [dict(id=case_id, version=by_id[case_id][3] + 1, **self._case_values(by_id[case_id][1], now))
+                rows = [dict(id=case_id, version=by_id[case_id][3] + 1, **values[case_id])
                         for case_id in sorted(written)]  # locked above and at the version read: no guard needed
                 if rows:
                     cursor.execute(sql.update_cases, {name: [row[name] for row in rows] for name in rows[0]})
