@@ -137,6 +137,41 @@ def test_due_query_uses_the_index(store: Store):
             assert "ix_cases_due" in plan
 
 
+def _due_index_sql(store: Store) -> str:
+    with store.engine.connect() as conn:
+        if store.dialect == "sqlite":
+            return str(conn.execute(text("SELECT sql FROM sqlite_master WHERE name = 'ix_cases_due'")).scalar_one())
+        return str(conn.execute(text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_cases_due' "
+                                     "AND schemaname = current_schema()")).scalar_one())
+
+
+def test_a_store_of_schema_version_2_gets_the_due_index_without_ended_cases(store: Store):
+    with store.engine.begin() as conn:  # as version 2 left it: every case in the index
+        conn.execute(text("DROP INDEX ix_cases_due"))
+        conn.execute(text("CREATE INDEX ix_cases_due ON cases (next_due_at)"))
+        conn.execute(text("UPDATE svcflow_schema SET version = 2"))
+    assert "WHERE" not in _due_index_sql(store).upper()
+    store.migrate()
+    assert "NEXT_DUE_AT IS NOT NULL" in _due_index_sql(store).upper()
+
+
+@pytest.mark.postgres
+def test_case_states_are_compressed_with_lz4_on_postgres_fresh_or_migrated(store: Store):
+    def compression() -> str:
+        with store.engine.connect() as conn:
+            return str(conn.execute(text("SELECT attcompression FROM pg_attribute WHERE attrelid = 'cases'::regclass "
+                                         "AND attname = 'state'")).scalar_one())
+
+    if store.dialect == "sqlite":
+        pytest.skip("PostgreSQL's column compression")
+    assert compression() == "l"
+    with store.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE cases ALTER COLUMN state SET COMPRESSION pglz"))
+        conn.execute(text("UPDATE svcflow_schema SET version = 2"))
+    store.migrate()
+    assert compression() == "l"
+
+
 def test_opening_the_store_twice_keeps_data_and_schema_version(store: Store):
     engine = _engine(store, FakeClock(MONDAY_9AM))
     case_id = engine.start("demo", {})

@@ -127,3 +127,31 @@ def test_the_engine_refuses_an_unreadable_case_and_leaves_its_row_untouched(tmp_
         row = conn.execute(text("SELECT state, version FROM cases WHERE id = :id"), {"id": case_id}).one()
     assert json.loads(row[0]) == raw and row[1] == 1
     store.dispose()
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_a_non_finite_number_deep_in_case_data_is_stored_as_such_not_as_null(bad: float) -> None:
+    from engine.store import codec
+
+    value = {"customer": "C001", "answers": [1, "x", None, True, {"scores": [2.5, bad]}]}
+    stored = codec.loads(codec.dumps({"state": "running", "data": value}, data=value))
+    written = stored["data"]["answers"][4]["scores"][1]
+    assert written != written if bad != bad else written == bad  # NaN stays NaN, an infinity stays itself
+
+
+def test_a_state_is_written_as_the_same_text_directly_as_through_to_dict(v1_states: dict[str, dict[str, Any]]) -> None:
+    from engine.store import codec
+
+    for case_id, raw in v1_states.items():
+        state = state_from_json(json.dumps(raw), case_id)
+        state.started_at = state.started_at.replace(microsecond=123456).astimezone(SHANGHAI)  # another offset, µs
+        for task in state.tasks.values():
+            task.created_at = task.created_at.replace(tzinfo=None)  # a naive time written as it is
+        expected = codec.dumps({**state.to_dict(), "schema_version": STATE_SCHEMA_VERSION}, data=state.data)
+        assert state_json(state) == expected
+
+
+def test_a_state_whose_data_is_not_plain_json_is_written_through_to_dict(v1_states: dict[str, dict[str, Any]]) -> None:
+    state = state_from_json(json.dumps(v1_states["A"]), "A")
+    state.data["score"] = [1.5, float("nan")]
+    assert '"score":[1.5,NaN]' in state_json(state)  # not null, as orjson alone would write it

@@ -149,3 +149,51 @@ def test_two_sweeps_and_four_workers_on_the_same_cases_escalate_once_and_lose_no
         assert tasks_of_case == {t.id: (t.status, t.escalation_level) for t in state.tasks.values()}
     assert escalations and completed  # both sides really ran
     assert (double_escalations, lost_updates) == (0, 0)
+
+
+class Recorded:
+    """Which cases were notified, in order."""
+
+    def __init__(self) -> None:
+        self.cases: list[str] = []
+
+    def notify(self, case_id: str, process_id: str, command: Notify) -> None:
+        self.cases.append(case_id)
+
+
+def _started(url: str, library: ProcessLibrary, count: int) -> list[str]:
+    opener = _engine(url, library, MONDAY_9AM)
+    return [opener.start("complaint_handling", COMPLAINT) for _ in range(count)]
+
+
+def test_a_pass_in_several_batches_sweeps_and_notifies_every_due_case_once(url: str, library: ProcessLibrary):
+    cases = _started(url, library, 23)
+    notifier = Recorded()
+    sweeper = Engine(Store(url), library, clock=FakeClock(LATER), notifier=notifier)
+    swept = [case_id for case_id, _ in sweeper.sweep(now=LATER, batch=5) if case_id in cases]  # 5 batches
+    assert sorted(swept) == sorted(cases)
+    assert set(notifier.cases) == set(cases)
+    assert not [case_id for case_id, _, _ in sweeper.store.due_states(LATER) if case_id in cases]
+
+
+def test_when_a_batch_write_fails_the_batches_stored_are_still_notified_and_the_error_raised(
+        url: str, library: ProcessLibrary):
+    cases = _started(url, library, 15)
+    notifier = Recorded()
+    sweeper = Engine(Store(url), library, clock=FakeClock(LATER), notifier=notifier)
+    write_batch = sweeper.store.write_batch
+    calls: list[int] = []
+
+    def second_fails(batch: Any, now: Any) -> set[str]:
+        calls.append(len(batch))
+        if len(calls) == 2:
+            raise OSError("the database went away")
+        return write_batch(batch, now)
+
+    sweeper.store.write_batch = second_fails  # type: ignore[method-assign]
+    with pytest.raises(OSError, match="went away"):
+        sweeper.sweep(now=LATER, batch=5)
+    stored = {case_id for case_id in cases
+              if any(e.type == "escalated" for e in sweeper.store.events(case_id))}
+    assert stored and stored != set(cases)  # the first batch was stored, the second was not
+    assert set(notifier.cases) == stored  # every stored case driven, nothing driven that was not stored

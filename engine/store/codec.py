@@ -22,15 +22,37 @@ import orjson
 _OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
-def finite(value: Any) -> bool:
-    """False if a float anywhere in `value` is NaN or infinite (orjson would write it as null)."""
+def _finite(value: Any, *, times: bool = True) -> bool:
+    """False if a float anywhere in `value` is NaN or infinite (orjson would write it as null), or, with
+    `times=False`, if anything but dicts, lists, text, numbers, booleans and None is in it (a date or
+    time, which orjson would write in its own way where the state's writer refuses it...).
+
+    A plain loop that steps over text, integers, booleans and None without a call: this walks the
+    case data of every stored state and every log payload (a sweep pass: tens of thousands)."""
     if isinstance(value, float):
         return math.isfinite(value)
     if isinstance(value, dict):
-        return all(finite(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return all(finite(v) for v in value)
+        value = value.values()
+    elif not isinstance(value, (list, tuple)):
+        return times or value is None or isinstance(value, (str, int))  # bool is an int
+    for item in value:
+        kind = type(item)
+        if kind is str or kind is int or kind is bool or item is None:
+            continue
+        if not _finite(item, times=times):
+            return False
     return True
+
+
+def finite(value: Any) -> bool:
+    """False if a float anywhere in `value` is NaN or infinite (orjson would write it as null)."""
+    return _finite(value)
+
+
+def plain(value: Any) -> bool:
+    """True if `value` holds JSON's own values only (dicts, lists, text, numbers, booleans, None, no
+    non-finite float): what orjson writes the same however it is told to treat other types."""
+    return _finite(value, times=False)
 
 
 def dumps(value: Any, *, default: Any = None, data: Any = None) -> str:

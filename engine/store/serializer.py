@@ -14,7 +14,10 @@ The case row is left untouched in every one of these cases.
 from __future__ import annotations
 
 from dataclasses import MISSING, fields
+from operator import attrgetter
 from typing import Any
+
+import orjson
 
 from engine.errors import StoredStateError
 from engine.run.state import InstanceState, SlaClock, Task, Token
@@ -31,11 +34,26 @@ def _names(cls: type) -> tuple[frozenset[str], frozenset[str]]:
             frozenset(f.name for f in every if f.default is MISSING and f.default_factory is MISSING))
 
 
+_STATE_FIELDS = tuple(f.name for f in fields(InstanceState))
+_STATE_VALUES = attrgetter(*_STATE_FIELDS)
 _KNOWN = {"case": _names(InstanceState), "token": _names(Token), "task": _names(Task), "clock": _names(SlaClock)}
 
 
 def state_json(state: InstanceState) -> str:
-    """The state as stored: its fields plus the schema version it is written in."""
+    """The state as stored: its fields plus the schema version it is written in.
+
+    When the case data and step outputs hold plain JSON values only, orjson writes the tokens,
+    tasks and clocks (slotted dataclasses) and their datetimes itself: the same text as
+    `to_dict()`'s ISO strings (fields in order, `isoformat()`'s form), at half the cost, and
+    every transition writes a state (a sweep pass, thousands). Anything else goes the
+    `to_dict()` way, as before."""
+    if codec.plain(state.data) and codec.plain(state.steps):
+        raw = dict(zip(_STATE_FIELDS, _STATE_VALUES(state)))
+        raw[VERSION_KEY] = STATE_SCHEMA_VERSION
+        try:
+            return orjson.dumps(raw, option=orjson.OPT_NON_STR_KEYS).decode()
+        except (TypeError, orjson.JSONEncodeError):  # e.g. an integer beyond 64 bits
+            pass
     raw = state.to_dict()
     raw[VERSION_KEY] = STATE_SCHEMA_VERSION
     return codec.dumps(raw, data=state.data)
