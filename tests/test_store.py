@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 
 from engine.time.clock import FakeClock
 from engine.errors import ConcurrentModification, TaskRefused
@@ -17,6 +17,7 @@ from engine.run.events import Tick
 from engine.run.interpreter import apply
 from engine.definition.library import ProcessLibrary
 from engine.run.runtime import Engine, LogNotifier
+from engine.store import sql as sql_module
 from engine.store.sql import Store
 from engine.store.tables import SCHEMA_VERSION
 from tests.conftest import MONDAY_9AM
@@ -111,6 +112,54 @@ def test_two_threads_completing_the_same_task_cannot_both_win(store: Store):
     assert sorted(outcomes) == ["refused", "won"]
     completed = [e for e in store.events(case_id) if e.type == "task_completed"]
     assert len(completed) == 1
+
+
+def _started_and_counted(store: Store) -> tuple[Engine, str, str, list[object]]:
+    """An engine with a started demo case, its task, and a list that grows by one per pool checkout."""
+    engine = _engine(store, FakeClock(MONDAY_9AM))
+    case_id = engine.start("demo", {})
+    task_id = store.tasks(case_id=case_id)[0]["id"]
+    checkouts: list[object] = []
+    event.listen(store.engine, "checkout", lambda *_: checkouts.append(1))
+    return engine, case_id, task_id, checkouts
+
+
+def test_a_completion_reads_and_writes_on_one_pooled_connection(store: Store):
+    engine, case_id, task_id, checkouts = _started_and_counted(store)
+    engine.complete(task_id, actor="li", role="agent", data={"result": "ok"})
+    assert len(checkouts) == 1
+    assert store.cases(status="completed")[0]["id"] == case_id  # the status projection still moves
+
+
+def test_a_refused_completion_is_recorded_on_the_connection_that_read_the_case(store: Store):
+    engine, case_id, task_id, checkouts = _started_and_counted(store)
+    with pytest.raises(TaskRefused):
+        engine.complete(task_id, actor="li", role="billing", data={"result": "ok"})
+    assert len(checkouts) == 1
+    assert [e.type for e in store.events(case_id)][-1] == "refused"
+    assert store.load_case(case_id)[1] == 1  # the case itself is unchanged
+
+
+def test_a_connection_the_server_dropped_while_idle_is_replaced(store: Store, monkeypatch: pytest.MonkeyPatch):
+    if store.dialect != "postgresql":
+        pytest.skip("a SQLite connection is a file handle: no server can drop it")
+    engine = _engine(store, FakeClock(MONDAY_9AM))
+    case_id = engine.start("demo", {})
+    task_id = store.tasks(case_id=case_id)[0]["id"]
+    pooled = store.engine.raw_connection()
+    cursor = pooled.cursor()
+    cursor.execute("SELECT pg_backend_pid()")
+    pid = cursor.fetchone()[0]
+    cursor.close()
+    pooled.rollback()
+    pooled.close()  # back into the pool, as after any command
+    admin = create_engine(store.url)  # its own connection: the store's pool holds only the doomed one
+    with admin.begin() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    admin.dispose()
+    monkeypatch.setattr(sql_module, "PING_AFTER_IDLE_SECONDS", 0.0)  # it has been idle "long enough"
+    engine.complete(task_id, actor="li", role="agent", data={"result": "ok"})
+    assert engine.case(case_id).status == "completed"
 
 
 def test_due_cases_are_found_by_their_next_due_time_only(store: Store):

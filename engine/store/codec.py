@@ -19,26 +19,28 @@ from typing import Any
 
 import orjson
 
-_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+"""Datetimes are not orjson's business in general values: a stray datetime in case data is refused
+(by `json`, as before) rather than silently stored as text."""
 
 
-def _finite(value: Any) -> bool:
+def finite(value: Any) -> bool:
     """False if a float anywhere in `value` is NaN or infinite (orjson would write it as null)."""
     if isinstance(value, float):
         return math.isfinite(value)
     if isinstance(value, dict):
-        return all(_finite(v) for v in value.values())
+        return all(finite(v) for v in value.values())
     if isinstance(value, (list, tuple)):
-        return all(_finite(v) for v in value)
+        return all(finite(v) for v in value)
     return True
 
 
 def dumps(value: Any, *, default: Any = None, data: Any = None) -> str:
     """Compact JSON text of `value`; `data` is the part that may hold arbitrary user floats
     (the case data), checked for non-finite numbers (the whole value when not given)."""
-    if _finite(value if data is None else data):
+    if finite(value if data is None else data):
         try:
-            return orjson.dumps(value, default=default, option=_OPTIONS).decode()
+            return orjson.dumps(value, default=default, option=OPTIONS).decode()
         except (TypeError, orjson.JSONEncodeError):
             pass
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=default)
