@@ -740,6 +740,11 @@ def _roll_back(connection: Any) -> None:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """WAL with synchronous=NORMAL, a deliberate durability choice: a commit appends to the WAL
+    without an fsync, so a committed transition survives a crash of the process (the WAL is in the
+    OS's hands), while a power cut or an OS crash may lose the transitions since the last
+    checkpoint's fsync, never corrupting the file. FULL would fsync at every step; PostgreSQL
+    (synchronous_commit on) is the store for deployments that need a power cut to lose nothing."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
