@@ -186,6 +186,44 @@ def test_due_query_uses_the_index(store: Store):
             assert "ix_cases_due" in plan
 
 
+def test_open_task_queries_use_the_partial_task_indexes(store: Store):
+    engine = _engine(store, FakeClock(MONDAY_9AM))
+    engine.start("demo", {})
+    statements: list[tuple[str, object]] = []
+
+    def capture(conn: object, cursor: object, statement: str, parameters: object, context: object, many: bool) -> None:
+        statements.append((statement, parameters))
+
+    event.listen(store.engine, "before_cursor_execute", capture)
+    try:
+        store.tasks(role="agent")
+        store.tasks(overdue_at=MONDAY_9AM)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", capture)
+    (by_role, by_role_params), (overdue, overdue_params) = statements
+    explain = "EXPLAIN QUERY PLAN " if store.dialect == "sqlite" else "EXPLAIN "
+    with store.engine.connect() as conn:
+        if store.dialect == "postgresql":
+            conn.exec_driver_sql("SET enable_seqscan = off")
+        plans = [" ".join(str(r) for r in conn.exec_driver_sql(explain + statement, params).all())  # type: ignore[arg-type]
+                 for statement, params in ((by_role, by_role_params), (overdue, overdue_params))]
+    assert all("ix_tasks_role_open" in plan or "ix_tasks_due_open" in plan for plan in plans)  # a planner's choice
+
+
+def test_a_completed_task_leaves_the_open_task_indexes(store: Store):
+    engine = _engine(store, FakeClock(MONDAY_9AM))
+    case_id = engine.start("demo", {})
+    task_id = store.tasks(case_id=case_id)[0]["id"]
+    engine.complete(task_id, actor="li", role="agent", data={"result": "ok"})
+    assert store.task(task_id)["status"] == "completed"
+    assert task_id not in [t["id"] for t in store.tasks(role="agent")]
+    if store.dialect == "sqlite":  # the index itself holds only the open tasks
+        with store.engine.connect() as conn:
+            indexed = conn.execute(text("SELECT id FROM tasks INDEXED BY ix_tasks_role_open "
+                                        "WHERE status = 'open' AND role = 'agent'")).scalars().all()
+            assert task_id not in indexed
+
+
 def test_opening_the_store_twice_keeps_data_and_schema_version(store: Store):
     engine = _engine(store, FakeClock(MONDAY_9AM))
     case_id = engine.start("demo", {})
