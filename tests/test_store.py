@@ -18,6 +18,7 @@ from engine.run.interpreter import apply
 from engine.definition.library import ProcessLibrary
 from engine.run.runtime import Engine, LogNotifier
 from engine.store import sql as sql_module
+from engine.store.serializer import state_from_json
 from engine.store.sql import Store
 from engine.store.tables import SCHEMA_VERSION
 from tests.conftest import MONDAY_9AM
@@ -222,6 +223,41 @@ def test_a_completed_task_leaves_the_open_task_indexes(store: Store):
             indexed = conn.execute(text("SELECT id FROM tasks INDEXED BY ix_tasks_role_open "
                                         "WHERE status = 'open' AND role = 'agent'")).scalars().all()
             assert task_id not in indexed
+
+
+def test_a_remembered_state_equals_the_stored_text_parsed(store: Store):
+    engine = _engine(store, FakeClock(MONDAY_9AM))
+    case_id = engine.start("demo", {"tier": "gold"})
+    engine.complete(store.tasks(case_id=case_id)[0]["id"], actor="li", role="agent", data={"result": "ok"})
+    remembered, version = store.load_case(case_id)
+    text_ = store._fetch_one(store._sql.load_case, {"id": case_id})[0]
+    assert store._states[case_id][0] == text_  # the read above was served from memory
+    assert remembered == state_from_json(text_, case_id) and version == 2
+
+
+def test_a_state_written_by_another_store_is_read_from_the_database(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    first, second = Store(url), Store(url)
+    try:
+        clock = FakeClock(MONDAY_9AM)
+        case_id = _engine(first, clock).start("demo", {})
+        task_id = first.tasks(case_id=case_id)[0]["id"]
+        _engine(second, clock).complete(task_id, actor="li", role="agent", data={"result": "ok"})
+        state, version = first.load_case(case_id)
+        assert version == 2 and state.tasks[task_id].status == "completed"
+    finally:
+        first.dispose()
+        second.dispose()
+
+
+def test_changing_a_loaded_state_does_not_change_the_next_load(store: Store):
+    engine = _engine(store, FakeClock(MONDAY_9AM))
+    case_id = engine.start("demo", {"tier": "gold"})
+    loaded, _ = store.load_case(case_id)
+    loaded.data["tier"] = "bronze"
+    loaded.status = "cancelled"
+    again, _ = store.load_case(case_id)
+    assert again.data == {"tier": "gold"} and again.status == "running"
 
 
 def test_opening_the_store_twice_keeps_data_and_schema_version(store: Store):

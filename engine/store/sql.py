@@ -75,6 +75,10 @@ def _clip(text: str | None, chars: int) -> str | None:
     return text[:chars] if text is not None else None
 
 
+STATES_REMEMBERED = 4096
+"""Cases whose last written state a Store keeps for the next read of the same text (Store._parsed_state)."""
+
+
 # Each migration takes the schema from version N-1 to N; create_all makes new tables.
 MIGRATIONS: dict[int, Sequence[str]] = {
     2: ("ALTER TABLE events ADD COLUMN log_version INTEGER",),  # the payload version of each row (NULL: 1)
@@ -107,6 +111,8 @@ class Store:
         self._sql = _HotSql(self.engine.dialect.name)
         self._pinned = threading.local()  # the connection of the command running on this thread (see command())
         self._saved: set[str] = set()  # definition hashes known to be stored
+        self._states: dict[str, tuple[str, InstanceState]] = {}  # see _parsed_state
+        self._states_lock = threading.Lock()
         self._integrity_errors = (IntegrityError, self.engine.dialect.dbapi.IntegrityError)  # type: ignore[union-attr]
         self.migrate()
 
@@ -253,14 +259,33 @@ class Store:
         row = self._fetch_one(self._sql.load_case, {"id": case_id})
         if row is None:
             raise NotFound(f"no case with id '{case_id}'", hint="list cases with `svcflow cases`")
-        return state_from_json(row[0], case_id), row[1]
+        return self._parsed_state(row[0], case_id), row[1]
 
     def load_case_of_task(self, task_id: str) -> tuple[InstanceState, int, str]:
         """The case a task belongs to, with the task's node: one query for `svcflow complete`."""
         row = self._fetch_one(self._sql.load_case_of_task, {"id": task_id})
         if row is None:
             raise NotFound(f"no task with id '{task_id}'", hint="list open tasks with `svcflow tasks`")
-        return state_from_json(row[0], row[3]), row[1], row[2]
+        return self._parsed_state(row[0], row[3]), row[1], row[2]
+
+    def _parsed_state(self, text: str, case_id: str) -> InstanceState:
+        """The state stored as `text`. Parsing a case's JSON was a seventh of a completion, and the
+        next command on a case usually reads exactly the text this process wrote for it last: then
+        a clone of the state that text was made from is returned instead. The stored text itself is
+        the key (compared in full), so a write by another process, a rolled-back write or a sweep
+        in between simply misses; the clones keep callers from changing the remembered state."""
+        remembered = self._states.get(case_id)
+        if remembered is not None and remembered[0] == text:
+            return remembered[1].clone()
+        return state_from_json(text, case_id)
+
+    def _remember_state(self, text: str, state: InstanceState) -> None:
+        """Keep the state written as `text` for _parsed_state (the last STATES_REMEMBERED cases)."""
+        with self._states_lock:
+            self._states.pop(state.case_id, None)
+            self._states[state.case_id] = (text, state.clone())
+            if len(self._states) > STATES_REMEMBERED:
+                del self._states[next(iter(self._states))]
 
     def case_exists(self, case_id: str) -> bool:
         with self.engine.connect() as conn:
@@ -275,23 +300,25 @@ class Store:
         """
         changes = self._changes()
         changes.add(old, new, log)
+        values = self._case_values(new, now)
         with self._driver_transaction() as cursor:
             if self._sql.sqlite or expected_version is None or changes.has_many():
-                version = self._write_case(cursor, old, new, expected_version, now)
+                version = self._write_case(cursor, old, new, expected_version, now, values)
                 changes.write(cursor)
             else:
-                version = self._write_pipelined(cursor, old, new, changes, expected_version, now)
+                version = self._write_pipelined(cursor, old, new, changes, expected_version, now, values)
+        self._remember_state(values["state"], new)
         return version
 
     def _write_pipelined(self, cursor: Any, old: InstanceState | None, new: InstanceState, changes: _Changes,
-                         expected_version: int, now: datetime) -> int:
+                         expected_version: int, now: datetime, values: dict[str, Any] | None = None) -> int:
         """PostgreSQL: the guarded case UPDATE, the projections and the log rows sent in one pipeline,
         one round trip instead of one per statement; the guard's row count is checked when the
         results are in, before the commit, so a case changed meanwhile still stores nothing."""
         guard = cursor.connection.cursor()
         try:
             with cursor.connection.pipeline():
-                guard.execute(self._case_update(old, new), self._case_update_values(new, expected_version, now))
+                guard.execute(self._case_update(old, new), self._case_update_values(new, expected_version, now, values))
                 changes.write(cursor)
             matched = guard.rowcount  # known once the pipeline is through (closing the cursor forgets it)
         except self._integrity_errors:
@@ -304,9 +331,10 @@ class Store:
         return expected_version + 1
 
     def _write_case(self, cursor: Any, old: InstanceState | None, new: InstanceState,
-                    expected_version: int | None, now: datetime) -> int:
+                    expected_version: int | None, now: datetime, values: dict[str, Any] | None = None) -> int:
         sql = self._sql
-        values = self._case_values(new, now)
+        if values is None:
+            values = self._case_values(new, now)
         if expected_version is None:
             try:
                 cursor.execute(sql.insert_case, dict(
