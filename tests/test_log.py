@@ -147,6 +147,16 @@ def test_a_store_of_the_first_release_is_migrated_and_keeps_every_event(v1_store
     assert len(v1_store.events()) == expected["event_count"]
 
 
+def test_a_first_release_store_gets_the_open_task_indexes_and_lists_the_same_open_tasks(v1_store: Store) -> None:
+    with v1_store.engine.connect() as conn:
+        indexes = set(conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'index' "
+                                        "AND tbl_name = 'tasks'")).scalars())
+        open_ids = set(conn.execute(text("SELECT id FROM tasks WHERE status = 'open'")).scalars())
+    assert {"ix_tasks_role_open", "ix_tasks_due_open"} <= indexes
+    assert not {"ix_tasks_open_role", "ix_tasks_due"} & indexes
+    assert open_ids and {t["id"] for t in v1_store.tasks()} == open_ids
+
+
 def test_the_weekly_report_reads_a_first_release_store_as_before(v1_store: Store, expected: dict[str, Any]) -> None:
     events = [*v1_store.events(process_id="complaint_handling"), *v1_store.events(process_id="major_complaint")]
     counted = plain(build_weekly(events, "2025-W38", SHANGHAI))

@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 
 from engine.time.clock import FakeClock
 from engine.errors import ConcurrentModification, TaskRefused
@@ -17,6 +17,8 @@ from engine.run.events import Tick
 from engine.run.interpreter import apply
 from engine.definition.library import ProcessLibrary
 from engine.run.runtime import Engine, LogNotifier
+from engine.store import sql as sql_module
+from engine.store.serializer import state_from_json
 from engine.store.sql import Store
 from engine.store.tables import SCHEMA_VERSION
 from tests.conftest import MONDAY_9AM
@@ -113,6 +115,54 @@ def test_two_threads_completing_the_same_task_cannot_both_win(store: Store):
     assert len(completed) == 1
 
 
+def _started_and_counted(store: Store) -> tuple[Engine, str, str, list[object]]:
+    """An engine with a started demo case, its task, and a list that grows by one per pool checkout."""
+    engine = _engine(store, FakeClock(MONDAY_9AM))
+    case_id = engine.start("demo", {})
+    task_id = store.tasks(case_id=case_id)[0]["id"]
+    checkouts: list[object] = []
+    event.listen(store.engine, "checkout", lambda *_: checkouts.append(1))
+    return engine, case_id, task_id, checkouts
+
+
+def test_a_completion_reads_and_writes_on_one_pooled_connection(store: Store):
+    engine, case_id, task_id, checkouts = _started_and_counted(store)
+    engine.complete(task_id, actor="li", role="agent", data={"result": "ok"})
+    assert len(checkouts) == 1
+    assert store.cases(status="completed")[0]["id"] == case_id  # the status projection still moves
+
+
+def test_a_refused_completion_is_recorded_on_the_connection_that_read_the_case(store: Store):
+    engine, case_id, task_id, checkouts = _started_and_counted(store)
+    with pytest.raises(TaskRefused):
+        engine.complete(task_id, actor="li", role="billing", data={"result": "ok"})
+    assert len(checkouts) == 1
+    assert [e.type for e in store.events(case_id)][-1] == "refused"
+    assert store.load_case(case_id)[1] == 1  # the case itself is unchanged
+
+
+def test_a_connection_the_server_dropped_while_idle_is_replaced(store: Store, monkeypatch: pytest.MonkeyPatch):
+    if store.dialect != "postgresql":
+        pytest.skip("a SQLite connection is a file handle: no server can drop it")
+    engine = _engine(store, FakeClock(MONDAY_9AM))
+    case_id = engine.start("demo", {})
+    task_id = store.tasks(case_id=case_id)[0]["id"]
+    pooled = store.engine.raw_connection()
+    cursor = pooled.cursor()
+    cursor.execute("SELECT pg_backend_pid()")
+    pid = cursor.fetchone()[0]
+    cursor.close()
+    pooled.rollback()
+    pooled.close()  # back into the pool, as after any command
+    admin = create_engine(store.url)  # its own connection: the store's pool holds only the doomed one
+    with admin.begin() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    admin.dispose()
+    monkeypatch.setattr(sql_module, "PING_AFTER_IDLE_SECONDS", 0.0)  # it has been idle "long enough"
+    engine.complete(task_id, actor="li", role="agent", data={"result": "ok"})
+    assert engine.case(case_id).status == "completed"
+
+
 def test_due_cases_are_found_by_their_next_due_time_only(store: Store):
     clock = FakeClock(MONDAY_9AM)
     engine = _engine(store, clock)
@@ -170,6 +220,79 @@ def test_case_states_are_compressed_with_lz4_on_postgres_fresh_or_migrated(store
         conn.execute(text("UPDATE svcflow_schema SET version = 2"))
     store.migrate()
     assert compression() == "l"
+
+
+def test_open_task_queries_use_the_partial_task_indexes(store: Store):
+    engine = _engine(store, FakeClock(MONDAY_9AM))
+    engine.start("demo", {})
+    statements: list[tuple[str, object]] = []
+
+    def capture(conn: object, cursor: object, statement: str, parameters: object, context: object, many: bool) -> None:
+        statements.append((statement, parameters))
+
+    event.listen(store.engine, "before_cursor_execute", capture)
+    try:
+        store.tasks(role="agent")
+        store.tasks(overdue_at=MONDAY_9AM)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", capture)
+    (by_role, by_role_params), (overdue, overdue_params) = statements
+    explain = "EXPLAIN QUERY PLAN " if store.dialect == "sqlite" else "EXPLAIN "
+    with store.engine.connect() as conn:
+        if store.dialect == "postgresql":
+            conn.exec_driver_sql("SET enable_seqscan = off")
+        plans = [" ".join(str(r) for r in conn.exec_driver_sql(explain + statement, params).all())  # type: ignore[arg-type]
+                 for statement, params in ((by_role, by_role_params), (overdue, overdue_params))]
+    assert all("ix_tasks_role_open" in plan or "ix_tasks_due_open" in plan for plan in plans)  # a planner's choice
+
+
+def test_a_completed_task_leaves_the_open_task_indexes(store: Store):
+    engine = _engine(store, FakeClock(MONDAY_9AM))
+    case_id = engine.start("demo", {})
+    task_id = store.tasks(case_id=case_id)[0]["id"]
+    engine.complete(task_id, actor="li", role="agent", data={"result": "ok"})
+    assert store.task(task_id)["status"] == "completed"
+    assert task_id not in [t["id"] for t in store.tasks(role="agent")]
+    if store.dialect == "sqlite":  # the index itself holds only the open tasks
+        with store.engine.connect() as conn:
+            indexed = conn.execute(text("SELECT id FROM tasks INDEXED BY ix_tasks_role_open "
+                                        "WHERE status = 'open' AND role = 'agent'")).scalars().all()
+            assert task_id not in indexed
+
+
+def test_a_remembered_state_equals_the_stored_text_parsed(store: Store):
+    engine = _engine(store, FakeClock(MONDAY_9AM))
+    case_id = engine.start("demo", {"tier": "gold"})
+    engine.complete(store.tasks(case_id=case_id)[0]["id"], actor="li", role="agent", data={"result": "ok"})
+    remembered, version = store.load_case(case_id)
+    text_ = store._fetch_one(store._sql.load_case, {"id": case_id})[0]
+    assert store._states[case_id][0] == text_  # the read above was served from memory
+    assert remembered == state_from_json(text_, case_id) and version == 2
+
+
+def test_a_state_written_by_another_store_is_read_from_the_database(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    first, second = Store(url), Store(url)
+    try:
+        clock = FakeClock(MONDAY_9AM)
+        case_id = _engine(first, clock).start("demo", {})
+        task_id = first.tasks(case_id=case_id)[0]["id"]
+        _engine(second, clock).complete(task_id, actor="li", role="agent", data={"result": "ok"})
+        state, version = first.load_case(case_id)
+        assert version == 2 and state.tasks[task_id].status == "completed"
+    finally:
+        first.dispose()
+        second.dispose()
+
+
+def test_changing_a_loaded_state_does_not_change_the_next_load(store: Store):
+    engine = _engine(store, FakeClock(MONDAY_9AM))
+    case_id = engine.start("demo", {"tier": "gold"})
+    loaded, _ = store.load_case(case_id)
+    loaded.data["tier"] = "bronze"
+    loaded.status = "cancelled"
+    again, _ = store.load_case(case_id)
+    assert again.data == {"tier": "gold"} and again.status == "running"
 
 
 def test_opening_the_store_twice_keeps_data_and_schema_version(store: Store):

@@ -155,3 +155,31 @@ def test_a_state_whose_data_is_not_plain_json_is_written_through_to_dict(v1_stat
     state = state_from_json(json.dumps(v1_states["A"]), "A")
     state.data["score"] = [1.5, float("nan")]
     assert '"score":[1.5,NaN]' in state_json(state)  # not null, as orjson alone would write it
+
+
+def test_the_fast_state_text_is_the_text_of_the_general_path(library_engine: Engine) -> None:
+    """state_json hands tokens, tasks and clocks to orjson as dataclasses: same text as via to_dict.
+
+    Every process of the library, after a sweep so its SLA clocks have fired and hold times (in
+    Shanghai time, with and without microseconds)."""
+    from datetime import timedelta
+
+    from engine.store import codec
+
+    engine, clock = library_engine, library_engine.clock
+    assert isinstance(clock, FakeClock)
+    for number, process_id in enumerate(sorted(engine.library.latest)):
+        case_id = engine.start(process_id, {}, case_id=f"FAST-{number}")
+        clock.advance(timedelta(hours=5, microseconds=250_001))
+        engine.sweep()
+        state, _ = engine.store.load_case(case_id)
+        assert state.tasks or state.tokens, process_id
+        general = codec.dumps({**state.to_dict(), "schema_version": STATE_SCHEMA_VERSION}, data=state.data)
+        assert state_json(state) == general, process_id
+
+
+def test_a_state_whose_data_holds_nan_is_written_by_the_general_path() -> None:
+    state = state_from_json(json.dumps({"case_id": "N", "process_id": "p", "definition_hash": "h",
+                                        "started_at": "2025-09-22T09:00:00+08:00"}), "N")
+    state.data["score"] = float("nan")
+    assert '"score":NaN' in state_json(state)

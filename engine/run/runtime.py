@@ -208,15 +208,18 @@ class Engine(CaseHost):
 
     def complete(self, task_id: str, *, actor: str, role: str, data: Mapping[str, Any] | None = None) -> InstanceState:
         """Complete a human task: role/assignee check and form validation; refusals are recorded."""
-        state, version, node = self.store.load_case_of_task(task_id)
-        event = CompleteTask(task_id, actor, role, dict(data or {}))
-        return self.act(state.case_id, event, node=node, loaded=(state, version))
+        return self._act_on_task(task_id, CompleteTask(task_id, actor, role, dict(data or {})))
 
     def assign(self, task_id: str, assignee: str, *, actor: str, role: str) -> InstanceState:
         """Give a task to a named person (or claim it); same role check as completing it."""
-        state, version, node = self.store.load_case_of_task(task_id)
-        return self.act(state.case_id, AssignTask(task_id, assignee, actor, role), node=node,
-                        loaded=(state, version))
+        return self._act_on_task(task_id, AssignTask(task_id, assignee, actor, role))
+
+    def _act_on_task(self, task_id: str, event: CompleteTask | AssignTask) -> InstanceState:
+        """A task's event: its case is looked up by the task, decided and stored on one connection."""
+        with self.store.command():
+            state, version, node = self.store.load_case_of_task(task_id)
+            transition = self._decide(state.case_id, event, node, (state, version))
+        return self._follow(state.case_id, transition)
 
     def send_message(self, case_id: str, message: str, payload: Mapping[str, Any] | None = None, *,
                      actor: str | None = None) -> InstanceState:
@@ -236,9 +239,16 @@ class Engine(CaseHost):
         sets off (a step, a child case) is recorded on the case as an incident by the driver and
         never reported to the user as a refusal of what was in fact stored.
         """
+        with self.store.command():
+            transition = self._decide(case_id, event, node, loaded)
+        return self._follow(case_id, transition)
+
+    def _decide(self, case_id: str, event: Event, node: str | None,
+                loaded: tuple[InstanceState, int] | None) -> Transition:
+        """Check, apply and store a user's event, or record its refusal (on the command's connection)."""
         try:
             self.limits.check_event(event)
-            transition = self._commit(case_id, event, loaded)
+            return self._commit(case_id, event, loaded)
         except (TaskRefused, InputError) as exc:
             details: dict[str, Any] = {}
             if isinstance(event, (CompleteTask, AssignTask)):
@@ -246,6 +256,9 @@ class Engine(CaseHost):
             self.record_refusal(exc, type(event).__name__, case_id=case_id, node=node,
                                 actor=getattr(event, "actor", None), state=loaded[0] if loaded else None, **details)
             raise
+
+    def _follow(self, case_id: str, transition: Transition) -> InstanceState:
+        """Act on a stored transition's commands (after its connection went back: steps may take long)."""
         self.driver.drive(case_id, transition)
         if any(type(command) in _CHANGES_THE_CASE_AGAIN for command in transition.commands):
             return self.load(case_id)  # a step or a child moved it on (or parked it as an incident)
@@ -280,17 +293,18 @@ class Engine(CaseHost):
 
     def _commit(self, case_id: str, event: Event, loaded: tuple[InstanceState, int] | None = None) -> Transition:
         """Apply and store one event; on a concurrent change, re-read and re-decide."""
-        for _attempt in range(MAX_RETRIES_ON_CONFLICT):
-            state, version = loaded or self.store.load_case(case_id)
-            loaded = None  # a retry must re-read
-            now = self.clock.now()
-            transition = apply(self.graph_for(state), state, event, now)
-            self.limits.check_case_data(transition.state, event)
-            try:
-                self.store.write(state, transition.state, transition.log, version, now)
-            except ConcurrentModification:
-                continue
-            return transition
+        with self.store.command():  # read and write on one connection (a no-op inside act's)
+            for _attempt in range(MAX_RETRIES_ON_CONFLICT):
+                state, version = loaded or self.store.load_case(case_id)
+                loaded = None  # a retry must re-read
+                now = self.clock.now()
+                transition = apply(self.graph_for(state), state, event, now)
+                self.limits.check_case_data(transition.state, event)
+                try:
+                    self.store.write(state, transition.state, transition.log, version, now)
+                except ConcurrentModification:
+                    continue
+                return transition
         raise ConcurrentModification(f"case {case_id} kept changing under us; nothing was stored",
                                      hint="try again")
 

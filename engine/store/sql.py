@@ -7,14 +7,16 @@ acting on the same case cannot both win. The log is append-only.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, UTC
 from typing import Any
 
-from sqlalchemy import and_, delete, event, insert, select, update
+from sqlalchemy import and_, delete, event, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import SQLModel, create_engine
 
@@ -25,7 +27,8 @@ from engine.run.state import InstanceState, SlaClock, Task
 from engine.store import codec
 from engine.store.serializer import state_from_json, state_json
 from engine.store.tables import (
-    DUE_WHERE, SCHEMA_VERSION, CaseRow, DefinitionRow, EscalationRow, EventRow, SchemaMeta, SlaClockRow, TaskRow,
+    DUE_WHERE, OPEN_TASKS_WHERE, SCHEMA_VERSION, CaseRow, DefinitionRow, EscalationRow, EventRow, SchemaMeta,
+    SlaClockRow, TaskRow,
 )
 
 CASES = CaseRow.__table__  # type: ignore[attr-defined]
@@ -56,6 +59,9 @@ def _dumps(value: Any) -> str:
     return codec.dumps(value, default=str)
 
 
+PING_AFTER_IDLE_SECONDS = 5.0
+"""A pooled PostgreSQL connection idle longer than this is pinged before use (see Store._ping_if_idle)."""
+
 MANY_ROWS = 20
 """From this many rows of one statement on, PostgreSQL gets them in one COPY or array UPDATE."""
 
@@ -70,11 +76,19 @@ def _clip(text: str | None, chars: int) -> str | None:
     return text[:chars] if text is not None else None
 
 
+STATES_REMEMBERED = 4096
+"""Cases whose last written state a Store keeps for the next read of the same text (Store._parsed_state)."""
+
+
 # Each migration takes the schema from version N-1 to N; create_all makes new tables.
 MIGRATIONS: dict[int, Sequence[str]] = {
     2: ("ALTER TABLE events ADD COLUMN log_version INTEGER",),  # the payload version of each row (NULL: 1)
     3: ("DROP INDEX IF EXISTS ix_cases_due",  # the sweep's index, partial: ended cases leave it
         f"CREATE INDEX ix_cases_due ON cases (next_due_at) WHERE {DUE_WHERE}"),
+    # 4: the task indexes cover open tasks only
+    4: ("DROP INDEX IF EXISTS ix_tasks_open_role", "DROP INDEX IF EXISTS ix_tasks_due",
+        f"CREATE INDEX IF NOT EXISTS ix_tasks_role_open ON tasks (role) WHERE {OPEN_TASKS_WHERE}",
+        f"CREATE INDEX IF NOT EXISTS ix_tasks_due_open ON tasks (due_at) WHERE {OPEN_TASKS_WHERE}"),
 }
 
 
@@ -102,13 +116,18 @@ class Store:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
             if url in ("sqlite://", "sqlite:///:memory:"):
                 kwargs["poolclass"] = StaticPool
-        else:
-            kwargs["pool_pre_ping"] = True
         self.engine: Engine = create_engine(url, **kwargs)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            event.listen(self.engine, "connect", _mark_used)
+            event.listen(self.engine, "checkout", self._ping_if_idle)
+            event.listen(self.engine, "checkin", _mark_used)
         self._sql = _HotSql(self.engine.dialect.name)
+        self._pinned = threading.local()  # the connection of the command running on this thread (see command())
         self._saved: set[str] = set()  # definition hashes known to be stored
+        self._states: dict[str, tuple[str, InstanceState]] = {}  # see _parsed_state
+        self._states_lock = threading.Lock()
         self._integrity_errors = (IntegrityError, self.engine.dialect.dbapi.IntegrityError)  # type: ignore[union-attr]
         self.migrate()
 
@@ -141,6 +160,41 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    def _ping_if_idle(self, dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        """Ping a pooled connection only when it sat idle for a while (pool_pre_ping pinged at every
+        checkout: one more round trip per command). A server restart or an idle timeout closes idle
+        connections; one used moments ago is live, and if it is not the command fails cleanly (its
+        transaction is rolled back, nothing is stored) and the broken connection leaves the pool."""
+        used = record.info.get(_USED_AT)
+        if used is not None and time.monotonic() - used <= PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            alive = self.engine.dialect.do_ping(dbapi_connection)
+        except self.engine.dialect.loaded_dbapi.Error:
+            alive = False
+        if not alive:
+            raise DisconnectionError("the pooled connection is closed; the pool reconnects")
+
+    @contextmanager
+    def command(self) -> Iterator[None]:
+        """One connection for the reads and the write of one command on this thread.
+
+        Engine wraps each decision (read the case, apply, write) in it: the case is read on the
+        connection its write then uses, so a completion costs one pool checkout and, on PostgreSQL,
+        one transaction (the read and the guarded write commit together). Nested calls share the
+        outer one's connection. Nothing slow may run inside: a handler or a notification runs after.
+        """
+        if getattr(self._pinned, "connection", None) is not None:
+            yield
+            return
+        connection = self.engine.raw_connection()
+        self._pinned.connection = connection
+        try:
+            yield
+        finally:
+            self._pinned.connection = None
+            connection.close()  # the pool rolls back a read not followed by a write (a refusal)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -181,7 +235,8 @@ class Store:
         SQLAlchemy Connection wrapped around each checkout and its begin/commit bookkeeping were
         a fifth of a transition's cost. The pool still gives the connection back reset.
         """
-        connection = self.engine.raw_connection()
+        pinned = getattr(self._pinned, "connection", None)
+        connection = pinned if pinned is not None else self.engine.raw_connection()
         try:
             cursor = connection.cursor()
             try:
@@ -190,29 +245,65 @@ class Store:
                 cursor.close()
             connection.commit()
         except BaseException:
-            connection.rollback()
+            _roll_back(connection)
             raise
         finally:
-            connection.close()
+            if pinned is None:
+                connection.close()
 
     def _fetch_one(self, sql: str, params: dict[str, Any]) -> Any:
-        """One row through the driver's cursor: the read half of every transition."""
-        with self._driver_transaction() as cursor:
-            cursor.execute(sql, params)
+        """One row through the driver's cursor: the read half of every transition. Inside a command
+        it is not committed on its own: it belongs to the transaction the command's write commits."""
+        pinned = getattr(self._pinned, "connection", None)
+        if pinned is None:
+            with self._driver_transaction() as cursor:
+                cursor.execute(sql, params)
+                return cursor.fetchone()
+        cursor = pinned.cursor()
+        try:
+            if self._sql.sqlite:
+                cursor.execute(sql, params)
+            else:
+                with pinned.dbapi_connection.pipeline():  # the transaction's BEGIN goes with the query
+                    cursor.execute(sql, params)
             return cursor.fetchone()
+        except BaseException:
+            _roll_back(pinned)
+            raise
+        finally:
+            cursor.close()
 
     def load_case(self, case_id: str) -> tuple[InstanceState, int]:
         row = self._fetch_one(self._sql.load_case, {"id": case_id})
         if row is None:
             raise NotFound(f"no case with id '{case_id}'", hint="list cases with `svcflow cases`")
-        return state_from_json(row[0], case_id), row[1]
+        return self._parsed_state(row[0], case_id), row[1]
 
     def load_case_of_task(self, task_id: str) -> tuple[InstanceState, int, str]:
         """The case a task belongs to, with the task's node: one query for `svcflow complete`."""
         row = self._fetch_one(self._sql.load_case_of_task, {"id": task_id})
         if row is None:
             raise NotFound(f"no task with id '{task_id}'", hint="list open tasks with `svcflow tasks`")
-        return state_from_json(row[0], row[3]), row[1], row[2]
+        return self._parsed_state(row[0], row[3]), row[1], row[2]
+
+    def _parsed_state(self, text: str, case_id: str) -> InstanceState:
+        """The state stored as `text`. Parsing a case's JSON was a seventh of a completion, and the
+        next command on a case usually reads exactly the text this process wrote for it last: then
+        a clone of the state that text was made from is returned instead. The stored text itself is
+        the key (compared in full), so a write by another process, a rolled-back write or a sweep
+        in between simply misses; the clones keep callers from changing the remembered state."""
+        remembered = self._states.get(case_id)
+        if remembered is not None and remembered[0] == text:
+            return remembered[1].clone()
+        return state_from_json(text, case_id)
+
+    def _remember_state(self, text: str, state: InstanceState) -> None:
+        """Keep the state written as `text` for _parsed_state (the last STATES_REMEMBERED cases)."""
+        with self._states_lock:
+            self._states.pop(state.case_id, None)
+            self._states[state.case_id] = (text, state.clone())
+            if len(self._states) > STATES_REMEMBERED:
+                del self._states[next(iter(self._states))]
 
     def case_exists(self, case_id: str) -> bool:
         with self.engine.connect() as conn:
@@ -225,17 +316,43 @@ class Store:
         The statements go straight to the driver's cursor inside SQLAlchemy's transaction: this
         runs for every step of every case, and SQLAlchemy's per-statement work was most of its cost.
         """
+        changes = self._changes()
+        changes.add(old, new, log)
+        values = self._case_values(new, now)
         with self._driver_transaction() as cursor:
-            version = self._write_case(cursor, old, new, expected_version, now)
-            changes = self._changes()
-            changes.add(old, new, log)
-            changes.write(cursor)
+            if self._sql.sqlite or expected_version is None or changes.has_many():
+                version = self._write_case(cursor, old, new, expected_version, now, values)
+                changes.write(cursor)
+            else:
+                version = self._write_pipelined(cursor, old, new, changes, expected_version, now, values)
+        self._remember_state(values["state"], new)
         return version
 
+    def _write_pipelined(self, cursor: Any, old: InstanceState | None, new: InstanceState, changes: _Changes,
+                         expected_version: int, now: datetime, values: dict[str, Any] | None = None) -> int:
+        """PostgreSQL: the guarded case UPDATE, the projections and the log rows sent in one pipeline,
+        one round trip instead of one per statement; the guard's row count is checked when the
+        results are in, before the commit, so a case changed meanwhile still stores nothing."""
+        guard = cursor.connection.cursor()
+        try:
+            with cursor.connection.pipeline():
+                guard.execute(self._case_update(old, new), self._case_update_values(new, expected_version, now, values))
+                changes.write(cursor)
+            matched = guard.rowcount  # known once the pipeline is through (closing the cursor forgets it)
+        except self._integrity_errors:
+            raise ConcurrentModification(f"case {new.case_id}: its log moved on meanwhile; nothing was stored") \
+                from None
+        finally:
+            guard.close()
+        if matched != 1:
+            raise _changed_meanwhile(new.case_id)
+        return expected_version + 1
+
     def _write_case(self, cursor: Any, old: InstanceState | None, new: InstanceState,
-                    expected_version: int | None, now: datetime) -> int:
+                    expected_version: int | None, now: datetime, values: dict[str, Any] | None = None) -> int:
         sql = self._sql
-        values = self._case_values(new, now)
+        if values is None:
+            values = self._case_values(new, now)
         if expected_version is None:
             try:
                 cursor.execute(sql.insert_case, dict(
@@ -245,14 +362,22 @@ class Store:
             except self._integrity_errors:
                 raise ConcurrentModification(f"case {new.case_id} already exists") from None
             return 1
-        cursor.execute(sql.update_case, dict(b_id=new.case_id, b_version=expected_version,
-                                             version=expected_version + 1, **values))
+        cursor.execute(self._case_update(old, new), self._case_update_values(new, expected_version, now, values))
         if cursor.rowcount != 1:
-            raise ConcurrentModification(
-                f"case {new.case_id} was changed by someone else meanwhile; nothing was stored",
-                hint="reload the case and try again",
-            )
+            raise _changed_meanwhile(new.case_id)
         return expected_version + 1
+
+    def _case_update(self, old: InstanceState | None, new: InstanceState) -> str:
+        """The guarded UPDATE of a case row, leaving out the indexed columns whose value stays."""
+        if old is None:
+            return self._sql.update_case
+        return self._sql.update_case_keeping(status=old.status == new.status,
+                                             next_due_at=old.next_due_at() == new.next_due_at())
+
+    def _case_update_values(self, new: InstanceState, expected_version: int, now: datetime,
+                            values: dict[str, Any] | None = None) -> dict[str, Any]:
+        return dict(b_id=new.case_id, b_version=expected_version, version=expected_version + 1,
+                    **(values if values is not None else self._case_values(new, now)))
 
     def _case_values(self, new: InstanceState, now: datetime) -> dict[str, Any]:
         """The case row's columns of a state (all but id, version and the creation columns)."""
@@ -272,10 +397,10 @@ class Store:
                        data: dict[str, Any]) -> None:
         """A refused action changes nothing but is recorded (who tried what, and why it was refused)."""
         check(LogEntry(case_id, process_id, None, at, kind, node, data))
-        with self.transaction() as conn:
-            conn.execute(insert(EVENTS).values(case_id=case_id, process_id=process_id, seq=None, at=utc(at),
-                                               type=kind, node=node, payload=_dumps(data),
-                                               log_version=LOG_SCHEMA_VERSION))
+        row = dict(case_id=case_id, process_id=process_id, seq=None, at=self._sql.dt(utc(at)), type=kind, node=node,
+                   payload=_dumps(data), log_version=LOG_SCHEMA_VERSION)
+        with self._driver_transaction() as cursor:  # inside a command: on its connection
+            cursor.execute(self._sql.insert_event, row)
 
     # -- bulk loading ------------------------------------------------------------------------------
     def rows_of(self, state: InstanceState, version: int, now: datetime) -> dict[str, list[dict[str, Any]]]:
@@ -375,7 +500,9 @@ class Store:
     def tasks(self, *, role: str | None = None, status: str | None = "open", overdue_at: datetime | None = None,
               case_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         query = select(TASKS)
-        if status:
+        if status == "open":
+            query = query.where(text(f"tasks.{OPEN_TASKS_WHERE}"))  # literal: lets SQLite use the partial indexes
+        elif status:
             query = query.where(TASKS.c.status == status)
         if role:
             query = query.where(TASKS.c.role == role)
@@ -445,6 +572,11 @@ class Store:
                 conn.execute(delete(table))
 
 
+def _changed_meanwhile(case_id: str) -> ConcurrentModification:
+    return ConcurrentModification(f"case {case_id} was changed by someone else meanwhile; nothing was stored",
+                                  hint="reload the case and try again")
+
+
 def entry_of_row(row: Any) -> LogEntry:
     """A stored row (case, process, seq, at, type, node, payload, log version) as a log entry of the current
     version, or a LogError saying which row is wrong. Every reader of the events table goes through it."""
@@ -506,6 +638,10 @@ class _Changes:
                     case_id=new.case_id, clock_id=data["clock"], level=data["level"], percent=data["percent"],
                     kind=data["kind"], node=entry.node, at=at, actions=_dumps(actions)))
 
+    def has_many(self) -> bool:
+        """True when a statement has MANY_ROWS rows or more (run_many then COPYs, which a pipeline cannot)."""
+        return any(len(rows) >= MANY_ROWS for rows in self.batches.values())
+
     def write(self, cursor: Any) -> None:
         sql = self.sql
         for statement in (sql.update_task, sql.insert_task, sql.update_clock, sql.insert_clock):
@@ -544,6 +680,7 @@ class _HotSql:
 
     def __init__(self, dialect: str) -> None:
         self.sqlite = dialect == "sqlite"
+        self._last_dt: tuple[datetime | None, Any] = (None, None)
         mark = (lambda n: f":{n}") if self.sqlite else (lambda n: f"%({n})s")
 
         self.copy_of: dict[str, str] = {}  # INSERT statement -> the COPY that loads the same columns
@@ -576,9 +713,14 @@ class _HotSql:
         self.load_case_of_task = ("SELECT c.state, c.version, t.node, c.id FROM tasks t JOIN cases c ON c.id = t.case_id "
                                   f"WHERE t.id = {mark('id')}")
         self.insert_case = insert_sql(CASES)
-        self.update_case = update_sql(CASES, ("status", "outcome", "priority", "tier", "escalation_level",
-                                              "current_nodes", "updated_at", "ended_at", "next_due_at", "state",
-                                              "version"), {"id": "b_id", "version": "b_version"})
+        case_columns = ("status", "outcome", "priority", "tier", "escalation_level", "current_nodes", "updated_at",
+                        "ended_at", "next_due_at", "state", "version")
+        case_key = {"id": "b_id", "version": "b_version"}
+        self.update_case = update_sql(CASES, case_columns, case_key)
+        self._update_case_keeping = {  # (status kept, next_due_at kept) -> the UPDATE leaving them alone
+            (status, due): update_sql(CASES, tuple(c for c in case_columns if not (
+                (status and c == "status") or (due and c == "next_due_at"))), case_key)
+            for status in (False, True) for due in (False, True)}
         self.update_cases = self.update_many.get(self.update_case, "")  # the sweep's batch, PostgreSQL
         self.insert_task = insert_sql(TASKS)
         self.update_task = update_sql(TASKS, ("role", "assignee", "status", "priority", "escalation_level",
@@ -592,6 +734,11 @@ class _HotSql:
         self.lock_cases = ("SELECT id, version FROM cases WHERE id = ANY(%(ids)s) ORDER BY id FOR UPDATE SKIP LOCKED"
                            if not self.sqlite else "")
         self.insert_escalation = insert_sql(ESCALATIONS)
+
+    def update_case_keeping(self, *, status: bool, next_due_at: bool) -> str:
+        """The case UPDATE without the indexed columns whose value stays: on SQLite each column SET
+        rewrites its index entries even to the same value, two of a completion's ~20 pages."""
+        return self._update_case_keeping[(status, next_due_at)]
 
     def run_many(self, cursor: Any, statement: str, rows: list[dict[str, Any]]) -> None:
         """One statement over many rows: on PostgreSQL from MANY_ROWS rows on, a COPY (inserts) or one
@@ -611,17 +758,47 @@ class _HotSql:
             cursor.execute(update, {name: [row[name] for row in rows] for name in rows[0]})
 
     def dt(self, value: datetime | None) -> Any:
+        """A time as the column takes it. A transition's times are mostly one `now` (its log entries,
+        the task it closes and opens, the case's update), so the last conversion is kept and reused."""
         if value is None:
             return None
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None).isoformat(" ", "microseconds") if self.sqlite else value
+        last = self._last_dt
+        if last[0] is value:  # datetimes are immutable: the same object converts the same way
+            return last[1]
+        converted: Any = value.astimezone(UTC)
+        if self.sqlite:
+            converted = converted.replace(tzinfo=None).isoformat(" ", "microseconds")
+        self._last_dt = (value, converted)  # one tuple: threads see the old pair or the new one
+        return converted
 
 
 def _aware_row(row: Any) -> dict[str, Any]:
     return {k: (aware(v) if isinstance(v, datetime) else v) for k, v in dict(row).items()}
 
 
+_USED_AT = "svcflow_used_at"
+
+
+def _mark_used(_dbapi_connection: Any, record: Any) -> None:
+    """When a pooled connection was last given back (Store._ping_if_idle pings only after a pause)."""
+    if record is not None:
+        record.info[_USED_AT] = time.monotonic()
+
+
+def _roll_back(connection: Any) -> None:
+    """Roll a failed transaction back; a connection that broke meanwhile is dropped from the pool."""
+    try:
+        connection.rollback()
+    except Exception:
+        connection.invalidate()
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """WAL with synchronous=NORMAL, a deliberate durability choice: a commit appends to the WAL
+    without an fsync, so a committed transition survives a crash of the process (the WAL is in the
+    OS's hands), while a power cut or an OS crash may lose the transitions since the last
+    checkpoint's fsync, never corrupting the file. FULL would fsync at every step; PostgreSQL
+    (synchronous_commit on) is the store for deployments that need a power cut to lose nothing."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
