@@ -79,6 +79,7 @@ OVERLAY_COLUMNS = 30
 CAPTION_EXTRA = 4  # columns more for a caption's English and detail lines than for its Chinese name
 CAPTION_OVERHANG = 12  # points a caption may reach past its column into the gap between columns
 LEGEND_COLUMNS = 150
+DENSE_LADDER_COLUMNS = 196  # the compacted chart is wide: a ladder takes one line and the legend is lower
 LEGEND_CELLS = 6  # legend entries per row
 LINE_HEIGHT = 1.2  # Graphviz's HTML line height per point of font size, for sizing captions
 RANKSEP = "0.14"  # inches between columns on the first pass: the gap is also where captions overhang
@@ -163,6 +164,7 @@ class _Chart:
     keys: dict[int, str] = field(default_factory=dict)  # edges whose condition is printed in the key
     wraps: tuple[tuple[int, int], ...] = WRAPS[:1]  # (name, text) wrap widths a box may use, narrowest first
     compact: bool = False  # columns compacted (see visualize.layout.compact_columns)
+    ladder_columns: int = LEGEND_COLUMNS  # the legend's ladder lines: wider on a compacted chart, one line each
 
     @property
     def definition(self) -> ProcessDefinition:
@@ -263,7 +265,7 @@ def _caption_rows(chart: _Chart, node: NodeBase, ink: str, columns: int) -> list
     elif isinstance(node, MessageWait) and chart.view == "detail":
         texts.append((f"{MESSAGE_GLYPH} {node.message}" + (" · SLA paused" if node.pauses_sla else ""), muted))
     elif isinstance(node, EndNode) and node.outcome and chart.view == "detail":
-        texts.append((f"→ {node.outcome}", muted))
+        texts.append((f"→{node.outcome}", muted))  # no space: the arrow never stands on a line alone
     for text, color in texts:
         lines += [(line, color, False) for line in wrap(text, columns + CAPTION_EXTRA)]
     return lines
@@ -524,7 +526,7 @@ def _legend_label(chart: _Chart) -> str:
     if chart.show_ladders and chart.ladders:
         for ref in chart.ladders.values():
             text = f"{ESCALATION_GLYPH}{ref.letter} {ref.name}: " + " · ".join(ladder_lines(definition, ref.levels))
-            lines = wrap(text, LEGEND_COLUMNS)
+            lines = wrap(text, chart.ladder_columns)
             body = _LEFT_BR.join(_font(line, LADDER_INK if i == 0 else INK) for i, line in enumerate(lines))
             rows.append(f'<TR><TD ALIGN="LEFT" BALIGN="LEFT">{body}{_LEFT_BR}</TD></TR>')
     return f'<<TABLE BORDER="0" CELLSPACING="0" CELLPADDING="1">{"".join(rows)}</TABLE>>'
@@ -706,7 +708,7 @@ def flowchart_dot(graph: ProcessGraph, overlay: Overlay | None = None, *, view: 
         placements = _placements(chart, _dot(chart, None))
         if max(_placed_text_pt(p) for p in placements) < A3_MIN_PT:
             # too big for A3 as `dot` lays it out: wrap tall boxes wider and compact the columns
-            dense = replace(chart, wraps=WRAPS, compact=True)
+            dense = replace(chart, wraps=WRAPS, compact=True, ladder_columns=DENSE_LADDER_COLUMNS)
             dense_placements = _placements(dense, _dot(dense, None))
             if max(map(_placed_text_pt, dense_placements)) > max(map(_placed_text_pt, placements)):
                 chart, placements = dense, dense_placements

@@ -19,14 +19,14 @@ from visualize.geometry import Layout, NodeBox
 
 LANE_PAD = 8.0  # points between a band's edge and the steps inside it
 HEADER_GAP = 8.0  # points between the lane names' column and the first step
-TIGHT_PAD = 5.0  # LANE_PAD on a compacted chart: every point of height counts there
+TIGHT_PAD = 4.0  # LANE_PAD on a compacted chart: every point of height counts there
 ROW_GAP = 6.0  # points between two rows of steps in one (packed) lane
 BLOCK_GAP = 12.0  # points between the title, the bands and the legend
 LOOP_ROOM = 10.0  # points of corridor for rework loops: along the top of a band, right of the steps
 LOOP_STEP = 4.0  # points between two loops sharing a corridor
 ARROW = 7.0  # points an arrowhead takes (Graphviz's 10 × arrowsize 0.7)
 STEP_GAP = 10.0  # points between two steps side by side in one lane
-FLOW_GAP = 16.0  # points between a step and the next one in the same lane: room for the arrow
+FLOW_GAP = 12.0  # points between a step and the next one in the same lane: room for the arrow
 CROSS_GAP = 24.0  # points a step in another lane stands right of the step before it (centre to centre)
 
 
