@@ -26,7 +26,7 @@ from engine.definition.model import (
 )
 from engine.errors import SvcflowError
 from visualize.fonts import cjk_font
-from visualize.geometry import Layout, crossing_pairs, layout_of, layouts_of
+from visualize.geometry import Layout, crossing_pairs, label_overlaps, layout_of, layouts_of
 from visualize.layout import Placement, assign_lanes, back_edges, loop_route, place
 from visualize.notation import (
     EDITABLE_MARK, ESCALATION_GLYPH, LadderRef, clock_text, condition_text, escalation_roles, ladder_lines,
@@ -718,7 +718,9 @@ def flowchart_dot(graph: ProcessGraph, overlay: Overlay | None = None, *, view: 
 
 
 def _fewest_crossings(chart: _Chart, placements: list[Placement]) -> str:
-    """The positioned chart that crosses the fewest edges, then the lowest, then the first.
+    """The positioned chart whose text prints largest on A3 (up to 9 pt: beyond that all read), then the one
+    that crosses the fewest edges, then the one with the fewest edge labels on other labels or
+    on nodes, then the lowest, then the first.
 
     The candidates are each placement (lanes as `dot` stacked them, lanes packed into rows) with
     the rework loops left to the router and, where there are loops to route, drawn around the
@@ -736,7 +738,7 @@ def _fewest_crossings(chart: _Chart, placements: list[Placement]) -> str:
     layouts = layouts_of([dot for dot, _ in candidates], ("neato", "-n2"))
     ranked = sorted(range(len(candidates)),
                     key=lambda i: (-min(round(a3_text_pt(layouts[i]), 1), A3_MIN_PT), len(crossing_pairs(layouts[i])),
-                                   round(candidates[i][1]), i))
+                                   len(label_overlaps(layouts[i])), round(candidates[i][1]), i))
     return candidates[ranked[0]][0]
 
 

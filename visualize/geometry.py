@@ -162,6 +162,22 @@ def _overlap(a: Box, b: Box) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
+def node_overlaps(layout: Layout, names: Iterable[str], slack: float = 1.0) -> list[tuple[str, str]]:
+    """Pairs of the named nodes (shapes, captions) drawn over each other, boxes shrunk by `slack`.
+
+    A caption is the text under its own shape, so a shape and its caption ("x", "caption:x") never count.
+    """
+    boxes = [layout.nodes[name] for name in names if name in layout.nodes]
+    found: list[tuple[str, str]] = []
+    for first, second in combinations(boxes, 2):
+        if first.name.removeprefix("caption:") == second.name.removeprefix("caption:"):
+            continue
+        if (abs(first.x - second.x) < (first.width + second.width) / 2 - slack
+                and abs(first.y - second.y) < (first.height + second.height) / 2 - slack):
+            found.append((first.name, second.name))
+    return found
+
+
 def label_overlaps(layout: Layout, slack: float = 1.0) -> list[tuple[str, str]]:
     """Edge labels drawn over another edge label or over a node (its shape, caption, a lane name,
     the title or the legend): (edge id, the other edge's id or the node's name).
@@ -237,4 +253,4 @@ def crossing_pairs(layout: Layout, classes: Iterable[str] = ("flow", "escalation
     return pairs
 
 
-__all__ = ["Box", "EdgeCurve", "Layout", "LayoutError", "NodeBox", "crossing_pairs", "label_overlaps", "layout_of"]
+__all__ = ["Box", "EdgeCurve", "Layout", "LayoutError", "NodeBox", "crossing_pairs", "label_overlaps", "layout_of", "node_overlaps"]

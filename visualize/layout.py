@@ -25,6 +25,7 @@ BLOCK_GAP = 12.0  # points between the title, the bands and the legend
 LOOP_ROOM = 10.0  # points of corridor for rework loops: along the top of a band, right of the steps
 LOOP_STEP = 4.0  # points between two loops sharing a corridor
 ARROW = 7.0  # points an arrowhead takes (Graphviz's 10 × arrowsize 0.7)
+CAPTION_GAP = 4.0  # points between two captions side by side
 STEP_GAP = 10.0  # points between two steps side by side in one lane
 FLOW_GAP = 12.0  # points between a step and the next one in the same lane: room for the arrow
 CROSS_GAP = 24.0  # points a step in another lane stands right of the step before it (centre to centre)
@@ -139,7 +140,8 @@ def pack_rows(boxes: Sequence[NodeBox]) -> list[tuple[float, list[NodeBox]]]:
 
 
 def compact_columns(boxes: Mapping[str, tuple[float, float, float, float]], lanes: Mapping[str, str],
-                    flows: Sequence[tuple[str, str, float]], left: float) -> dict[str, float]:
+                    flows: Sequence[tuple[str, str, float]], left: float,
+                    drawn: Mapping[str, float] | None = None) -> dict[str, float]:
     """New centre x of every step: each as far left as its neighbours allow, in `dot`'s left-to-right order.
 
     `boxes` maps a step to (x, width, top, bottom) as first placed (y down), `lanes` to its lane,
@@ -149,7 +151,12 @@ def compact_columns(boxes: Mapping[str, tuple[float, float, float, float]], lane
     whose rows overlap it) and follows its predecessors: in the same lane after the arrow and
     its label; in another lane, from just right of the predecessor's centre, so the hand-over
     reads left to right as a short diagonal. The order of the steps in a band never changes.
+    `drawn` gives a step's width as drawn where it is wider than its box (an event's caption):
+    steps of one lane keep clear of each other's captions too.
     """
+    def reach(name: str) -> float:  # half the drawn width, beyond the box's own half
+        return max(0.0, ((drawn or {}).get(name, boxes[name][1]) - boxes[name][1]) / 2)
+
     order = sorted(boxes, key=lambda name: (boxes[name][0], name))
     incoming: dict[str, list[tuple[str, float]]] = {}
     for source, target, room in flows:
@@ -163,14 +170,15 @@ def compact_columns(boxes: Mapping[str, tuple[float, float, float, float]], lane
         for other in in_lane.get(lanes[name], []):
             _, o_width, o_top, o_bottom = boxes[other]
             if top < o_bottom - 0.5 and o_top < bottom - 0.5:
-                start = max(start, placed[other] + o_width + STEP_GAP)
+                start = max(start, placed[other] + o_width + max(STEP_GAP, reach(other) + reach(name) + CAPTION_GAP))
         for source, room in incoming.get(name, []):
             if source not in placed:
                 continue  # an edge `dot` drew right to left: it constrains nothing
             s_width = boxes[source][1]
             _, _, s_top, s_bottom = boxes[source]
             if lanes[source] == lanes[name] and top < s_bottom and s_top < bottom:  # side by side: the label between
-                start = max(start, placed[source] + s_width + max(FLOW_GAP, room))
+                start = max(start, placed[source] + s_width
+                            + max(FLOW_GAP, room, reach(source) + reach(name) + CAPTION_GAP))
             elif lanes[source] == lanes[name]:  # one above the other: the label beside the slanted edge
                 start = max(start, placed[source] + s_width + FLOW_GAP)
             else:
@@ -263,13 +271,22 @@ def place(first_pass: Layout, lane_members: Sequence[tuple[str, str, Sequence[st
     steps = {box.name for box in members}
     if flows is not None:
         lane_of = {name: lane_id for lane_id, _, names in lane_members for name in names if name in steps}
+        # a caption wider than its shape's reserved box would reach into a neighbour's caption on a
+        # compacted chart: there the whole caption is kept clear
+        drawn = {name: boxes[name].width for name in steps}
+        for caption, (owner, _) in (captions or {}).items():
+            if owner in drawn:
+                drawn[owner] = max(drawn[owner], boxes[caption].width)
         columns = compact_columns(
             {name: (down[name][0], boxes[name].width, down[name][1] - boxes[name].height / 2,
                     down[name][1] + boxes[name].height / 2) for name in steps},
-            lane_of, flows, header_width + HEADER_GAP)
+            lane_of, flows, header_width + HEADER_GAP, drawn)
         for name, x in columns.items():
             down[name] = (x, down[name][1])
     right = max((down[name][0] + boxes[name].width / 2 for name in steps), default=header_width + HEADER_GAP)
+    for caption, (owner, _) in (captions or {}).items():
+        if flows is not None and owner in steps:
+            right = max(right, down[owner][0] + boxes[caption].width / 2)
     band_width = right + pad + (LOOP_ROOM if loop_lanes else 0.0)
     width = max([band_width, *(boxes[name].width for name in above)])
     for caption, (owner, shape_height) in (captions or {}).items():
