@@ -55,7 +55,7 @@ LABEL_OVERLAPS: dict[str, tuple[int, int]] = {
     "major_complaint": (5, 2),
 }
 # Detailed charts that do not reach 9 pt on A3 yet, with the size they print at (December 2026).
-BELOW_9_PT: dict[str, float] = {"complaint_handling": 7.9, "major_complaint": 8.5}
+BELOW_9_PT: dict[str, float] = {"complaint_handling": 8.3, "major_complaint": 8.5}
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +133,8 @@ def test_detailed_library_charts_print_on_one_a3_landscape_page_at_9_pt_or_more(
 def test_detailed_charts_below_9_pt_print_no_smaller_than_recorded(library: ProcessLibrary, process_id: str) -> None:
     """complaint_handling (ten lanes, bilingual boxes) printed at 6.1 pt before its columns were
     compacted and its long conditions moved to a key (8.2 pt with captions allowed to overlap their
-    neighbours, 7.9 pt without); a layout change must not shrink it again."""
+    neighbours, 7.9 pt without, 8.3 pt with its lane names in the bands' corners and each
+    department's single step wrapped to the fewest lines); a layout change must not shrink it again."""
     svg = render(flowchart_dot(library.get(process_id)), "svg").decode("utf-8")
     _, _, smallest = printed_text_pt(svg)
     assert smallest >= BELOW_9_PT[process_id] - 0.05, f"{process_id}: text prints at {smallest:.2f} pt"
@@ -155,6 +156,24 @@ def test_no_step_or_caption_covers_another_on_the_compacted_complaint_chart(libr
     layout = chart_layout(flowchart_dot(library.get("complaint_handling")))
     steps = [name for name in layout.nodes if not name.startswith(("lane:", "lane-note:", "chart:"))]
     assert node_overlaps(layout, steps) == []
+
+
+def test_lane_names_in_the_band_corners_cover_no_step_or_caption_on_the_compacted_complaint_chart(
+        library: ProcessLibrary) -> None:
+    """The front desk's first steps start at the chart's left edge, where its lane name stands: that
+    band's steps move down under the name, the other bands' steps start right of theirs anyway."""
+    layout = chart_layout(flowchart_dot(library.get("complaint_handling")))
+    names = [name for name in layout.nodes if name.startswith("lane:")]
+    assert names and all(layout.nodes[name].height < 20 for name in names)  # one line each, in the corner
+    pairs = node_overlaps(layout, [name for name in layout.nodes if not name.startswith(("chart:", "lane-note:"))])
+    assert [pair for pair in pairs if any(name.startswith("lane:") for name in pair)] == []
+
+
+def test_a_step_alone_in_its_lane_is_wrapped_to_the_fewest_lines_on_the_compacted_complaint_chart(
+        library: ProcessLibrary) -> None:
+    dot = flowchart_dot(library.get("complaint_handling"))
+    line = next(line for line in dot.splitlines() if line.strip().startswith('"dept_technical" ['))
+    assert ">Technical department response</FONT>" in line  # one line, not three narrow ones
 
 
 def test_compacted_steps_share_a_column_across_lanes_but_keep_clear_within_their_own() -> None:

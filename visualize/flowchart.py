@@ -164,6 +164,7 @@ class _Chart:
     keys: dict[int, str] = field(default_factory=dict)  # edges whose condition is printed in the key
     wraps: tuple[tuple[int, int], ...] = WRAPS[:1]  # (name, text) wrap widths a box may use, narrowest first
     compact: bool = False  # columns compacted (see visualize.layout.compact_columns)
+    corner_headers: bool = False  # lane names on one line in their band's corner, not in a column (compacted only)
     ladder_columns: int = LEGEND_COLUMNS  # the legend's ladder lines: wider on a compacted chart, one line each
 
     @property
@@ -201,11 +202,17 @@ def _box_label(chart: _Chart, node: NodeBase, extra: list[str], ink: str) -> str
 
     Wrapped as narrow as keeps the box at most BOX_LINES lines (before overlay lines): a tall box
     makes its whole lane tall, a wide one only its own column, which compacted columns absorb.
+    On a compacted chart a step alone in its lane takes the wrap with the fewest lines: no step
+    beside it needs the room, and its height is the lane's.
     """
-    for name_columns, text_columns in chart.wraps:
-        rows = _box_rows(chart, node, ink, name_columns, text_columns)
-        if len(rows) <= BOX_LINES:
-            break
+    if chart.compact and node.id in chart.lanes and list(chart.lanes.values()).count(chart.lanes[node.id]) == 1:
+        # alone in its lane: its width crowds no other step, and its height is the lane's, so fewest lines
+        rows = min((_box_rows(chart, node, ink, *wrap_) for wrap_ in chart.wraps), key=len)
+    else:
+        for name_columns, text_columns in chart.wraps:
+            rows = _box_rows(chart, node, ink, name_columns, text_columns)
+            if len(rows) <= BOX_LINES:
+                break
     for line in extra:  # overlay lines (times, visits) are read as a whole: wrapped wider
         rows += _wrapped(line, OVERLAY_COLUMNS, INK)
     return "<" + "<BR/>".join(rows) + ">"
@@ -580,6 +587,8 @@ def _free_nodes(chart: _Chart, placement: Placement | None) -> list[str]:
     """Title, legend, lane names and lane notes: placed by us, never ranked among the steps."""
     def free(name: str, label: str, element_id: str) -> str:
         attrs = [("shape", "plaintext"), ("margin", "0.05,0.03"), ("label", label), ("id", element_id)]
+        if chart.corner_headers and name.startswith(LANE_HEADER):  # one line in a band's corner: as low as its text
+            attrs.append(("height", "0"))
         where = placement.nodes.get(name) if placement is not None else None
         if where is not None:
             attrs.append(("pos", f"{_num(where[0])},{_num(where[1])}!"))
@@ -590,7 +599,7 @@ def _free_nodes(chart: _Chart, placement: Placement | None) -> list[str]:
     if chart.keys:
         stmts.append(free(KEY_NODE, _key_label(chart), "chart-conditions"))
     for lane_id, name, members, received in _shown_lanes(chart):
-        stmts.append(free(LANE_HEADER + lane_id, _lane_header_label(name, chart.view == "summary"), f"lane-name-{lane_id}"))
+        stmts.append(free(LANE_HEADER + lane_id, _lane_header_label(name, chart.view == "summary" or chart.corner_headers), f"lane-name-{lane_id}"))
         if not members:
             stmts.append(free(LANE_NOTE + lane_id, _lane_note_label(received), f"lane-note-{lane_id}"))
     return stmts
@@ -683,7 +692,7 @@ def _placements(chart: _Chart, first_pass: str) -> list[Placement]:
     below = [LEGEND_NODE, *([KEY_NODE] if chart.keys else [])]
     stacked, packed = (place(steps, lanes, above=[TITLE_NODE], below=below, captions=captions,
                              headers_on_top=chart.view == "summary", loop_lanes=loop_lanes, packed=packed,
-                             flows=flows if chart.compact else None)
+                             flows=flows if chart.compact else None, corner_headers=chart.corner_headers)
                        for packed in (False, True))
     return [stacked, packed] if packed.height < stacked.height - 1 else [stacked]  # packing gained nothing
 
@@ -705,24 +714,29 @@ def flowchart_dot(graph: ProcessGraph, overlay: Overlay | None = None, *, view: 
                    loops=back_edges(graph), ladders=ladder_refs(graph.definition))
     chart.keys = condition_keys(chart)
     try:
-        placements = _placements(chart, _dot(chart, None))
-        if max(_placed_text_pt(p) for p in placements) < A3_MIN_PT:
-            # too big for A3 as `dot` lays it out: wrap tall boxes wider and compact the columns
+        placements = [(chart, placement) for placement in _placements(chart, _dot(chart, None))]
+        if max(_placed_text_pt(p) for _, p in placements) < A3_MIN_PT:
+            # too big for A3 as `dot` lays it out: wrap tall boxes wider and compact the columns, with
+            # the lane names in a column or in each band's corner
             dense = replace(chart, wraps=WRAPS, compact=True, ladder_columns=DENSE_LADDER_COLUMNS)
-            dense_placements = _placements(dense, _dot(dense, None))
-            if max(map(_placed_text_pt, dense_placements)) > max(map(_placed_text_pt, placements)):
-                chart, placements = dense, dense_placements
-        return _fewest_crossings(chart, placements)
+            first_pass = _dot(dense, None)
+            dense_placements = [(variant, placement) for variant in (dense, replace(dense, corner_headers=True))
+                                for placement in _placements(variant, first_pass)]
+            if max(_placed_text_pt(p) for _, p in dense_placements) > max(_placed_text_pt(p) for _, p in placements):
+                placements += dense_placements  # the denser layout may still cross more edges
+        return _fewest_crossings(placements)
     except SvcflowError as exc:
         raise RenderError(exc.message, hint=exc.hint) from None
 
 
-def _fewest_crossings(chart: _Chart, placements: list[Placement]) -> str:
-    """The positioned chart whose text prints largest on A3 (up to 9 pt: beyond that all read), then the one
-    that crosses the fewest edges, then the one with the fewest edge labels on other labels or
-    on nodes, then the lowest, then the first.
+def _fewest_crossings(placements: list[tuple[_Chart, Placement]]) -> str:
+    """The positioned chart that prints at 9 pt or more on A3 (beyond that all read), then the one that
+    crosses the fewest edges, then the one whose text prints largest, then the one with the fewest edge
+    labels on other labels or on nodes, then the lowest, then the first. Crossings come before a
+    larger text below 9 pt: a denser layout that tangles the edges is no gain in a meeting.
 
-    The candidates are each placement (lanes as `dot` stacked them, lanes packed into rows) with
+    The candidates are each (chart, placement) given (lanes as `dot` stacked them, lanes packed into rows;
+    on a chart too big for A3 also compacted, with lane names in a column or in the bands' corners) with
     the rework loops left to the router and, where there are loops to route, drawn around the
     bands. Around the chart a loop crosses nothing on a chart with many lanes between its ends;
     on a small chart the router's direct curve is often clear already, and the detour would cut
@@ -730,14 +744,15 @@ def _fewest_crossings(chart: _Chart, placements: list[Placement]) -> str:
     of different lanes into each other's way. All candidates are routed side by side and counted.
     """
     candidates: list[tuple[str, float]] = []
-    for placement in placements:
+    for chart, placement in placements:
         candidates.append((_dot(chart, placement), placement.height))
         routes = _loop_routes(chart, placement)
         if routes:
             candidates.append((_dot(chart, placement, routes), placement.height))
     layouts = layouts_of([dot for dot, _ in candidates], ("neato", "-n2"))
     ranked = sorted(range(len(candidates)),
-                    key=lambda i: (-min(round(a3_text_pt(layouts[i]), 1), A3_MIN_PT), len(crossing_pairs(layouts[i])),
+                    key=lambda i: (not prints_on_a3(layouts[i]), len(crossing_pairs(layouts[i])),
+                                   -min(round(a3_text_pt(layouts[i]), 1), A3_MIN_PT),
                                    len(label_overlaps(layouts[i])), round(candidates[i][1]), i))
     return candidates[ranked[0]][0]
 

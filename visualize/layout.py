@@ -188,6 +188,37 @@ def compact_columns(boxes: Mapping[str, tuple[float, float, float, float]], lane
     return {name: round(placed[name] + boxes[name][1] / 2, 1) for name in placed}
 
 
+def _headers_inside(down: dict[str, tuple[float, float]], bands_down: dict[str, tuple[float, float]],
+                    lane_members: Sequence[tuple[str, str, Sequence[str]]], boxes: Mapping[str, NodeBox],
+                    drawn: Mapping[str, float], pad: float) -> None:
+    """Put each lane's name (one line) in its band's top-left corner, and the band's steps below it
+    only where a step reaches into that corner; later bands move down as much.
+
+    On a compacted chart the first steps of most lanes stand far right of the chart's left edge
+    (they follow their predecessors in other lanes), so a column for the names would widen the
+    whole chart for the sake of one or two bands. Top-down, y grows downwards; changed in place.
+    """
+    offset = 0.0
+    for lane_id, header, names in lane_members:
+        top, bottom = bands_down[lane_id]
+        top, bottom = top + offset, bottom + offset
+        corner = pad + boxes[header].width + HEADER_GAP
+        steps = [name for name in names if name in drawn]
+        for name in names:
+            down[name] = (down[name][0], down[name][1] + offset)
+        if steps and any(down[name][0] - drawn[name] / 2 < corner for name in steps):
+            lift = boxes[header].height + 2
+            for name in names:
+                down[name] = (down[name][0], down[name][1] + lift)
+            bottom += lift
+            offset += lift
+        if not steps:  # a lane without steps: its note beside its name
+            for name in names:
+                down[name] = (corner + boxes[name].width / 2, down[name][1])
+        down[header] = (pad + boxes[header].width / 2, top + 2 + boxes[header].height / 2)
+        bands_down[lane_id] = (top, bottom)
+
+
 @dataclass
 class Placement:
     """Fixed positions (Graphviz points, y up) of every node, and each lane band's box."""
@@ -203,7 +234,7 @@ def place(first_pass: Layout, lane_members: Sequence[tuple[str, str, Sequence[st
           above: Sequence[str], below: Sequence[str],
           captions: Mapping[str, tuple[str, float]] | None = None, headers_on_top: bool = False,
           loop_lanes: Sequence[str] = (), packed: bool = False,
-          flows: Sequence[tuple[str, str, float]] | None = None) -> Placement:
+          flows: Sequence[tuple[str, str, float]] | None = None, corner_headers: bool = False) -> Placement:
     """Stack the lanes of a first `dot` pass as full-width bands.
 
     `lane_members` is (lane id, header node, member nodes) in the definition's lane order;
@@ -218,6 +249,8 @@ def place(first_pass: Layout, lane_members: Sequence[tuple[str, str, Sequence[st
     With `flows` (forward edges: source, target, room for the label), the steps are pushed left as
     far as their own band and their predecessors allow (see `compact_columns`), instead of keeping
     `dot`'s columns, each as wide as its widest step in any lane.
+    With `flows` and `corner_headers`, the lane names take no column: each stands on one line in its
+    band's top-left corner (see `_headers_inside`).
     `below` blocks stand side by side, left-aligned, as many in a row as the bands are wide.
     Coordinates are computed top-down, then flipped to Graphviz's y-up.
     """
@@ -225,7 +258,7 @@ def place(first_pass: Layout, lane_members: Sequence[tuple[str, str, Sequence[st
     boxes = first_pass.nodes
     headers = [boxes[header] for _, header, _ in lane_members]
     header_width = max((box.width for box in headers), default=0.0) + 2 * pad
-    if headers_on_top:
+    if headers_on_top or (corner_headers and flows is not None):
         header_width = 0.0
     members = [boxes[name] for lane_id, _, names in lane_members for name in names
                if f"cluster_{lane_id}" in first_pass.clusters]
@@ -283,6 +316,9 @@ def place(first_pass: Layout, lane_members: Sequence[tuple[str, str, Sequence[st
             lane_of, flows, header_width + HEADER_GAP, drawn)
         for name, x in columns.items():
             down[name] = (x, down[name][1])
+        if corner_headers:
+            _headers_inside(down, bands_down, lane_members, boxes, drawn, pad)
+            y = max(bottom for _, bottom in bands_down.values())
     right = max((down[name][0] + boxes[name].width / 2 for name in steps), default=header_width + HEADER_GAP)
     for caption, (owner, _) in (captions or {}).items():
         if flows is not None and owner in steps:
