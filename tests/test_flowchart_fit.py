@@ -14,6 +14,7 @@ from engine.definition.library import ProcessLibrary
 from visualize.flowchart import TEXT_PT, chart_layout, flowchart_dot, render
 from visualize.geometry import crossing_pairs, label_overlaps, node_overlaps
 from visualize.layout import FLOW_GAP, compact_columns
+from visualize.notation import text_width, wrap
 
 A3_LANDSCAPE_PT = (420 / 25.4 * 72, 297 / 25.4 * 72)  # 1190.6 × 841.9 points
 SCREEN_PX = (1920, 1080)
@@ -134,7 +135,8 @@ def test_detailed_charts_below_9_pt_print_no_smaller_than_recorded(library: Proc
     """complaint_handling (ten lanes, bilingual boxes) printed at 6.1 pt before its columns were
     compacted and its long conditions moved to a key (8.2 pt with captions allowed to overlap their
     neighbours, 7.9 pt without, 8.3 pt with its lane names in the bands' corners and each
-    department's single step wrapped to the fewest lines); a layout change must not shrink it again."""
+    department's single step wrapped to the fewest lines, 8.33 by a3_text_pt with outcomes broken after
+    underscores, though the SVG's two-decimal scale still reads 8.3); a layout change must not shrink it again."""
     svg = render(flowchart_dot(library.get(process_id)), "svg").decode("utf-8")
     _, _, smallest = printed_text_pt(svg)
     assert smallest >= BELOW_9_PT[process_id] - 0.05, f"{process_id}: text prints at {smallest:.2f} pt"
@@ -190,3 +192,21 @@ def test_a_labelled_edge_between_steps_side_by_side_keeps_room_for_its_label() -
     boxes = {"a": (50.0, 60.0, 0.0, 40.0), "b": (200.0, 60.0, 0.0, 40.0)}
     x = compact_columns(boxes, {"a": "one", "b": "one"}, [("a", "b", 90.0)], left=10.0)
     assert (x["b"] - 30) - (x["a"] + 30) == 90.0
+
+
+def test_a_branch_number_before_a_long_chinese_label_shares_its_line_with_the_label() -> None:
+    """A long Chinese run is split anyway; it first fills the line its number opened, so "②" never
+    stands alone on a line and makes the label one line taller."""
+    lines = wrap("② 不满意(已达重开上限) dissatisfied, reopen limit reached", 18)
+    assert lines[0].startswith("② 不满意")
+    assert all(text_width(line) <= 18 for line in lines)
+    assert "".join(lines).replace(" ", "") == "②不满意(已达重开上限)dissatisfied,reopenlimitreached"
+
+
+def test_an_end_outcome_breaks_after_an_underscore_instead_of_widening_its_caption(library: ProcessLibrary) -> None:
+    """"→closed_dissatisfied" in one piece set the width of its caption and pushed the last column
+    of the complaint chart right."""
+    dot = flowchart_dot(library.get("complaint_handling"))
+    caption = next(line for line in dot.splitlines() if line.lstrip().startswith('"caption:end_closed_dissatisfied"'))
+    texts = re.findall(r">([^<>]+)</FONT>", caption)
+    assert "→closed_" in texts and "dissatisfied" in texts

@@ -274,8 +274,16 @@ def _caption_rows(chart: _Chart, node: NodeBase, ink: str, columns: int) -> list
     elif isinstance(node, EndNode) and node.outcome and chart.view == "detail":
         texts.append((f"→{node.outcome}", muted))  # no space: the arrow never stands on a line alone
     for text, color in texts:
-        lines += [(line, color, False) for line in wrap(text, columns + CAPTION_EXTRA)]
+        lines += [(line, color, False) for line in _wrap_identifier(text, columns + CAPTION_EXTRA)]
     return lines
+
+
+def _wrap_identifier(text: str, columns: int) -> list[str]:
+    """Like wrap, but an identifier such as an outcome may also break after an underscore: one
+    unbreakable `→closed_dissatisfied` would otherwise set the width of its whole caption."""
+    if " " in text:  # prose, not an identifier
+        return wrap(text, columns)
+    return [line.replace("_ ", "_") for line in wrap(text.replace("_", "_ "), columns)]
 
 
 def caption_height(lines: list[tuple[str, str, bool]]) -> float:
