@@ -277,14 +277,22 @@ def test_escalation_edges_are_dashed_red_with_their_label(complaint_dot: str) ->
     assert "超时升级为重大投诉" in text.replace(" ", "") and "overdue, escalate to major handling" in text
 
 
-def test_edge_labels_show_full_conditions_with_editable_defaults_marked(complaint_dot: str) -> None:
-    rework = label_text(edge_line(complaint_dot, "reply_accepted", "handle"))
-    assert "[reply_rounds &lt; max_reply_rounds✎3]" in rework  # data. dropped, parameter marked with its default
-    long_condition = label_text(edge_line(complaint_dot, "satisfaction_check", "handle"))
-    assert "…" not in long_condition
-    assert "reopen_count &lt;= max_reopens✎2]" in long_condition  # wrapped, never cut
+def test_short_conditions_stay_on_their_edge_with_the_default_marked(complaint_dot: str) -> None:
+    assert "[accepted]" in label_text(edge_line(complaint_dot, "reply_accepted", "close"))
     default = label_text(edge_line(complaint_dot, "reply_accepted", "supervisor_intervene"))
     assert "默认 default" in default
+
+
+def test_long_conditions_are_printed_whole_in_the_key_and_tagged_on_their_edge(complaint_dot: str) -> None:
+    rework = label_text(edge_line(complaint_dot, "reply_accepted", "handle"))
+    tag = re.search(r"\[(c\d+)\]", rework)
+    assert tag is not None and "max_reply_rounds" not in rework
+    key = label_text(node_line(complaint_dot, "chart:conditions"))
+    assert f"[{tag.group(1)}] 不接受,重新处理: reply_rounds &lt; max_reply_rounds✎3" in key  # parameter marked
+    reopen = re.search(r"\[(c\d+)\]", label_text(edge_line(complaint_dot, "satisfaction_check", "handle")))
+    assert reopen is not None
+    entry = key[key.index(f"[{reopen.group(1)}]"):]
+    assert "…" not in entry and "reopen_count &lt;= max_reopens✎2" in entry  # wrapped, never cut
 
 
 def test_exclusive_gateway_branches_are_numbered_in_the_order_they_are_tried(complaint_dot: str) -> None:

@@ -7,14 +7,17 @@ so everything is emitted in definition order and nothing depends on memory or ti
 A chart is meant to be read on one A3 page or a 1920 px screen in a review meeting: compact
 boxes with wrapped names, one text size (≥ 10 pt before fitting), lanes as full-width bands in
 the definition's order (see visualize.layout), every escalation ladder printed once in the
-legend and referenced by letter, SLA targets per policy, conditions in full. The `summary` view
-collapses hand-off branches into one box and leaves the escalation ladders out.
+legend and referenced by letter, SLA targets per policy, conditions in full (a long one in the
+condition key under the chart, tagged on its edge). A chart too big for A3 as `dot` lays it out
+is laid out again denser: tall boxes wrapped wider, columns compacted lane by lane
+(visualize.layout.compact_columns). The `summary` view collapses hand-off branches into one box
+and leaves the escalation ladders out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from engine.definition.graph import ProcessGraph
@@ -23,7 +26,7 @@ from engine.definition.model import (
 )
 from engine.errors import SvcflowError
 from visualize.fonts import cjk_font
-from visualize.geometry import Layout, crossing_pairs, layout_of, layouts_of
+from visualize.geometry import Layout, crossing_pairs, label_overlaps, layout_of, layouts_of
 from visualize.layout import Placement, assign_lanes, back_edges, loop_route, place
 from visualize.notation import (
     EDITABLE_MARK, ESCALATION_GLYPH, LadderRef, clock_text, condition_text, escalation_roles, ladder_lines,
@@ -64,12 +67,19 @@ NAME_PT = 10  # a step's Chinese name, bold: the same size as all other text, so
 TEXT_PT = 10  # everything else: the smallest text on a chart
 NAME_COLUMNS = 10  # wrap widths in half-em columns (a Chinese character counts 2)
 TEXT_COLUMNS = 14
+# (name, text) wrap widths tried in turn for a box, until it is at most BOX_LINES lines tall
+WRAPS: tuple[tuple[int, int], ...] = ((NAME_COLUMNS, TEXT_COLUMNS), (12, 18), (14, 22), (16, 26), (18, 30))
+BOX_LINES = 5
+CAPTION_LINES = 4
 CONDITION_COLUMNS = 22
+LABEL_COLUMNS = 18  # an edge label's name: a little narrower than a condition, so a label stays a tag
+ARROW_ROOM = 8.0  # points kept clear on both sides of an edge label between two steps
+KEY_COLUMNS = 64
 OVERLAY_COLUMNS = 30
-CAPTION_COLUMNS = 8
 CAPTION_EXTRA = 4  # columns more for a caption's English and detail lines than for its Chinese name
 CAPTION_OVERHANG = 12  # points a caption may reach past its column into the gap between columns
 LEGEND_COLUMNS = 150
+DENSE_LADDER_COLUMNS = 196  # the compacted chart is wide: a ladder takes one line and the legend is lower
 LEGEND_CELLS = 6  # legend entries per row
 LINE_HEIGHT = 1.2  # Graphviz's HTML line height per point of font size, for sizing captions
 RANKSEP = "0.14"  # inches between columns on the first pass: the gap is also where captions overhang
@@ -91,6 +101,7 @@ PNG_DPI = 120
 _LEFT_BR = '<BR ALIGN="LEFT"/>'
 TITLE_NODE = "chart:title"
 LEGEND_NODE = "chart:legend"
+KEY_NODE = "chart:conditions"
 LANE_HEADER = "lane:"  # ':' cannot occur in a node id, so drawing-only nodes never collide with steps
 LANE_NOTE = "lane-note:"
 CAPTION = "caption:"
@@ -150,6 +161,11 @@ class _Chart:
     lanes: dict[str, str]
     loops: set[int]
     ladders: dict[str, LadderRef]
+    keys: dict[int, str] = field(default_factory=dict)  # edges whose condition is printed in the key
+    wraps: tuple[tuple[int, int], ...] = WRAPS[:1]  # (name, text) wrap widths a box may use, narrowest first
+    compact: bool = False  # columns compacted (see visualize.layout.compact_columns)
+    corner_headers: bool = False  # lane names on one line in their band's corner, not in a column (compacted only)
+    ladder_columns: int = LEGEND_COLUMNS  # the legend's ladder lines: wider on a compacted chart, one line each
 
     @property
     def definition(self) -> ProcessDefinition:
@@ -182,16 +198,36 @@ def _sla_line(chart: _Chart, node: HumanTask) -> str | None:
 
 
 def _box_label(chart: _Chart, node: NodeBase, extra: list[str], ink: str) -> str:
-    """A task's label: kind glyph and Chinese name (bold), English name, SLA and overlay lines, wrapped."""
+    """A task's label: kind glyph and Chinese name (bold), English name, SLA and overlay lines, wrapped.
+
+    Wrapped as narrow as keeps the box at most BOX_LINES lines (before overlay lines): a tall box
+    makes its whole lane tall, a wide one only its own column, which compacted columns absorb.
+    On a compacted chart a step alone in its lane takes the wrap with the fewest lines: no step
+    beside it needs the room, and its height is the lane's.
+    """
+    if chart.compact and node.id in chart.lanes and list(chart.lanes.values()).count(chart.lanes[node.id]) == 1:
+        # alone in its lane: its width crowds no other step, and its height is the lane's, so fewest lines
+        rows = min((_box_rows(chart, node, ink, *wrap_) for wrap_ in chart.wraps), key=len)
+    else:
+        for name_columns, text_columns in chart.wraps:
+            rows = _box_rows(chart, node, ink, name_columns, text_columns)
+            if len(rows) <= BOX_LINES:
+                break
+    for line in extra:  # overlay lines (times, visits) are read as a whole: wrapped wider
+        rows += _wrapped(line, OVERLAY_COLUMNS, INK)
+    return "<" + "<BR/>".join(rows) + ">"
+
+
+def _box_rows(chart: _Chart, node: NodeBase, ink: str, name_columns: int, text_columns: int) -> list[str]:
     zh, en = _names(node)
     rows: list[str] = []
     glyph = {"auto": AUTO_GLYPH + " ", "subprocess": SUBPROCESS_GLYPH + " "}.get(node.kind, "")  # type: ignore[attr-defined]
     if node.id in chart.blocks:
         glyph = BLOCK_GLYPH + " "
-    names = wrap(zh, NAME_COLUMNS)
+    names = wrap(zh, name_columns)
     rows += [_font(glyph + line if i == 0 else line, ink, NAME_PT, bold=True) for i, line in enumerate(names)]
     if en and chart.view == "detail":  # the summary is in Chinese only; the legend and tooltips keep English
-        rows += _wrapped(en, TEXT_COLUMNS, ink)
+        rows += _wrapped(en, text_columns, ink)
     accent = DIM_INK if ink == DIM_INK else SLA_INK
     muted = DIM_INK if ink == DIM_INK else MUTED
     if isinstance(node, HumanTask):
@@ -199,27 +235,34 @@ def _box_label(chart: _Chart, node: NodeBase, extra: list[str], ink: str) -> str
         if node.priority and node.priority != "normal":
             details.append(f"优先 {node.priority}")
         for detail in details:
-            rows += _wrapped(detail, TEXT_COLUMNS, accent)
+            rows += _wrapped(detail, text_columns, accent)
         if node.different_actor_from:
-            rows += _wrapped("四眼 four-eyes ≠ " + ", ".join(node.different_actor_from), TEXT_COLUMNS, muted)
+            rows += _wrapped("四眼 four-eyes ≠ " + ", ".join(node.different_actor_from), text_columns, muted)
     elif isinstance(node, SubProcess) and chart.view == "detail":
-        rows += _wrapped(f"{SUBPROCESS_GLYPH} {node.process}", TEXT_COLUMNS, muted)
+        rows += _wrapped(f"{SUBPROCESS_GLYPH} {node.process}", text_columns, muted)
     if node.id in chart.blocks:
-        rows += _wrapped("分支 branches: " + " · ".join(chart.blocks[node.id]), TEXT_COLUMNS, muted)
-    for line in extra:  # overlay lines (times, visits) are read as a whole: wrapped wider
-        rows += _wrapped(line, OVERLAY_COLUMNS, INK)
-    return "<" + "<BR/>".join(rows) + ">"
+        rows += _wrapped("分支 branches: " + " · ".join(chart.blocks[node.id]), text_columns, muted)
+    return rows
 
 
 def _caption_lines(chart: _Chart, node: NodeBase, extra: list[str], ink: str) -> list[tuple[str, str, bool]]:
-    """The caption of a circle or diamond as wrapped lines: (text, colour, bold)."""
+    """The caption of a circle or diamond as wrapped lines: (text, colour, bold), as narrow as keeps it
+    at most CAPTION_LINES lines (before overlay lines)."""
+    for name_columns, _ in chart.wraps:
+        lines = _caption_rows(chart, node, ink, name_columns - 2)
+        if len(lines) <= CAPTION_LINES:
+            break
+    return lines + [(line, INK, False) for text in extra for line in wrap(text, OVERLAY_COLUMNS)]
+
+
+def _caption_rows(chart: _Chart, node: NodeBase, ink: str, columns: int) -> list[tuple[str, str, bool]]:
     zh, en = _names(node)
     muted = DIM_INK if ink == DIM_INK else MUTED
     lines: list[tuple[str, str, bool]] = []
     if node.name is None:  # unnamed gateways (joins, splits) are common: their id is in the tooltip
         pass
     else:
-        lines += [(line, ink, True) for line in wrap(zh, CAPTION_COLUMNS)]
+        lines += [(line, ink, True) for line in wrap(zh, columns)]
     texts: list[tuple[str, str]] = []
     if en and chart.view == "detail":
         texts.append((en, ink))
@@ -229,11 +272,18 @@ def _caption_lines(chart: _Chart, node: NodeBase, extra: list[str], ink: str) ->
     elif isinstance(node, MessageWait) and chart.view == "detail":
         texts.append((f"{MESSAGE_GLYPH} {node.message}" + (" · SLA paused" if node.pauses_sla else ""), muted))
     elif isinstance(node, EndNode) and node.outcome and chart.view == "detail":
-        texts.append((f"→ {node.outcome}", muted))
+        texts.append((f"→{node.outcome}", muted))  # no space: the arrow never stands on a line alone
     for text, color in texts:
-        lines += [(line, color, False) for line in wrap(text, CAPTION_COLUMNS + CAPTION_EXTRA)]
-    lines += [(line, INK, False) for text in extra for line in wrap(text, OVERLAY_COLUMNS)]
+        lines += [(line, color, False) for line in _wrap_identifier(text, columns + CAPTION_EXTRA)]
     return lines
+
+
+def _wrap_identifier(text: str, columns: int) -> list[str]:
+    """Like wrap, but an identifier such as an outcome may also break after an underscore: one
+    unbreakable `→closed_dissatisfied` would otherwise set the width of its whole caption."""
+    if " " in text:  # prose, not an identifier
+        return wrap(text, columns)
+    return [line.replace("_ ", "_") for line in wrap(text.replace("_", "_ "), columns)]
 
 
 def caption_height(lines: list[tuple[str, str, bool]]) -> float:
@@ -344,9 +394,64 @@ def _loop_routes(chart: _Chart, placement: Placement) -> dict[int, str]:
     return routes
 
 
+def _shown_condition(chart: _Chart, edge: Edge) -> str | None:
+    """The condition printed for an edge (full text, parameters marked), or None where it is not shown."""
+    if edge.when and (chart.view == "detail" or edge.label is None):
+        return condition_text(edge.when, chart.definition.parameters)
+    return None
+
+
+def condition_keys(chart: _Chart) -> dict[int, str]:
+    """Edges whose condition is too long for one line of an edge label, by index: their key tag ("c1"...).
+
+    A long condition drawn on the edge makes a label several lines tall that covers steps and other
+    labels; its edge shows the tag and the condition key under the chart prints it whole.
+    """
+    keys: dict[int, str] = {}
+    for index, edge in enumerate(chart.definition.edges):
+        condition = _shown_condition(chart, edge)
+        if condition is not None and text_width(f"[{condition}]") > CONDITION_COLUMNS:
+            keys[index] = f"c{len(keys) + 1}"
+    return keys
+
+
+def _edge_lines(chart: _Chart, edge: Edge, index: int, number: int | None) -> list[tuple[str, str, bool]]:
+    """An edge label's wrapped lines (text, colour, bold): branch number, label, condition or its key tag,
+    default marker, overlay lines."""
+    escalation = edge.kind == "escalation"
+    mark = chart.overlay.edges.get(edge.key) if chart.overlay is not None else None
+    dim = chart.overlay is not None and chart.overlay.dim_unmarked and mark is None
+    ink = DIM_INK if dim else (ESCALATION_INK if escalation else INK)
+    muted = DIM_INK if dim else MUTED
+    lines: list[tuple[str, str, bool]] = []
+    prefix = BRANCH_NUMBERS[number - 1] + " " if number is not None and number <= len(BRANCH_NUMBERS) else ""
+    if escalation:
+        prefix += f"{ESCALATION_GLYPH} 升级 "
+    if edge.label is not None:
+        text = edge.label.zh + (f" {edge.label.en}" if edge.label.en != edge.label.zh and chart.view == "detail" else "")
+        lines += [(line, ink, False) for line in wrap(prefix + text, LABEL_COLUMNS)]
+    elif prefix:
+        lines += [(line, ink, False) for line in wrap(prefix.strip(), LABEL_COLUMNS)]
+    condition = _shown_condition(chart, edge)
+    if condition is not None:
+        shown = f"[{chart.keys[index]}]" if index in chart.keys else f"[{condition}]"
+        lines += [(line, muted, False) for line in wrap(shown, CONDITION_COLUMNS)]
+    if edge.default:
+        lines += [(line, muted, False) for line in wrap("默认 default", CONDITION_COLUMNS)]
+    if mark is not None:
+        lines += [(line, mark.color or INK, True) for line in mark.lines]
+    return lines
+
+
+def label_room(lines: list[tuple[str, str, bool]]) -> float:
+    """Points of edge length a label needs between two steps in one lane, so it does not cover them."""
+    return caption_width(lines) + 2 * ARROW_ROOM if lines else 0.0
+
+
 def _edge_stmt(chart: _Chart, edge: Edge, index: int, number: int | None, positioned: bool,
                route: str | None = None) -> str:
-    """One sequence flow: branch number, label (bilingual), full condition, default marker, overlay marks.
+    """One sequence flow: branch number, label (bilingual), condition (or its key tag), default marker,
+    overlay marks.
 
     The `id` is the edge's position in the definition, not its key, so two edges between the
     same nodes still get distinct, stable SVG ids.
@@ -356,22 +461,7 @@ def _edge_stmt(chart: _Chart, edge: Edge, index: int, number: int | None, positi
     mark = chart.overlay.edges.get(edge.key) if chart.overlay is not None else None
     dim = chart.overlay is not None and chart.overlay.dim_unmarked and mark is None
     ink = DIM_INK if dim else (ESCALATION_INK if escalation else INK)
-    muted = DIM_INK if dim else MUTED
-    rows: list[str] = []
-    prefix = BRANCH_NUMBERS[number - 1] + " " if number is not None and number <= len(BRANCH_NUMBERS) else ""
-    if escalation:
-        prefix += f"{ESCALATION_GLYPH} 升级 "
-    if edge.label is not None:
-        text = edge.label.zh + (f" {edge.label.en}" if edge.label.en != edge.label.zh and chart.view == "detail" else "")
-        rows += _wrapped(prefix + text, CONDITION_COLUMNS, ink)
-    elif prefix:
-        rows += _wrapped(prefix.strip(), CONDITION_COLUMNS, ink)
-    if edge.when and (chart.view == "detail" or edge.label is None):
-        rows += _wrapped(f"[{condition_text(edge.when, chart.definition.parameters)}]", CONDITION_COLUMNS, muted)
-    if edge.default:
-        rows += _wrapped("默认 default", CONDITION_COLUMNS, muted)
-    if mark is not None:
-        rows.extend(_font(line, mark.color or INK, TEXT_PT, bold=True) for line in mark.lines)
+    rows = [_font(text, color, TEXT_PT, bold) for text, color, bold in _edge_lines(chart, edge, index, number)]
     attrs: list[tuple[str, str]] = []
     color = ink
     style = "dashed" if escalation else "solid"
@@ -451,10 +541,23 @@ def _legend_label(chart: _Chart) -> str:
     if chart.show_ladders and chart.ladders:
         for ref in chart.ladders.values():
             text = f"{ESCALATION_GLYPH}{ref.letter} {ref.name}: " + " · ".join(ladder_lines(definition, ref.levels))
-            lines = wrap(text, LEGEND_COLUMNS)
+            lines = wrap(text, chart.ladder_columns)
             body = _LEFT_BR.join(_font(line, LADDER_INK if i == 0 else INK) for i, line in enumerate(lines))
             rows.append(f'<TR><TD ALIGN="LEFT" BALIGN="LEFT">{body}{_LEFT_BR}</TD></TR>')
     return f'<<TABLE BORDER="0" CELLSPACING="0" CELLPADDING="1">{"".join(rows)}</TABLE>>'
+
+
+def _key_label(chart: _Chart) -> str:
+    """The condition key: every condition too long for its edge, whole (wrapped), under its tag and the
+    edge's name, in the order of the edges in the definition."""
+    rows = [_font("条件 conditions (✎ 可调默认值 editable default)", INK, bold=True)]
+    for index, tag in chart.keys.items():
+        edge = chart.definition.edges[index]
+        condition = _shown_condition(chart, edge) or ""
+        name = edge.label.zh if edge.label is not None else f"{edge.source} → {edge.target}"
+        lines = wrap(f"[{tag}] {name}: {condition}", KEY_COLUMNS)
+        rows += [_font(line, INK if i == 0 else MUTED) for i, line in enumerate(lines)]
+    return "<" + _LEFT_BR.join(rows) + _LEFT_BR + ">"
 
 
 def _lane_header_label(name: Text, one_line: bool) -> str:
@@ -492,6 +595,8 @@ def _free_nodes(chart: _Chart, placement: Placement | None) -> list[str]:
     """Title, legend, lane names and lane notes: placed by us, never ranked among the steps."""
     def free(name: str, label: str, element_id: str) -> str:
         attrs = [("shape", "plaintext"), ("margin", "0.05,0.03"), ("label", label), ("id", element_id)]
+        if chart.corner_headers and name.startswith(LANE_HEADER):  # one line in a band's corner: as low as its text
+            attrs.append(("height", "0"))
         where = placement.nodes.get(name) if placement is not None else None
         if where is not None:
             attrs.append(("pos", f"{_num(where[0])},{_num(where[1])}!"))
@@ -499,8 +604,10 @@ def _free_nodes(chart: _Chart, placement: Placement | None) -> list[str]:
 
     stmts = [free(TITLE_NODE, _title_label(chart), "chart-title"),
              free(LEGEND_NODE, _legend_label(chart), "chart-legend")]
+    if chart.keys:
+        stmts.append(free(KEY_NODE, _key_label(chart), "chart-conditions"))
     for lane_id, name, members, received in _shown_lanes(chart):
-        stmts.append(free(LANE_HEADER + lane_id, _lane_header_label(name, chart.view == "summary"), f"lane-name-{lane_id}"))
+        stmts.append(free(LANE_HEADER + lane_id, _lane_header_label(name, chart.view == "summary" or chart.corner_headers), f"lane-name-{lane_id}"))
         if not members:
             stmts.append(free(LANE_NOTE + lane_id, _lane_note_label(received), f"lane-note-{lane_id}"))
     return stmts
@@ -586,8 +693,14 @@ def _placements(chart: _Chart, first_pass: str) -> list[Placement]:
     lanes = [(lane_id, LANE_HEADER + lane_id, members or [LANE_NOTE + lane_id])
              for lane_id, _, members, _ in _shown_lanes(chart)]
     loop_lanes = [chart.lanes[chart.definition.edges[i].target] for i in sorted(chart.loops)]
-    stacked, packed = (place(steps, lanes, above=[TITLE_NODE], below=[LEGEND_NODE], captions=captions,
-                             headers_on_top=chart.view == "summary", loop_lanes=loop_lanes, packed=packed)
+    numbers = branch_numbers(chart.graph)
+    flows = [(edge.source, edge.target, label_room(_edge_lines(chart, edge, index, numbers.get(edge.key))))
+             for index, edge in enumerate(chart.definition.edges)
+             if edge.kind != "escalation" and index not in chart.loops]
+    below = [LEGEND_NODE, *([KEY_NODE] if chart.keys else [])]
+    stacked, packed = (place(steps, lanes, above=[TITLE_NODE], below=below, captions=captions,
+                             headers_on_top=chart.view == "summary", loop_lanes=loop_lanes, packed=packed,
+                             flows=flows if chart.compact else None, corner_headers=chart.corner_headers)
                        for packed in (False, True))
     return [stacked, packed] if packed.height < stacked.height - 1 else [stacked]  # packing gained nothing
 
@@ -607,16 +720,31 @@ def flowchart_dot(graph: ProcessGraph, overlay: Overlay | None = None, *, view: 
         graph, blocks = collapse_branches(graph)
     chart = _Chart(graph=graph, overlay=overlay, view=view, blocks=blocks, lanes=assign_lanes(graph),
                    loops=back_edges(graph), ladders=ladder_refs(graph.definition))
+    chart.keys = condition_keys(chart)
     try:
-        return _fewest_crossings(chart, _placements(chart, _dot(chart, None)))
+        placements = [(chart, placement) for placement in _placements(chart, _dot(chart, None))]
+        if max(_placed_text_pt(p) for _, p in placements) < A3_MIN_PT:
+            # too big for A3 as `dot` lays it out: wrap tall boxes wider and compact the columns, with
+            # the lane names in a column or in each band's corner
+            dense = replace(chart, wraps=WRAPS, compact=True, ladder_columns=DENSE_LADDER_COLUMNS)
+            first_pass = _dot(dense, None)
+            dense_placements = [(variant, placement) for variant in (dense, replace(dense, corner_headers=True))
+                                for placement in _placements(variant, first_pass)]
+            if max(_placed_text_pt(p) for _, p in dense_placements) > max(_placed_text_pt(p) for _, p in placements):
+                placements += dense_placements  # the denser layout may still cross more edges
+        return _fewest_crossings(placements)
     except SvcflowError as exc:
         raise RenderError(exc.message, hint=exc.hint) from None
 
 
-def _fewest_crossings(chart: _Chart, placements: list[Placement]) -> str:
-    """The positioned chart that crosses the fewest edges, then the lowest, then the first.
+def _fewest_crossings(placements: list[tuple[_Chart, Placement]]) -> str:
+    """The positioned chart that prints at 9 pt or more on A3 (beyond that all read), then the one that
+    crosses the fewest edges, then the one whose text prints largest, then the one with the fewest edge
+    labels on other labels or on nodes, then the lowest, then the first. Crossings come before a
+    larger text below 9 pt: a denser layout that tangles the edges is no gain in a meeting.
 
-    The candidates are each placement (lanes as `dot` stacked them, lanes packed into rows) with
+    The candidates are each (chart, placement) given (lanes as `dot` stacked them, lanes packed into rows;
+    on a chart too big for A3 also compacted, with lane names in a column or in the bands' corners) with
     the rework loops left to the router and, where there are loops to route, drawn around the
     bands. Around the chart a loop crosses nothing on a chart with many lanes between its ends;
     on a small chart the router's direct curve is often clear already, and the detour would cut
@@ -624,7 +752,7 @@ def _fewest_crossings(chart: _Chart, placements: list[Placement]) -> str:
     of different lanes into each other's way. All candidates are routed side by side and counted.
     """
     candidates: list[tuple[str, float]] = []
-    for placement in placements:
+    for chart, placement in placements:
         candidates.append((_dot(chart, placement), placement.height))
         routes = _loop_routes(chart, placement)
         if routes:
@@ -632,8 +760,14 @@ def _fewest_crossings(chart: _Chart, placements: list[Placement]) -> str:
     layouts = layouts_of([dot for dot, _ in candidates], ("neato", "-n2"))
     ranked = sorted(range(len(candidates)),
                     key=lambda i: (not prints_on_a3(layouts[i]), len(crossing_pairs(layouts[i])),
-                                   round(candidates[i][1]), i))
+                                   -min(round(a3_text_pt(layouts[i]), 1), A3_MIN_PT),
+                                   len(label_overlaps(layouts[i])), round(candidates[i][1]), i))
     return candidates[ranked[0]][0]
+
+
+def _placed_text_pt(placement: Placement) -> float:
+    """The point size a placed chart's text would print at on A3 (before its edges are routed)."""
+    return a3_text_pt(Layout(width=placement.width, height=placement.height))
 
 
 def a3_text_pt(layout: Layout) -> float:

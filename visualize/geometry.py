@@ -19,6 +19,7 @@ from typing import Any
 from engine.errors import SvcflowError
 
 Point = tuple[float, float]
+Box = tuple[float, float, float, float]  # left, bottom, right, top in points
 BEZIER_STEPS = 12  # points sampled per cubic piece: enough to see two curves cross, cheap to compare
 
 
@@ -50,6 +51,7 @@ class EdgeCurve:
     tail: str
     head: str
     points: tuple[Point, ...]
+    label: Box | None = None  # the box its label's text was drawn in, if it has a label
 
 
 @dataclass
@@ -132,8 +134,73 @@ def _read_json(data: dict[str, Any]) -> Layout:
         layout.edges.append(EdgeCurve(
             id=str(edge.get("id", "")), classes=frozenset(str(edge.get("class", "")).split()),
             tail=names[edge["tail"]], head=names[edge["head"]], points=tuple(curve),
+            label=_text_box([*edge.get("_ldraw_", []), *edge.get("_xldraw_", [])]),
         ))
     return layout
+
+
+def _text_box(ops: Sequence[dict[str, Any]]) -> Box | None:
+    """The box around the text lines of a label as drawn (xdot "T" ops: baseline point, alignment,
+    width; the size from the last "F" op): from a descender below the lowest baseline to the
+    cap height above the highest."""
+    size = 14.0
+    box: Box | None = None
+    for op in ops:
+        if op.get("op") == "F":
+            size = float(op["size"])
+        elif op.get("op") == "T" and str(op.get("text", "")).strip():
+            x, y = (float(v) for v in op["pt"])
+            width = float(op["width"])
+            left = {"l": x, "r": x - width}.get(op.get("align", "c"), x - width / 2)
+            line = (left, y - 0.2 * size, left + width, y + 0.8 * size)
+            box = line if box is None else (min(box[0], line[0]), min(box[1], line[1]),
+                                            max(box[2], line[2]), max(box[3], line[3]))
+    return box
+
+
+def _overlap(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def node_overlaps(layout: Layout, names: Iterable[str], slack: float = 1.0) -> list[tuple[str, str]]:
+    """Pairs of the named nodes (shapes, captions) drawn over each other, boxes shrunk by `slack`.
+
+    A caption is the text under its own shape, so a shape and its caption ("x", "caption:x") never count.
+    """
+    boxes = [layout.nodes[name] for name in names if name in layout.nodes]
+    found: list[tuple[str, str]] = []
+    for first, second in combinations(boxes, 2):
+        if first.name.removeprefix("caption:") == second.name.removeprefix("caption:"):
+            continue
+        if (abs(first.x - second.x) < (first.width + second.width) / 2 - slack
+                and abs(first.y - second.y) < (first.height + second.height) / 2 - slack):
+            found.append((first.name, second.name))
+    return found
+
+
+def label_overlaps(layout: Layout, slack: float = 1.0) -> list[tuple[str, str]]:
+    """Edge labels drawn over another edge label or over a node (its shape, caption, a lane name,
+    the title or the legend): (edge id, the other edge's id or the node's name).
+
+    Boxes are shrunk by `slack` points on each side, so labels that merely touch do not count.
+    """
+    labelled = [edge for edge in layout.edges if edge.label is not None]
+    found: list[tuple[str, str]] = []
+
+    def shrunk(box: Box) -> Box:
+        return box[0] + slack, box[1] + slack, box[2] - slack, box[3] - slack
+
+    for first, second in combinations(labelled, 2):
+        assert first.label is not None and second.label is not None
+        if _overlap(shrunk(first.label), shrunk(second.label)):
+            found.append((first.id, second.id))
+    for edge in labelled:
+        assert edge.label is not None
+        for node in layout.nodes.values():
+            box = (node.x - node.width / 2, node.y - node.height / 2, node.x + node.width / 2, node.y + node.height / 2)
+            if _overlap(shrunk(edge.label), shrunk(box)):
+                found.append((edge.id, node.name))
+    return found
 
 
 def _segments_cross(a: Point, b: Point, c: Point, d: Point) -> Point | None:
@@ -186,4 +253,4 @@ def crossing_pairs(layout: Layout, classes: Iterable[str] = ("flow", "escalation
     return pairs
 
 
-__all__ = ["EdgeCurve", "Layout", "LayoutError", "NodeBox", "crossing_pairs", "layout_of"]
+__all__ = ["Box", "EdgeCurve", "Layout", "LayoutError", "NodeBox", "crossing_pairs", "label_overlaps", "layout_of", "node_overlaps"]

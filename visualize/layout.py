@@ -19,11 +19,16 @@ from visualize.geometry import Layout, NodeBox
 
 LANE_PAD = 8.0  # points between a band's edge and the steps inside it
 HEADER_GAP = 8.0  # points between the lane names' column and the first step
+TIGHT_PAD = 4.0  # LANE_PAD on a compacted chart: every point of height counts there
 ROW_GAP = 6.0  # points between two rows of steps in one (packed) lane
 BLOCK_GAP = 12.0  # points between the title, the bands and the legend
 LOOP_ROOM = 10.0  # points of corridor for rework loops: along the top of a band, right of the steps
 LOOP_STEP = 4.0  # points between two loops sharing a corridor
 ARROW = 7.0  # points an arrowhead takes (Graphviz's 10 × arrowsize 0.7)
+CAPTION_GAP = 4.0  # points between two captions side by side
+STEP_GAP = 10.0  # points between two steps side by side in one lane
+FLOW_GAP = 12.0  # points between a step and the next one in the same lane: room for the arrow
+CROSS_GAP = 24.0  # points a step in another lane stands right of the step before it (centre to centre)
 
 
 def assign_lanes(graph: ProcessGraph) -> dict[str, str]:
@@ -134,6 +139,86 @@ def pack_rows(boxes: Sequence[NodeBox]) -> list[tuple[float, list[NodeBox]]]:
     return [(max(box.height for box in row), row) for row in rows]
 
 
+def compact_columns(boxes: Mapping[str, tuple[float, float, float, float]], lanes: Mapping[str, str],
+                    flows: Sequence[tuple[str, str, float]], left: float,
+                    drawn: Mapping[str, float] | None = None) -> dict[str, float]:
+    """New centre x of every step: each as far left as its neighbours allow, in `dot`'s left-to-right order.
+
+    `boxes` maps a step to (x, width, top, bottom) as first placed (y down), `lanes` to its lane,
+    `flows` lists forward edges (source, target, room for the label). `dot` gives every column
+    the width of its widest step across all lanes, so ten lanes make a chart far wider than any
+    one lane needs. Here a step only keeps clear of the steps beside it in its own band (those
+    whose rows overlap it) and follows its predecessors: in the same lane after the arrow and
+    its label; in another lane, from just right of the predecessor's centre, so the hand-over
+    reads left to right as a short diagonal. The order of the steps in a band never changes.
+    `drawn` gives a step's width as drawn where it is wider than its box (an event's caption):
+    steps of one lane keep clear of each other's captions too.
+    """
+    def reach(name: str) -> float:  # half the drawn width, beyond the box's own half
+        return max(0.0, ((drawn or {}).get(name, boxes[name][1]) - boxes[name][1]) / 2)
+
+    order = sorted(boxes, key=lambda name: (boxes[name][0], name))
+    incoming: dict[str, list[tuple[str, float]]] = {}
+    for source, target, room in flows:
+        if source in boxes and target in boxes:
+            incoming.setdefault(target, []).append((source, room))
+    placed: dict[str, float] = {}  # name -> new left edge
+    in_lane: dict[str, list[str]] = {}
+    for name in order:
+        x, width, top, bottom = boxes[name]
+        start = left
+        for other in in_lane.get(lanes[name], []):
+            _, o_width, o_top, o_bottom = boxes[other]
+            if top < o_bottom - 0.5 and o_top < bottom - 0.5:
+                start = max(start, placed[other] + o_width + max(STEP_GAP, reach(other) + reach(name) + CAPTION_GAP))
+        for source, room in incoming.get(name, []):
+            if source not in placed:
+                continue  # an edge `dot` drew right to left: it constrains nothing
+            s_width = boxes[source][1]
+            _, _, s_top, s_bottom = boxes[source]
+            if lanes[source] == lanes[name] and top < s_bottom and s_top < bottom:  # side by side: the label between
+                start = max(start, placed[source] + s_width
+                            + max(FLOW_GAP, room, reach(source) + reach(name) + CAPTION_GAP))
+            elif lanes[source] == lanes[name]:  # one above the other: the label beside the slanted edge
+                start = max(start, placed[source] + s_width + FLOW_GAP)
+            else:
+                start = max(start, placed[source] + s_width / 2 + CROSS_GAP - width / 2)
+        placed[name] = start
+        in_lane.setdefault(lanes[name], []).append(name)
+    return {name: round(placed[name] + boxes[name][1] / 2, 1) for name in placed}
+
+
+def _headers_inside(down: dict[str, tuple[float, float]], bands_down: dict[str, tuple[float, float]],
+                    lane_members: Sequence[tuple[str, str, Sequence[str]]], boxes: Mapping[str, NodeBox],
+                    drawn: Mapping[str, float], pad: float) -> None:
+    """Put each lane's name (one line) in its band's top-left corner, and the band's steps below it
+    only where a step reaches into that corner; later bands move down as much.
+
+    On a compacted chart the first steps of most lanes stand far right of the chart's left edge
+    (they follow their predecessors in other lanes), so a column for the names would widen the
+    whole chart for the sake of one or two bands. Top-down, y grows downwards; changed in place.
+    """
+    offset = 0.0
+    for lane_id, header, names in lane_members:
+        top, bottom = bands_down[lane_id]
+        top, bottom = top + offset, bottom + offset
+        corner = pad + boxes[header].width + HEADER_GAP
+        steps = [name for name in names if name in drawn]
+        for name in names:
+            down[name] = (down[name][0], down[name][1] + offset)
+        if steps and any(down[name][0] - drawn[name] / 2 < corner for name in steps):
+            lift = boxes[header].height + 2
+            for name in names:
+                down[name] = (down[name][0], down[name][1] + lift)
+            bottom += lift
+            offset += lift
+        if not steps:  # a lane without steps: its note beside its name
+            for name in names:
+                down[name] = (corner + boxes[name].width / 2, down[name][1])
+        down[header] = (pad + boxes[header].width / 2, top + 2 + boxes[header].height / 2)
+        bands_down[lane_id] = (top, bottom)
+
+
 @dataclass
 class Placement:
     """Fixed positions (Graphviz points, y up) of every node, and each lane band's box."""
@@ -148,7 +233,8 @@ class Placement:
 def place(first_pass: Layout, lane_members: Sequence[tuple[str, str, Sequence[str]]],
           above: Sequence[str], below: Sequence[str],
           captions: Mapping[str, tuple[str, float]] | None = None, headers_on_top: bool = False,
-          loop_lanes: Sequence[str] = (), packed: bool = False) -> Placement:
+          loop_lanes: Sequence[str] = (), packed: bool = False,
+          flows: Sequence[tuple[str, str, float]] | None = None, corner_headers: bool = False) -> Placement:
     """Stack the lanes of a first `dot` pass as full-width bands.
 
     `lane_members` is (lane id, header node, member nodes) in the definition's lane order;
@@ -160,20 +246,24 @@ def place(first_pass: Layout, lane_members: Sequence[tuple[str, str, Sequence[st
     `pack_rows`): a lower chart, but edges between lanes may cross where `dot` had them apart.
     Lanes in `loop_lanes` receive rework loops: they get a corridor along their top, and the
     chart a corridor on its right, for the loops to run in (see `loop_route`).
+    With `flows` (forward edges: source, target, room for the label), the steps are pushed left as
+    far as their own band and their predecessors allow (see `compact_columns`), instead of keeping
+    `dot`'s columns, each as wide as its widest step in any lane.
+    With `flows` and `corner_headers`, the lane names take no column: each stands on one line in its
+    band's top-left corner (see `_headers_inside`).
+    `below` blocks stand side by side, left-aligned, as many in a row as the bands are wide.
     Coordinates are computed top-down, then flipped to Graphviz's y-up.
     """
+    pad = LANE_PAD if flows is None else TIGHT_PAD
     boxes = first_pass.nodes
     headers = [boxes[header] for _, header, _ in lane_members]
-    header_width = max((box.width for box in headers), default=0.0) + 2 * LANE_PAD
-    if headers_on_top:
+    header_width = max((box.width for box in headers), default=0.0) + 2 * pad
+    if headers_on_top or (corner_headers and flows is not None):
         header_width = 0.0
     members = [boxes[name] for lane_id, _, names in lane_members for name in names
                if f"cluster_{lane_id}" in first_pass.clusters]
     left = min((box.x - box.width / 2 for box in members), default=0.0)
-    right = max((box.x + box.width / 2 for box in members), default=0.0)
     shift_x = header_width + HEADER_GAP - left
-    band_width = header_width + HEADER_GAP + (right - left) + LANE_PAD + (LOOP_ROOM if loop_lanes else 0.0)
-    width = max([band_width, *(boxes[name].width for name in [*above, *below])])
 
     down: dict[str, tuple[float, float]] = {}  # y grows downwards until the flip
     y = 0.0
@@ -187,9 +277,9 @@ def place(first_pass: Layout, lane_members: Sequence[tuple[str, str, Sequence[st
         label_height += LOOP_ROOM if lane_id in loop_lanes else 0.0
         if cluster is not None and packed:
             rows = pack_rows([boxes[name] for name in names])
-            inner = sum(row_height for row_height, _ in rows) + ROW_GAP * (len(rows) - 1) + 2 * LANE_PAD
-            height = max(inner + label_height, boxes[header].height + 2 * LANE_PAD)
-            row_top = y + label_height + (height - label_height - inner) / 2 + LANE_PAD
+            inner = sum(row_height for row_height, _ in rows) + ROW_GAP * (len(rows) - 1) + 2 * pad
+            height = max(inner + label_height, boxes[header].height + 2 * pad)
+            row_top = y + label_height + (height - label_height - inner) / 2 + pad
             for row_height, row in rows:
                 for box in row:
                     down[box.name] = (box.x + shift_x, row_top + row_height / 2)
@@ -197,20 +287,44 @@ def place(first_pass: Layout, lane_members: Sequence[tuple[str, str, Sequence[st
         elif cluster is not None:
             _, bottom, _, top = cluster
             inner = top - bottom
-            height = max(inner + label_height, boxes[header].height + 2 * LANE_PAD)
+            height = max(inner + label_height, boxes[header].height + 2 * pad)
             offset = y + label_height + (height - label_height - inner) / 2
             for name in names:
                 down[name] = (boxes[name].x + shift_x, offset + (top - boxes[name].y))
         else:  # a lane without steps (it only receives escalations): its note in the first column
-            height = max([boxes[header].height, *(boxes[n].height for n in names)]) + 2 * LANE_PAD
+            height = max([boxes[header].height, *(boxes[n].height for n in names)]) + 2 * pad
             for name in names:
                 down[name] = (header_width + HEADER_GAP + boxes[name].width / 2, y + height / 2)
         if headers_on_top:
-            down[header] = (LANE_PAD + boxes[header].width / 2, y + 2 + boxes[header].height / 2)
+            down[header] = (pad + boxes[header].width / 2, y + 2 + boxes[header].height / 2)
         else:
             down[header] = (header_width / 2, y + height / 2)
         bands_down[lane_id] = (y, y + height)
         y += height
+    steps = {box.name for box in members}
+    if flows is not None:
+        lane_of = {name: lane_id for lane_id, _, names in lane_members for name in names if name in steps}
+        # a caption wider than its shape's reserved box would reach into a neighbour's caption on a
+        # compacted chart: there the whole caption is kept clear
+        drawn = {name: boxes[name].width for name in steps}
+        for caption, (owner, _) in (captions or {}).items():
+            if owner in drawn:
+                drawn[owner] = max(drawn[owner], boxes[caption].width)
+        columns = compact_columns(
+            {name: (down[name][0], boxes[name].width, down[name][1] - boxes[name].height / 2,
+                    down[name][1] + boxes[name].height / 2) for name in steps},
+            lane_of, flows, header_width + HEADER_GAP, drawn)
+        for name, x in columns.items():
+            down[name] = (x, down[name][1])
+        if corner_headers:
+            _headers_inside(down, bands_down, lane_members, boxes, drawn, pad)
+            y = max(bottom for _, bottom in bands_down.values())
+    right = max((down[name][0] + boxes[name].width / 2 for name in steps), default=header_width + HEADER_GAP)
+    for caption, (owner, _) in (captions or {}).items():
+        if flows is not None and owner in steps:
+            right = max(right, down[owner][0] + boxes[caption].width / 2)
+    band_width = right + pad + (LOOP_ROOM if loop_lanes else 0.0)
+    width = max([band_width, *(boxes[name].width for name in above)])
     for caption, (owner, shape_height) in (captions or {}).items():
         # the first pass reserved the shape with its caption under it: the shape moves to the top
         x, centre = down[owner]
@@ -218,9 +332,17 @@ def place(first_pass: Layout, lane_members: Sequence[tuple[str, str, Sequence[st
         down[owner] = (x, top + shape_height / 2)
         down[caption] = (x, top + shape_height + boxes[caption].height / 2)
     y += BLOCK_GAP
+    x = 0.0
+    row_height = 0.0
     for name in below:
-        down[name] = (boxes[name].width / 2, y + boxes[name].height / 2)
-        y += boxes[name].height + BLOCK_GAP
+        if x > 0 and x + boxes[name].width > width:
+            y += row_height + BLOCK_GAP
+            x, row_height = 0.0, 0.0
+        down[name] = (x + boxes[name].width / 2, y + boxes[name].height / 2)
+        x += boxes[name].width + 2 * BLOCK_GAP
+        row_height = max(row_height, boxes[name].height)
+        width = max(width, x - 2 * BLOCK_GAP)
+    y += row_height + BLOCK_GAP
     total = y - BLOCK_GAP if below else y
     placement = Placement(width=width, height=total)
     placement.sizes = {name: (boxes[name].width, boxes[name].height) for name in down}
@@ -275,4 +397,4 @@ def loop_route(placement: Placement, source: str, target: str, source_lane: str,
     return f"e,{tip[0]:g},{tip[1]:g} {control}"
 
 
-__all__ = ["Placement", "assign_lanes", "back_edges", "loop_route", "pack_rows", "place"]
+__all__ = ["Placement", "assign_lanes", "back_edges", "compact_columns", "loop_route", "pack_rows", "place"]

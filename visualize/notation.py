@@ -36,19 +36,23 @@ def wrap(text: str, width: int) -> list[str]:
     current = ""
     for word in re.findall(r"[^\s/]+/?\s*|/\s*", text):  # breaks after spaces and slashes
         lone_mark = len(word.strip()) == 1 and not word.strip().isalnum()  # "]" never starts a line
-        if current and text_width(current + word.rstrip()) > width and not lone_mark:
+        long_run = text_width(word.rstrip()) > width and text_width(word) > len(word)  # a long Chinese run
+        if current and text_width(current + word.rstrip()) > width and not lone_mark and not long_run:
             lines.append(current.rstrip())
             current = ""
-        while text_width(word.rstrip()) > width and text_width(word) > len(word):  # a long Chinese run: split it
+        while long_run and text_width(current + word.rstrip()) > width:  # split it, filling the open line first
             head = ""
             for char in word:
-                if text_width(head + char) > width:
+                if text_width(current + head + char) > width:
                     break
                 head += char
             rest = word[len(head):].strip()
             if len(rest) == 1 and not rest.isalnum():
                 break  # one closing mark overflows rather than standing alone on a line
-            lines.append(head)
+            if not head and not current:
+                break  # a single character wider than the line
+            lines.append((current + head).rstrip())
+            current = ""
             word = word[len(head):]
         current += word
     if current.strip():
