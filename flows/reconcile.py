@@ -8,7 +8,7 @@ with work and no run at all. The store is the truth, so one pass can repair all 
 
 1. **Dead runs.** A Running/Pending run of the case flow or the sweep is dead when its process
    is gone (`local=True`: no live process on this machine carries the run's id, and its state
-   is older than `LOCAL_SETTLE` seconds — only for a reconciler running beside the workers) or
+   is older than `settle` seconds (default `LOCAL_SETTLE`) — only for a reconciler running beside the workers) or
    when neither its state nor a heartbeat event is newer than `stale_after` seconds (any
    machine; set PREFECT_FLOWS_HEARTBEAT_FREQUENCY well below it). The pid Prefect records is
    not the evidence: a resumed or rescheduled run keeps its previous process's (dead) pid until
@@ -171,7 +171,7 @@ def _runs(client: Any, flow_names: Iterable[str], types: Iterable[str]) -> Itera
 
 
 def is_dead(client: Any, run: Any, *, now: datetime, stale_after: float,
-            processes: Mapping[str, list[int]] | None = None) -> bool:
+            processes: Mapping[str, list[int]] | None = None, settle: float = LOCAL_SETTLE) -> bool:
     """Whether a Running/Pending run's process is gone (see the module's rule 1). `processes`
     (`flow_run_processes()`, read *before* the run was) makes it a local judgement: a sub-flow
     run lives in its parent's process, so it is judged by heartbeats alone."""
@@ -179,7 +179,7 @@ def is_dead(client: Any, run: Any, *, now: datetime, stale_after: float,
     if processes is not None and getattr(run, "parent_task_run_id", None) is None:
         if str(run.id) in processes:
             return False
-        if state_time is None or now - state_time > timedelta(seconds=LOCAL_SETTLE):
+        if state_time is None or now - state_time > timedelta(seconds=settle):
             return True
     since = now - timedelta(seconds=stale_after)
     if state_time is not None and state_time > since:
@@ -207,8 +207,11 @@ def _reschedule_run(client: Any, run: Any, message: str) -> bool:
 
 
 def reconcile(engine: FlowEngine, *, stale_after: float = 600.0, grace: float = 30.0, local: bool = False,
-              forms: bool = False, dry_run: bool = False, settings: FlowSettings | None = None) -> Reconciled:
-    """One pass over Prefect's live runs and the store's running cases; see the module docstring."""
+              forms: bool = False, dry_run: bool = False, settings: FlowSettings | None = None,
+              settle: float = LOCAL_SETTLE) -> Reconciled:
+    """One pass over Prefect's live runs and the store's running cases; see the module docstring.
+    `settle`: with `local`, how old a run's state must be before a missing process makes it dead
+    (a check that has just killed a Running run's process may pass 0)."""
     from prefect.client.orchestration import get_client
 
     settings = settings or get_flow_settings()
@@ -223,7 +226,7 @@ def reconcile(engine: FlowEngine, *, stale_after: float = 600.0, grace: float = 
         for run in live:
             if run.state_type is None or run.state_type.value not in ACTIVE_TYPES:
                 continue
-            if not is_dead(client, run, now=now, stale_after=stale_after, processes=processes):
+            if not is_dead(client, run, now=now, stale_after=stale_after, processes=processes, settle=settle):
                 continue
             dead.add(run.id)
             case_id = _case_of(run)
