@@ -10,7 +10,7 @@ twice over). Staff complete human steps through the engine. Faults are drawn fro
 random generator, one after another, across the kinds:
 
 - `worker-step`: SIGKILL the worker (with its flow-run processes) running a case's flow run
-  in its first segment, where it starts the case and runs its automatic steps;
+  while it runs (starting the case, applying a step, running automatic steps);
 - `worker-resume`: the same, for a run that came back after a human step (Pending or Running
   again);
 - `server`: restart the Prefect server while a case's run is active;
@@ -19,8 +19,8 @@ random generator, one after another, across the kinds:
 Killed workers are started again at once; `flows.reconcile.reconcile(local=True)` runs every
 round. After the last fault (or when `--budget` seconds of faults have passed) staff stop and
 the wind-down waits, with the reconciler on duty, until every case has ended or waits — for a
-person with exactly one live (paused) run, or for a timer with none — and no run is Scheduled,
-Pending or Running. The histories are then audited (flows.audit): no step lost, none done twice.
+person with exactly one live (paused) run, or for no person (a timer, a sub-case, a customer's
+message) with none — and no run is Scheduled, Pending or Running. The histories are then audited (flows.audit): no step lost, none done twice.
 With `--complete S`, staff then drive every case to its end for at most S seconds.
 Counts go to stdout and `--output` (JSON); the exit status says whether the check passed.
 """
@@ -45,31 +45,6 @@ sys.path.insert(0, str(ROOT))
 FAULTS = ("worker-step", "worker-resume", "server", "sweep")
 PROCESSES = ("complaint_handling", "customer_retention", "credit_rating_change")
 ACTIVE = ("SCHEDULED", "PENDING", "RUNNING", "CANCELLING")  # a run in these at the end is stuck
-
-
-def ancestors(pid: int) -> list[int]:
-    """pid and its parents, from /proc (which worker started this flow-run process)."""
-    chain = []
-    while pid > 1:
-        chain.append(pid)
-        try:
-            with open(f"/proc/{pid}/stat") as handle:
-                pid = int(handle.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            break
-    return chain
-
-
-def worker_of(stack: Any, pids: list[int]) -> int | None:
-    """The number of the stack's worker whose process tree holds one of these processes."""
-    chains = {p for pid in pids for p in ancestors(pid)}
-    for pidfile in sorted(stack.stack_dir.glob("worker-*.pid")):
-        try:
-            if int(pidfile.read_text()) in chains:
-                return int(pidfile.stem.split("-")[1])
-        except (OSError, ValueError):
-            continue
-    return None
 
 
 def flow_runs(flow_name: str, types: tuple[str, ...]) -> list[Any]:
@@ -125,10 +100,14 @@ class Check:
         return found
 
     def top_up(self) -> None:
-        """Start the next cases while fewer than `--concurrent` roots are live (requested and not ended)."""
+        """Start the next cases while fewer than `--concurrent` roots are live: requested, not ended, and
+        not waiting only for a timer (a complaint's return visit is a day away: nothing moves it now)."""
+        from flows.staff import timer_only
         from svcflow.stack import sample_data, start_cases
 
-        live = [c for c in self.roots if c not in self.ended]
+        self.running_cases()  # notes the ended ones
+        live = [c for c in self.roots if c not in self.ended
+                and not (self.engine.store.case_exists(c) and timer_only(self.engine, c) is not None)]
         while len(live) < self.args.concurrent and len(self.roots) < self.args.cases:
             process = self.rng.choice(self.args.processes.split(","))
             case_id = f"F{len(self.roots) + 1:04d}"
@@ -160,7 +139,7 @@ class Check:
 
     # -- faults --------------------------------------------------------------------------------
     def kill_worker_of(self, run: Any, processes: dict[str, list[int]]) -> bool:
-        worker = worker_of(self.stack, processes.get(str(run.id), []))
+        worker = self.stack.worker_of(processes.get(str(run.id), []))
         if worker is None:
             return False
         time.sleep(self.rng.uniform(0.0, 1.0))  # somewhere among its steps
@@ -205,25 +184,24 @@ class Check:
         if kind == "worker-resume":
             candidates = [r for r in runs if r.run_count >= (1 if r.state_type.value == "PENDING" else 2)]
         else:
-            candidates = [r for r in runs if r.state_type.value == "RUNNING" and r.run_count <= 1]
+            candidates = [r for r in runs if r.state_type.value == "RUNNING"]
         self.rng.shuffle(candidates)
         return any(self.kill_worker_of(run, processes) for run in candidates[:1])
 
     # -- the end -------------------------------------------------------------------------------
     def standing(self) -> dict[str, Any]:
-        """Every case's standing now: ended, waiting (a person, exactly one live run; a timer, none),
-        or not settled (with why)."""
+        """Every case's standing now: ended, waiting (for a person: exactly one live run, paused; for
+        no person — a timer, a sub-case, a message: none), or not settled (with why)."""
         from prefect.client.orchestration import get_client
 
         from flows.reconcile import outstanding_work
-        from flows.staff import timer_only
         from flows.waiting import live_runs_by_case
         from svcflow.stack import ENDED, family
 
         with get_client(sync_client=True) as client:
             by_case = live_runs_by_case(client)
         cases = [c for c in family(self.engine, self.roots) if self.engine.store.case_exists(c)]
-        finished, waiting_person, waiting_timer = [], [], []
+        finished, waiting_person, waiting_other = [], [], []
         unsettled: dict[str, str] = {}
         for case_id in cases:
             state, _ = self.engine.store.load_case(case_id)
@@ -233,17 +211,20 @@ class Check:
                 (finished.append(case_id) if not runs else unsettled.__setitem__(case_id, f"ended, runs {kinds}"))
             elif outstanding_work(self.engine, state):
                 unsettled[case_id] = f"work {outstanding_work(self.engine, state)}, runs {kinds}"
-            elif timer_only(self.engine, case_id) is not None and not runs:
-                waiting_timer.append(case_id)
-            elif len(runs) == 1 and kinds == ["PAUSED"]:
-                waiting_person.append(case_id)
+            elif state.open_tasks():
+                if kinds == ["PAUSED"]:
+                    waiting_person.append(case_id)
+                else:
+                    unsettled[case_id] = f"waiting for a person, runs {kinds}"
+            elif not runs:  # a timer, a sub-case, a customer's message: the sweep or that event moves it
+                waiting_other.append(case_id)
             else:
-                unsettled[case_id] = f"waiting, runs {kinds}"
+                unsettled[case_id] = f"waiting for no person, runs {kinds}"
         never_started = [c for c in self.roots if not self.engine.store.case_exists(c)]
         stuck = [(r.name, r.state.name) for name in ("svcflow-case", "escalation-sweep")
                  for r in flow_runs(name, ACTIVE)]
         return {"cases": len(cases), "finished": finished, "waiting_for_a_person_one_live_run": waiting_person,
-                "waiting_for_a_timer_no_run": waiting_timer, "unsettled": unsettled,
+                "waiting_for_no_person_no_run": waiting_other, "unsettled": unsettled,
                 "never_started": never_started, "runs_stuck": stuck}
 
     def wind_down(self, seconds: float) -> dict[str, Any]:
@@ -314,7 +295,7 @@ def run_check(args: argparse.Namespace, stack: Any, engine: Any) -> dict[str, An
         "cases": standing["cases"], "root_cases": len(check.roots),
         "finished": len(standing["finished"]),
         "waiting_for_a_person_one_live_run": len(standing["waiting_for_a_person_one_live_run"]),
-        "waiting_for_a_timer_no_run": len(standing["waiting_for_a_timer_no_run"]),
+        "waiting_for_no_person_no_run": len(standing["waiting_for_no_person_no_run"]),
         "unsettled": standing["unsettled"], "never_started": standing["never_started"],
         "steps_lost": sum(a.steps_lost for a in audits.values()),
         "steps_doubled": sum(a.steps_doubled for a in audits.values()),
@@ -344,7 +325,7 @@ def run_check(args: argparse.Namespace, stack: Any, engine: Any) -> dict[str, An
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--kills", type=int, default=100, help="faults to inject")
-    parser.add_argument("--cases", type=int, default=24, help="cases started in all (a fixed number)")
+    parser.add_argument("--cases", type=int, default=40, help="cases started in all (a fixed number)")
     parser.add_argument("--concurrent", type=int, default=6, help="most root cases live at once")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--faults", default=",".join(FAULTS), help=f"comma-separated subset of {FAULTS}")
@@ -361,6 +342,11 @@ def main() -> int:
 
     from svcflow.stack import Stack
 
+    def stop(signum: int, _frame: Any) -> None:  # the stack and its databases go with the check
+        raise SystemExit(f"stopped by signal {signum}")
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)  # started in the background, a shell leaves SIGINT ignored
     stack = Stack(name=f"faults{os.getpid()}",
                   settings={"WORKER_POLL_SECONDS": "1", "SWEEP_INTERVAL": "3600", "POOL_LIMIT": "8",
                             "HEARTBEAT_SECONDS": "30", "SVCFLOW_ARTIFACT_FLOWCHART": "false"})
