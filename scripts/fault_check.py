@@ -221,8 +221,10 @@ class Check:
             else:
                 unsettled[case_id] = f"waiting for no person, runs {kinds}"
         never_started = [c for c in self.roots if not self.engine.store.case_exists(c)]
+        now_utc = datetime.now(UTC)  # the sweep's schedule keeps its next runs Scheduled: those are not stuck
         stuck = [(r.name, r.state.name) for name in ("svcflow-case", "escalation-sweep")
-                 for r in flow_runs(name, ACTIVE)]
+                 for r in flow_runs(name, ACTIVE) if not (r.state_type.value == "SCHEDULED" and r.expected_start_time
+                                                          and r.expected_start_time > now_utc)]
         return {"cases": len(cases), "finished": finished, "waiting_for_a_person_one_live_run": waiting_person,
                 "waiting_for_no_person_no_run": waiting_other, "unsettled": unsettled,
                 "never_started": never_started, "runs_stuck": stuck}
