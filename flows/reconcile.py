@@ -7,10 +7,12 @@ a driver that completed a task in the store and died before waking the run, leav
 with work and no run at all. The store is the truth, so one pass can repair all of these:
 
 1. **Dead runs.** A Running/Pending run of the case flow or the sweep is dead when its process
-   is gone (`local=True`: the pid Prefect recorded is not alive on this machine — only for a
-   reconciler running beside the workers) or when neither its state nor a heartbeat event is
-   newer than `stale_after` seconds (any machine; set PREFECT_FLOWS_HEARTBEAT_FREQUENCY well
-   below it). A dead case run is **rescheduled as the same run** (it keeps its Resume input,
+   is gone (`local=True`: no live process on this machine carries the run's id, and its state
+   is older than `settle` seconds (default `LOCAL_SETTLE`) — only for a reconciler running beside the workers) or
+   when neither its state nor a heartbeat event is newer than `stale_after` seconds (any
+   machine; set PREFECT_FLOWS_HEARTBEAT_FREQUENCY well below it). The pid Prefect records is
+   not the evidence: a resumed or rescheduled run keeps its previous process's (dead) pid until
+   a worker has started the new one, and judging by it re-ran live runs a second time. A dead case run is **rescheduled as the same run** (it keeps its Resume input,
    so a human step submitted in the UI just before the crash is still applied, once), unless
    another live run of the case exists — then it is marked Crashed. A dead sweep is marked
    Crashed: the schedule brings the next one. A case run that crashed before its case existed
@@ -18,8 +20,12 @@ with work and no run at all. The store is the truth, so one pass can repair all 
 2. **Cases without a run.** A running case with outstanding work — an automatic step not yet
    applied, a sub-case to create or to report — whose last change is older than `grace`
    seconds: its paused run is woken if it has one, else a new run of the case deployment is
-   triggered. With `forms=True`, a case waiting for a person with no run at all gets one too
-   (it suspends at once, showing the Resume form in the UI).
+   triggered. A case with a live run (one rescheduled in this pass included) is never given
+   another, so one pass after another a case whose runs all ended gets exactly one new run.
+   With `forms=True`, a case waiting for a person with no run at all gets one too (it suspends
+   at once, showing the Resume form in the UI).
+3. **Duplicate forms.** A case whose live runs are all paused keeps the newest; the others are
+   cancelled (the rule `flows.waiting` applies for served runs), so no case is left with two.
 
 Re-running is always safe: a run recovers from the store, and the engine applies each step
 result once (token attempt + idempotency key), so the worst a needless run costs is a process.
@@ -28,10 +34,10 @@ result once (token attempt + idempotency key), so the worst a needless run costs
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -48,6 +54,10 @@ LIVE_TYPES = ("SCHEDULED", "PENDING", "RUNNING", "PAUSED", "CANCELLING")
 ACTIVE_TYPES = ("PENDING", "RUNNING")
 HEARTBEAT_EVENT = "prefect.flow-run.heartbeat"
 MAX_RESTARTS = 5  # a run that crashed before its case started is run again at most this often
+# A worker records a run's Pending state, then starts its process: a run younger than this is not
+# judged by the processes on this machine (generous, for a loaded machine).
+LOCAL_SETTLE = 30.0
+RUN_ID_VARIABLE = b"PREFECT__FLOW_RUN_ID="
 
 
 @dataclass
@@ -60,15 +70,24 @@ class Reconciled:
     crashed: list[str] = field(default_factory=list)      # dead runs marked Crashed
     woken: list[str] = field(default_factory=list)        # cases whose paused run was resumed
     triggered: list[str] = field(default_factory=list)    # cases given a new deployment run
+    cancelled: list[str] = field(default_factory=list)    # paused duplicates of a newer paused run
 
     @property
     def repaired(self) -> int:
-        return len(self.rescheduled) + len(self.crashed) + len(self.woken) + len(self.triggered)
+        return (len(self.rescheduled) + len(self.crashed) + len(self.woken) + len(self.triggered)
+                + len(self.cancelled))
+
+    def merge(self, other: Reconciled) -> None:
+        """Add another pass's repairs (a check running many passes reports their sum)."""
+        self.checked_runs += other.checked_runs
+        self.checked_cases += other.checked_cases
+        for name in ("rescheduled", "crashed", "woken", "triggered", "cancelled"):
+            getattr(self, name).extend(getattr(other, name))
 
     def as_dict(self) -> dict[str, Any]:
         return {"checked_runs": self.checked_runs, "checked_cases": self.checked_cases,
                 "rescheduled": self.rescheduled, "crashed": self.crashed, "woken": self.woken,
-                "triggered": self.triggered}
+                "triggered": self.triggered, "cancelled": self.cancelled}
 
 
 def outstanding_work(engine: FlowEngine, state: InstanceState) -> list[str]:
@@ -94,22 +113,23 @@ def _case_of(run: Any) -> str | None:
     return None
 
 
-def _pid_alive(pid_text: str | None) -> bool | None:
-    """None when the run records no pid of this machine's kind (digits only). A zombie is dead: a
-    killed flow run whose worker died too may never be reaped (a container's init often reaps nothing)."""
-    if not pid_text or not str(pid_text).isdigit():
-        return None
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{int(pid_text)}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
+def flow_run_processes(proc: Path = Path("/proc")) -> dict[str, list[int]]:
+    """Flow-run id -> pids of the live processes on this machine that carry it (a worker starts each
+    flow-run process with PREFECT__FLOW_RUN_ID in its environment). Zombies are left out: their
+    environment is gone, and a killed run whose worker died too may never be reaped."""
+    found: dict[str, list[int]] = {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:  # gone meanwhile, or another user's
+            continue
+        for item in environ.split(b"\0"):
+            if item.startswith(RUN_ID_VARIABLE):
+                found.setdefault(item[len(RUN_ID_VARIABLE):].decode(errors="replace"), []).append(int(entry.name))
+                break
+    return found
 
 
 def _last_heartbeat(client: Any, run_id: UUID, since: datetime) -> datetime | None:
@@ -150,13 +170,18 @@ def _runs(client: Any, flow_names: Iterable[str], types: Iterable[str]) -> Itera
         offset += 200
 
 
-def is_dead(client: Any, run: Any, *, now: datetime, stale_after: float, local: bool) -> bool:
-    """Whether a Running/Pending run's process is gone (see the module's rule 1)."""
-    if local:
-        if _pid_alive(run.infrastructure_pid) is False:
-            return True  # no pid recorded (a run started outside a worker): judged by heartbeats below
-    since = now - timedelta(seconds=stale_after)
+def is_dead(client: Any, run: Any, *, now: datetime, stale_after: float,
+            processes: Mapping[str, list[int]] | None = None, settle: float = LOCAL_SETTLE) -> bool:
+    """Whether a Running/Pending run's process is gone (see the module's rule 1). `processes`
+    (`flow_run_processes()`, read *before* the run was) makes it a local judgement: a sub-flow
+    run lives in its parent's process, so it is judged by heartbeats alone."""
     state_time = run.state.timestamp if run.state is not None else None
+    if processes is not None and getattr(run, "parent_task_run_id", None) is None:
+        if str(run.id) in processes:
+            return False
+        if state_time is None or now - state_time > timedelta(seconds=settle):
+            return True
+    since = now - timedelta(seconds=stale_after)
     if state_time is not None and state_time > since:
         return False
     beat = _last_heartbeat(client, run.id, since)
@@ -182,12 +207,16 @@ def _reschedule_run(client: Any, run: Any, message: str) -> bool:
 
 
 def reconcile(engine: FlowEngine, *, stale_after: float = 600.0, grace: float = 30.0, local: bool = False,
-              forms: bool = False, dry_run: bool = False, settings: FlowSettings | None = None) -> Reconciled:
-    """One pass over Prefect's live runs and the store's running cases; see the module docstring."""
+              forms: bool = False, dry_run: bool = False, settings: FlowSettings | None = None,
+              settle: float = LOCAL_SETTLE) -> Reconciled:
+    """One pass over Prefect's live runs and the store's running cases; see the module docstring.
+    `settle`: with `local`, how old a run's state must be before a missing process makes it dead
+    (a check that has just killed a Running run's process may pass 0)."""
     from prefect.client.orchestration import get_client
 
     settings = settings or get_flow_settings()
     result = Reconciled()
+    processes = flow_run_processes() if local else None  # before the runs: a process gone since is a final state
     now = datetime.now(UTC)
     with get_client(sync_client=True) as client:
         # 1. dead runs
@@ -197,18 +226,18 @@ def reconcile(engine: FlowEngine, *, stale_after: float = 600.0, grace: float = 
         for run in live:
             if run.state_type is None or run.state_type.value not in ACTIVE_TYPES:
                 continue
-            if not is_dead(client, run, now=now, stale_after=stale_after, local=local):
+            if not is_dead(client, run, now=now, stale_after=stale_after, processes=processes, settle=settle):
                 continue
             dead.add(run.id)
             case_id = _case_of(run)
-            others = [r for r in live if r.id != run.id and r.id not in dead and case_id and _case_of(r) == case_id
-                      and r.state_type is not None and r.state_type.value in LIVE_TYPES]
+            others = [r for r in live if r.id != run.id and r.id not in dead and case_id and _case_of(r) == case_id]
             if case_id is None or run.deployment_id is None or others:
                 why = "another run of the case is live" if others else "its process is gone"
                 if dry_run or _kill_run(client, run, f"svcflow reconcile: {why}"):
                     result.crashed.append(run.name)
             elif dry_run or _reschedule_run(client, run, "svcflow reconcile: its process was gone; running again"):
                 result.rescheduled.append(run.name)
+                dead.discard(run.id)  # Scheduled again: the case's one live run
         # 1b. a case run that crashed before its case existed (killed while starting, the server gone
         #     meanwhile): the store knows nothing of it, so only its run can start it — run it again
         for run in _runs(client, [CASE_FLOW_NAME], ("CRASHED",)):
@@ -221,23 +250,32 @@ def reconcile(engine: FlowEngine, *, stale_after: float = 600.0, grace: float = 
             if dry_run or _reschedule_run(client, run, "svcflow reconcile: crashed before its case started"):
                 result.rescheduled.append(run.name)
                 live.append(run)
-        # 2. running cases with work and no run doing it
-        live_cases: dict[str, set[str]] = {}
+        live_cases: dict[str, list[Any]] = {}
         for run in live:
             case_id = _case_of(run)
             if case_id is not None and run.id not in dead:
-                live_cases.setdefault(case_id, set()).add(run.state_type.value if run.state_type else "")
+                live_cases.setdefault(case_id, []).append(run)
+        # 3. paused duplicates (before 2: a case left with one paused run may be woken below)
+        for case_id, runs in live_cases.items():
+            if len(runs) > 1 and all(_state_of(r) == "PAUSED" for r in runs):
+                newest = max(runs, key=_since)
+                for run in runs:
+                    if run is not newest and (dry_run or _cancel_run(client, run)):
+                        result.cancelled.append(run.name)
+                live_cases[case_id] = [newest]
+        # 2. running cases with work and no run doing it
         for case_id in (row["id"] for row in engine.store.cases(status="running", limit=1_000_000)):
             result.checked_cases += 1
-            if case_id in live_cases and live_cases[case_id] != {"PAUSED"}:
-                continue  # a run is on it (scheduled, starting, running)
+            states = {_state_of(r) for r in live_cases.get(case_id, [])}
+            if states - {"PAUSED"}:
+                continue  # a run is on it (scheduled, rescheduled, starting, running)
             state, _ = engine.store.load_case(case_id)
             if state.status != "running" or _changed_since(engine, case_id, grace):
                 continue
             work = outstanding_work(engine, state)
-            if not work and not (forms and state.open_tasks() and case_id not in live_cases):
+            if not work and not (forms and state.open_tasks() and not states):
                 continue
-            if case_id in live_cases:  # only paused runs: wake them, they re-read the store
+            if states:  # only a paused run: wake it, it re-reads the store
                 if dry_run or resume_runs_for_case(case_id):
                     result.woken.append(case_id)
                 continue
@@ -248,10 +286,29 @@ def reconcile(engine: FlowEngine, *, stale_after: float = 600.0, grace: float = 
     return result
 
 
+def _state_of(run: Any) -> str:
+    return str(run.state_type.value) if run.state_type is not None else ""
+
+
+def _since(run: Any) -> datetime:
+    """When the run entered its state (a run without one sorts first)."""
+    stamp = run.state.timestamp if run.state is not None else None
+    return stamp or datetime.min.replace(tzinfo=UTC)
+
+
+def _cancel_run(client: Any, run: Any) -> bool:
+    from prefect.client.schemas.responses import SetStateStatus
+    from prefect.states import Cancelled
+
+    result = client.set_flow_run_state(run.id, force=True, state=Cancelled(
+        message="svcflow reconcile: a newer paused run of the case waits for the same step"))
+    return bool(result.status == SetStateStatus.ACCEPT)
+
+
 def _changed_since(engine: FlowEngine, case_id: str, grace: float) -> bool:
     """Whether the case changed in the last `grace` seconds of the engine's clock (the log's time):
     a run may be about to pick it up, so leave it alone this pass."""
     return bool(engine.store.events(case_id, since=engine.clock.now() - timedelta(seconds=grace)))
 
 
-__all__ = ["Reconciled", "is_dead", "outstanding_work", "reconcile"]
+__all__ = ["LOCAL_SETTLE", "Reconciled", "flow_run_processes", "is_dead", "outstanding_work", "reconcile"]

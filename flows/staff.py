@@ -81,8 +81,10 @@ class Staff:
         return done
 
     def _wake(self, case_id: str, resumed: bool) -> None:
-        """The paused run re-reads the store; with no run waiting, the case deployment gets a new one."""
-        if resumed or resume_runs_for_case(case_id):
+        """The paused run re-reads the store; with no run of the case at all, the case deployment gets a
+        new one. A resume that failed (the server restarting) is not "no run": a second run beside the
+        paused one would be a case with two live runs, so that case is left to the reconciler."""
+        if resumed or resume_runs_for_case(case_id) or has_live_run(case_id) is not False:
             return
         state, _ = self.engine.store.load_case(case_id)
         if state.status == "running":
@@ -123,6 +125,27 @@ def timer_only(engine: FlowEngine, case_id: str) -> datetime | None:
     return max(due for due in dues if due is not None)
 
 
+def has_live_run(case_id: str) -> bool | None:
+    """Whether the case has a case-flow run that is not final (paused included); None when Prefect
+    cannot be asked."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType, FlowRunFilterTags,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    types = [StateType(t) for t in ("SCHEDULED", "PENDING", "RUNNING", "PAUSED", "CANCELLING")]
+    try:
+        with get_client(sync_client=True) as client:
+            return bool(client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[CASE_FLOW_NAME])),
+                flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"case:{case_id}"]),
+                                              state=FlowRunFilterState(type=FlowRunFilterStateType(any_=types))),
+                limit=1))
+    except Exception:  # the server restarting: nobody can tell now
+        return None
+
+
 def busy_cases() -> set[str]:
     """Cases with a case-flow run scheduled, starting or running (tag `case:<id>`)."""
     from prefect.client.orchestration import get_client
@@ -146,4 +169,4 @@ def busy_cases() -> set[str]:
             offset += 200
 
 
-__all__ = ["Staff", "busy_cases", "timer_only"]
+__all__ = ["Staff", "busy_cases", "has_live_run", "timer_only"]

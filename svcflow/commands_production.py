@@ -61,8 +61,8 @@ def register(app: typer.Typer) -> None:
                                           help="a Running run with no heartbeat or state change for this many "
                                                "seconds is dead (keep it above PREFECT_FLOWS_HEARTBEAT_FREQUENCY)"),
         grace: float = typer.Option(30.0, "--grace", help="leave cases changed this recently (seconds) alone"),
-        local: bool = typer.Option(False, "--local", help="also treat runs whose process id is gone on this "
-                                                          "machine as dead (run beside the workers)"),
+        local: bool = typer.Option(False, "--local", help="also treat runs no process on this machine carries "
+                                                          "as dead (run beside the workers)"),
         forms: bool = typer.Option(False, "--forms", help="give cases waiting for people a run with the form"),
         dry_run: bool = typer.Option(False, "--dry-run", help="report, change nothing"),
         every: float | None = typer.Option(None, "--every", help="repeat every N seconds until interrupted"),
@@ -83,9 +83,11 @@ def register(app: typer.Typer) -> None:
                 out.print(shown(
                     f"{result.checked_runs} live run(s), {result.checked_cases} running case(s): "
                     f"{len(result.rescheduled)} dead run(s) rescheduled, {len(result.crashed)} marked crashed, "
-                    f"{len(result.woken)} paused run(s) woken, {len(result.triggered)} case(s) given a new run"))
+                    f"{len(result.woken)} paused run(s) woken, {len(result.triggered)} case(s) given a new run, "
+                    f"{len(result.cancelled)} paused duplicate(s) cancelled"))
                 for label, items in (("rescheduled", result.rescheduled), ("crashed", result.crashed),
-                                     ("woken", result.woken), ("triggered", result.triggered)):
+                                     ("woken", result.woken), ("triggered", result.triggered),
+                                     ("cancelled", result.cancelled)):
                     if items:
                         out.print(shown(f"  {label}: {', '.join(items)}"))
             if every is None:

@@ -75,6 +75,18 @@ class Stack:
     def restart_server(self) -> None:
         self._run("restart-server")
 
+    def worker_of(self, pids: Iterable[int]) -> int | None:
+        """The number of the worker whose process tree holds one of these processes (a flow run's,
+        from `flows.reconcile.flow_run_processes`): the one to kill to kill that run."""
+        chain = {p for pid in pids for p in ancestors(pid)}
+        for pidfile in sorted(self.stack_dir.glob("worker-*.pid")):
+            try:
+                if int(pidfile.read_text()) in chain:
+                    return int(pidfile.stem.split("-")[1])
+            except (OSError, ValueError):
+                continue
+        return None
+
     def log(self, name: str) -> str:
         path = self.stack_dir / "logs" / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
@@ -104,6 +116,19 @@ class Stack:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
+
+
+def ancestors(pid: int) -> list[int]:
+    """pid and its parents, from /proc."""
+    chain = []
+    while pid > 1:
+        chain.append(pid)
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                pid = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return chain
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -200,4 +225,4 @@ def drive(engine: Any, case_ids: Iterable[str], *, deadline: float, staff: Any =
     return {c: engine.store.load_case(c)[0].status for c in family(engine, roots) if engine.store.case_exists(c)}
 
 
-__all__ = ["ENDED", "Stack", "all_case_ids", "drive", "family", "read_env_file", "sample_data", "start_cases"]
+__all__ = ["ENDED", "Stack", "all_case_ids", "ancestors", "drive", "family", "read_env_file", "sample_data", "start_cases"]

@@ -69,16 +69,16 @@ def test_cases_of_several_processes_run_end_to_end_on_the_work_pool(stack: Stack
         assert {str(r.work_pool_name) for rs in runs.values() for r in rs} == {"svcflow"}
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(600)
 def test_a_worker_killed_mid_run_loses_nothing_and_the_reconciler_runs_the_case_again(stack: Stack) -> None:
-    """SIGKILL both workers (and their flow-run processes) while a case's run is Running: the run
-    would stay Running for ever; `reconcile(local=True)` sees its process is gone and schedules the
-    same run again, the restarted workers finish the case, and its history is whole."""
+    """SIGKILL the worker (and its flow-run process) while a case's run is Running: the run would stay
+    Running for ever; `reconcile(local=True)` sees no process carries it and schedules the same run
+    again, the restarted worker runs it, the case comes back to its next human step with one paused run,
+    and its history is whole. (That a case then runs to its end is the test above.)"""
     from prefect.client.orchestration import get_client
-
     from prefect.client.schemas.objects import StateType
 
-    from flows.reconcile import reconcile
+    from flows.reconcile import flow_run_processes, outstanding_work, reconcile
 
     with stack.client_context() as engine:
         [case_id] = start_cases([("KILL-CR", "customer_retention", sample_data(engine, "customer_retention", 3))])
@@ -88,30 +88,35 @@ def test_a_worker_killed_mid_run_loses_nothing_and_the_reconciler_runs_the_case_
             return next((r for r in runs if r.state.type.value == "RUNNING"), None)
 
         deadline = time.monotonic() + 180
-        victim = None
-        while victim is None and time.monotonic() < deadline:
+        victim, processes = None, {}
+        while (victim is None or str(victim.id) not in processes) and time.monotonic() < deadline:
+            processes = flow_run_processes()
             victim = running_run()
             time.sleep(0.2)
-        assert victim is not None, "the case's run started"
-        stack.kill_worker(1)
-        stack.kill_worker(2)
+        assert victim is not None and str(victim.id) in processes, "the case's run started on a worker"
+        worker = stack.worker_of(processes[str(victim.id)])
+        assert worker is not None
+        stack.kill_worker(worker)
         with get_client(sync_client=True) as client:
             assert client.read_flow_run(victim.id).state_type == StateType.RUNNING  # nobody left to say otherwise
-        stack.start_worker(1)
-        stack.start_worker(2)
-        repaired = reconcile(engine, local=True, grace=0)
+        stack.start_worker(worker)
+        repaired = reconcile(engine, local=True, grace=0, settle=0)  # its process is gone this very moment
         assert victim.name in repaired.rescheduled
-        statuses = drive(engine, [case_id], deadline=time.monotonic() + 300,
-                         between=lambda: reconcile(engine, local=True, grace=5))
-        assert statuses[case_id] == "completed"
-        assert all_problems(engine, family(engine, [case_id])) == []
 
-        def settled() -> str | None:  # the rescheduled run ran again (recovering nothing new) and ended
+        def settled() -> bool:  # the same run ran again and stopped at the next human step (or the end)
+            reconcile(engine, local=True, grace=5)
             with get_client(sync_client=True) as client:
                 kind = str(client.read_flow_run(victim.id).state_type.value)  # type: ignore[union-attr]
-            return None if kind in STUCK else kind
+            state = engine.store.load_case(case_id)[0] if engine.store.case_exists(case_id) else None
+            return kind not in STUCK and state is not None and not outstanding_work(engine, state)
 
-        deadline = time.monotonic() + 180
-        while settled() is None and time.monotonic() < deadline:
+        deadline = time.monotonic() + 300
+        while not settled() and time.monotonic() < deadline:
             time.sleep(1)
-        assert settled() in ("COMPLETED", "CRASHED")
+        assert settled()
+        assert all_problems(engine, family(engine, [case_id])) == []
+        live = [r.state.type.value for r in case_runs([case_id])[case_id] if r.state.type.value not in
+                ("COMPLETED", "CRASHED", "CANCELLED", "FAILED")]
+        state = engine.store.load_case(case_id)[0]
+        assert live == ([] if state.status == "completed" else ["PAUSED"]), "one run waits with the case's form"
+
