@@ -162,6 +162,9 @@ class Engine(CaseHost):
         self.id_factory = id_factory or _new_case_id
         self.limits = limits or Limits.from_settings()
         self.listeners: list[Callable[[str, Command], None]] = []
+        # called with the case id after each stored change of a case (the front doors refresh the
+        # operators' view of it); a failing hook is logged and never undoes or fails the change
+        self.on_stored: list[Callable[[str], None]] = []
         self.driver = CommandDriver(self)
         self._lock = threading.RLock()
         self._process_of: dict[str, str] = {}  # the sweep's batch being driven: no reload to notify
@@ -285,6 +288,7 @@ class Engine(CaseHost):
                 self.store.write(state, transition.state, transition.log, version, now)
             except ConcurrentModification:
                 continue
+            self._stored(case_id)
             return transition
         raise ConcurrentModification(f"case {case_id} kept changing under us; nothing was stored",
                                      hint="try again")
@@ -325,6 +329,8 @@ class Engine(CaseHost):
             written = self.store.write_batch(
                 [(state, transition.state, transition.log, version) for state, transition, version in chunk], at)
             self._process_of.update((state.case_id, state.process_id) for state, _, _ in chunk)
+            for case_id in sorted(written):
+                self._stored(case_id)
             try:
                 for state, transition, _ in chunk:
                     if state.case_id in written:
@@ -412,7 +418,15 @@ class Engine(CaseHost):
             self.limits.check_case_data(transition.state)
         self.store.save_definition(graph.loaded, now)
         self.store.write(None, transition.state, transition.log, None, now)
+        self._stored(transition.state.case_id)
         return transition
+
+    def _stored(self, case_id: str) -> None:
+        for hook in self.on_stored:
+            try:
+                hook(case_id)
+            except Exception as exc:  # the change is stored: a hook's trouble is the hook's
+                log.warning("case %s: hook %r after a stored change failed: %s", case_id, hook, exc)
 
     def observe(self, case_id: str, command: Command) -> None:
         for listener in self.listeners:
