@@ -26,6 +26,7 @@ from typing import Any
 
 from engine.definition.library import ProcessLibrary
 from engine.errors import AccessDenied, InputError, NotFound, TaskRefused
+from engine.messages import say
 from engine.run.limits import Limits
 from engine.run.events import CompleteTask
 from engine.run.runtime import Engine
@@ -198,7 +199,7 @@ class Gate:
         self._known(who, action, state, task=task, role=role)
         if role:
             if role not in who.roles:
-                self._refuse(who, action, state, f"{who.id} does not hold role '{role}'",
+                self._refuse(who, action, state, say("role_not_held", actor=who.id, role=role),
                              f"they hold: {', '.join(sorted(who.roles)) or 'no roles'}", task=task, role=role)
             return role
         accepted = [task.role, *task.escalation_roles]
@@ -207,7 +208,7 @@ class Gate:
                 return candidate
         if task.assignee == who.id and who.roles:
             return sorted(who.roles)[0]
-        self._refuse(who, action, state, f"{who.id} holds none of the roles task {task.id} accepts",
+        self._refuse(who, action, state, say("no_accepted_role", actor=who.id, task=task.id),
                      f"the task belongs to {', '.join(accepted)}", task=task, role=role)
         raise AssertionError  # pragma: no cover - _refuse raises
 
@@ -216,10 +217,9 @@ class Gate:
         if who.known:
             return
         if not who.id:
-            reason = "no user named: the directory requires one"
+            reason = say("no_user")
         else:
-            reason = f"{Limits.clip(who.id, 80)!r} is " + ("disabled in the directory" if who.kind == "disabled"
-                                           else "not a user of the directory")
+            reason = say("disabled_user" if who.kind == "disabled" else "not_a_user", who=repr(Limits.clip(who.id, 80)))
         self._refuse(who, action, state, reason, "act as an active directory user (`svcflow users list`)",
                      task=task, role=role, process=process)
 

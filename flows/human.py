@@ -46,6 +46,7 @@ from prefect.states import Running, Scheduled, State
 from engine.time import sla
 from engine.definition.model import FieldSpec, FormField, HumanTask, ProcessDefinition, Text
 from engine.errors import InputError, TaskRefused
+from engine.messages import PROBLEM_SEPARATOR, bilingual_reason, both, split_hint
 from engine.definition.graph import ProcessGraph
 from engine.access import open_gate
 from engine.run.runtime import Engine
@@ -247,10 +248,24 @@ def case_summary_rows(definition: ProcessDefinition, data: Mapping[str, Any], li
 
 
 def readable_refusal(reason: str, node: HumanTask) -> str:
-    """The engine's refusal as the form's reader sees it: fields by their bilingual labels, not ids."""
+    """The engine's refusal as the form's reader sees it: in Chinese and English (engine/messages.py,
+    the inbox's catalogue too), each form problem led by its field's bilingual label, not its id."""
     labels = {spec.id: bilingual(spec.label, spec.id) for spec in node.form}
-    text = re.sub(r"^invalid input for [^:]*: ", "", reason)
-    return re.sub(r"field '([^']+)'(?: \([^)]*\))?", lambda m: f"«{labels.get(m.group(1), m.group(1))}»", text)
+    invalid = re.match(r"^invalid input for [^:]*: (.*)$", split_hint(reason)[0], re.DOTALL)
+    if invalid is None:  # who may act: wrong role, four-eyes, unknown user
+        return bilingual_reason(reason)
+    readable = []
+    for problem in invalid.group(1).split(PROBLEM_SEPARATOR):
+        field_problem = re.match(r"^field '([^']+)': (.*)$", problem, re.DOTALL)
+        required = re.match(r"^field '([^']+)'(?: \([^)]*\))? is required$", problem)
+        if field_problem:
+            label = labels.get(field_problem.group(1), field_problem.group(1))
+            readable.append(f"«{label}»: {bilingual_reason(field_problem.group(2))}")
+        elif required:
+            readable.append(f"«{labels.get(required.group(1), required.group(1))}»: {both('required')}")
+        else:
+            readable.append(bilingual_reason(problem))
+    return PROBLEM_SEPARATOR.join(readable)
 
 
 def describe_task(graph: ProcessGraph, state: InstanceState, task: Task, *, now: dt.datetime,
@@ -336,7 +351,7 @@ def last_refusal(engine: Engine, case_id: str, task_id: str) -> str | None:
 def waiting_message(node: HumanTask, task: Task, refusal: str | None) -> str:
     """The waiting run's state message: what it waits for, or — after a refusal — why it waits again."""
     if refusal:
-        return f"上次提交被拒绝 / Last submission refused: {readable_refusal(refusal, node)}"[:500]
+        return f"{both('refused')}: {readable_refusal(refusal, node)}"[:500]
     return f"等待 / Waiting for: {node.label()} ({task.role})"
 
 

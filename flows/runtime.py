@@ -63,6 +63,7 @@ class FlowEngine(Engine):
         wrapped = cls(engine.store, engine.library, clock=engine.clock, handlers=engine.handlers,
                       notifier=engine.notifier, id_factory=engine.id_factory, limits=engine.limits)
         wrapped.listeners.extend(listener for listener in engine.listeners if listener not in wrapped.listeners)
+        wrapped.on_stored.extend(engine.on_stored)
         return wrapped
 
     def defer_step(self, case_id: str, command: RunAutoStep) -> bool:

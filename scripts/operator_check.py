@@ -68,6 +68,10 @@ edges:
 
 DEPLOYMENT = "svcflow-case/run-case"
 LONG_PAUSE = 3600
+# Every wait of the check is for a condition, never a fixed time; a deadline only ends a check that is
+# stuck. On two cores shared with a test suite a served run (a new Python process importing Prefect)
+# takes 10-30 s to start where it takes 3 s on an idle machine, so the deadlines are generous.
+DEADLINE = 600
 
 
 @dataclass
@@ -171,15 +175,27 @@ def worker_of(run_id: Any) -> int | None:
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5,
              between: Callable[[], Any] | None = None) -> Any:
+    """Poll `predicate` until it is true, calling `between` (a sweep) in between.
+
+    A failing call (an HTTP 503 or read timeout of a loaded Prefect server, a locked SQLite file)
+    is a reason to try again, not to end the check: the last such error is named if time runs out."""
     deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
     while True:
-        value = predicate()
+        try:
+            value = predicate()
+        except Exception as exc:
+            value, last_error = None, exc
         if value:
             return value
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}"
+                               + (f" (last error: {last_error!r})" if last_error else "")) from last_error
         if between is not None:
-            between()
+            try:
+                between()
+            except Exception as exc:
+                last_error = exc
         time.sleep(interval)
 
 
@@ -207,6 +223,10 @@ class Check:
         self.serve = Serve(self.env, work / "serve.log")
         self.tally = Tally()
         self.rng = random.Random(14)
+        # case ids of this run only: a Prefect server shared with other checks or tests holds other
+        # stores' runs (other case ids, or OP-01 of an earlier run), which this check must not count
+        self.prefix = f"OP{uuid.uuid4().hex[:4]}"
+        self.case_ids: set[str] = set()
 
     # -- Prefect side -----------------------------------------------------------------------------
     def client(self) -> Any:
@@ -215,10 +235,34 @@ class Check:
         return get_client(sync_client=True)
 
     def live(self) -> dict[str, list[Any]]:
+        """Live runs of this check's cases (others on the same server are another store's business)."""
         from flows.waiting import live_runs_by_case
 
         with self.client() as client:
-            return dict(live_runs_by_case(client))
+            return {c: runs for c, runs in live_runs_by_case(client).items() if c in self.case_ids}
+
+    def timed_out(self) -> set[str]:
+        """Cases of this check with a run that failed because its pause timed out, whoever failed it:
+        the sweep (it saw the timeout first) or Prefect's pause-expiration service."""
+        from prefect.client.schemas.filters import (
+            FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType, FlowRunFilterTags,
+        )
+        from prefect.client.schemas.objects import StateType
+
+        found: set[str] = set()
+        with self.client() as client:
+            for case_id in self.case_ids:
+                runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                    tags=FlowRunFilterTags(all_=[f"case:{case_id}"]),
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.FAILED]))), limit=20)
+                if any("never resumed" in (r.state.message or "") for r in runs if r.state):
+                    found.add(case_id)
+        return found
+
+    def replaced_after_timeout(self) -> bool:
+        """Every case had a waiting run time out, and has a live run again."""
+        live = self.live()
+        return self.timed_out() == self.case_ids and all(live.get(c) for c in self.case_ids)
 
     def sweep(self) -> None:
         """What the served sweep does on each pass, here in this process: sweep, then mend runs."""
@@ -229,7 +273,8 @@ class Check:
 
     def waiting(self) -> dict[str, dict[str, Any]]:
         """case -> its open task (one at a time in this process)."""
-        return {t["case_id"]: t for t in self.engine.store.tasks(status="open", limit=100_000)}
+        return {t["case_id"]: t for t in self.engine.store.tasks(status="open", limit=100_000)
+                if t["case_id"] in self.case_ids}
 
     def suspended_on(self, task_id: str) -> Any:
         from prefect.client.schemas.filters import (
@@ -254,7 +299,7 @@ class Check:
                 return False
         return all(case_id in self.waiting() for case_id in live)
 
-    def settle(self, timeout: float = 180) -> None:
+    def settle(self, timeout: float = DEADLINE) -> None:
         try:
             wait_for(self.settled, timeout, "every waiting case to have one suspended run", interval=1.0,
                      between=self.sweep)
@@ -291,37 +336,38 @@ class Check:
 
         self.log(f"serving with {pause_seconds}-second pause timeouts ...")
         self.serve.start(pause_seconds)
-        wait_for(self._deployed, 120, "the served deployment")
+        wait_for(self._deployed, DEADLINE, "the served deployment")
         half = max(1, self.cases // 2)
         for i in range(self.cases):
-            case_id = f"OP-{i + 1:02d}"
+            case_id = f"{self.prefix}-{i + 1:02d}"
+            self.case_ids.add(case_id)
             if i < half:  # started through the deployment: its run waits at the first form
                 run_deployment(DEPLOYMENT, timeout=0, parameters={"case_id": case_id, "process_id": "opcheck"})
             else:  # as `svcflow run --no-wait` or `svcflow start` leave it: waiting, with no run at all
                 self.engine.start("opcheck", {}, case_id=case_id)
         self.log(f"{self.cases} cases: {half} through the deployment, {self.cases - half} with no run")
         # the runless cases get a run (from this sweep, or from serve's takeover if it looked after they were
-        # made); every run's pause then times out and the sweep replaces it
-        wait_for(lambda: self.tally.mended.get("expired", 0) >= self.cases
-                 and self.tally.mended.get("started", 0) >= self.cases, 240 + 4 * pause_seconds,
-                 f"{self.cases} expired waiting runs replaced by the sweep", interval=1.0, between=self.sweep)
+        # made); every run's pause then times out — failed by this sweep or by Prefect's pause-expiration
+        # service, whichever looks first — and the sweep gives the case a new run
+        wait_for(self.replaced_after_timeout, DEADLINE + 4 * pause_seconds,
+                 f"{self.cases} timed-out waiting runs replaced", interval=1.0, between=self.sweep)
         self.log(f"after the pause timeouts: {self.tally.mended}")
         self.log("kill -9 of svcflow serve (runs starting and suspending); served again with long pauses")
         self._kill_and_restart()
-        self.settle(240)
+        self.settle()
         self.log("every case waits in a suspended run")
 
         waiting = sorted(self.waiting().items())
         refused_case, refused_task = waiting[0]
         self.resume(refused_task, {"answer": "yes", "actor": "li", "visit_on": "2025-02-30"}, valid=False)
-        wait_for(lambda: self.engine.store.events(refused_case, types=["refused"]), 120, "the refusal")
+        wait_for(lambda: self.engine.store.events(refused_case, types=["refused"]), DEADLINE, "the refusal")
         self._submit(refused_task, "li")
         self.log(f"{refused_case}: a refused resume, then a valid one")
 
         if len(waiting) > 1:
             self._kill_a_worker(waiting[1][1])
 
-        self.settle(240)
+        self.settle()
         batch = sorted(self.waiting().items())[-max(2, self.cases // 2):]  # cases no submission moved yet
         for _, task in batch:
             self._submit(task, self.rng.choice(["wang", "zhang", "liu"]))
@@ -329,7 +375,7 @@ class Check:
         self.tally.in_flight_at_kill = self._in_flight()
         self.log(f"kill -9 of svcflow serve with {self.tally.in_flight_at_kill} submission run(s) in flight")
         self._kill_and_restart()
-        self.settle(240)
+        self.settle()
         ok = self.report()
         self.serve.stop()
         return ok
@@ -338,7 +384,7 @@ class Check:
         self.serve.kill()
         self.tally.serve_kills += 1
         self.serve.start(LONG_PAUSE)  # takes over what the killed one left
-        wait_for(self._deployed, 120, "the served deployment")
+        wait_for(self._deployed, DEADLINE, "the served deployment")
 
     def _deployed(self) -> bool:
         with self.client() as client:
@@ -350,7 +396,7 @@ class Check:
 
     def _submit(self, task: dict[str, Any], actor: str) -> None:
         """Resume the run waiting on the task with valid input; a run that just expired gets re-created."""
-        wait_for(lambda: self.resume(task, self.valid_input(task, actor), valid=True), 120,
+        wait_for(lambda: self.resume(task, self.valid_input(task, actor), valid=True), DEADLINE,
                  f"an accepted submission for {task['id']}", interval=1.0, between=self.sweep)
 
     def _in_flight(self) -> int:
@@ -360,7 +406,7 @@ class Check:
         """SIGKILL the process of a run applying a submission; the runner reports it Crashed."""
         self._submit(task, "zhao")
         run_id = self.tally_run_for(task)
-        pid = wait_for(lambda: worker_of(run_id), 60, "the worker process", interval=0.1) if run_id else None
+        pid = wait_for(lambda: worker_of(run_id), DEADLINE, "the worker process", interval=0.1) if run_id else None
         if pid is not None:
             os.kill(pid, signal.SIGKILL)
             self.tally.worker_kills += 1

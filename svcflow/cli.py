@@ -81,7 +81,24 @@ def _engine() -> Any:
     from engine.time.clock import clock_from_spec
 
     settings = get_settings()
-    return Engine.from_settings(settings.database_url, settings.process_dir, clock=clock_from_spec(settings.clock))
+    engine = Engine.from_settings(settings.database_url, settings.process_dir, clock=clock_from_spec(settings.clock))
+    _refresh_artifacts(engine)
+    return engine
+
+
+ARTIFACT_FLUSH_SECONDS = 15.0
+
+
+def _refresh_artifacts(engine: Any) -> None:
+    """With a Prefect API configured, what a command changes shows in the case's Prefect artifact too:
+    published in the background, waited for (at most ARTIFACT_FLUSH_SECONDS) when the command ends."""
+    import atexit
+
+    from flows.refresh import refresh_artifacts
+
+    refresher = refresh_artifacts(engine)
+    if refresher is not None:
+        atexit.register(refresher.flush, ARTIFACT_FLUSH_SECONDS)
 
 
 def _gate() -> Any:

@@ -36,7 +36,9 @@ def prefect_api() -> Iterator[str]:
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=90):
+    # ~10 s on an idle machine; minutes when both cores are shared with other suites: a generous
+    # deadline for a condition, not a fixed wait (the harness polls /health)
+    with prefect_test_harness(server_startup_timeout=600):
         with without_heartbeats():
             url = PREFECT_API_URL.value()
             os.environ["SVCFLOW_TEST_PREFECT_API_URL"] = url

@@ -102,9 +102,8 @@ def test_a_refusal_on_the_form_names_fields_by_their_bilingual_labels() -> None:
     assert text == f"«{spec.label.zh} / {spec.label.en}»: not one of the choices"  # type: ignore[union-attr]
 
 
-@pytest.mark.soak  # timing-sensitive on a shared 2-core machine: run with `pytest -m soak`
 @pytest.mark.prefect
-@pytest.mark.timeout(900)  # about 2 minutes on an idle 2-core machine; far more when it is shared
+@pytest.mark.timeout(1500)  # about 2 minutes on an idle 2-core machine; each wait in it has a 10-minute deadline
 def test_operator_check_nothing_waiting_or_accepted_is_lost_across_timeouts_refusals_and_kills(
         prefect_api: str, tmp_path: Path) -> None:
     """scripts/operator_check.py reduced: 4 cases, 12-second pause timeouts, a refused then a valid
@@ -113,7 +112,7 @@ def test_operator_check_nothing_waiting_or_accepted_is_lost_across_timeouts_refu
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "operator_check.py"), "--api-url", prefect_api, "--cases", "4",
          "--pause-seconds", "12", "--workdir", str(tmp_path)],
-        env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=900)
+        env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=1450)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:] + \
         (tmp_path / "serve.log").read_text(errors="replace")[-3000:]
     assert "operator check: OK" in result.stdout

@@ -12,6 +12,7 @@ from typing import Any
 
 from engine.definition.model import FieldSpec
 from engine.errors import InputError
+from engine.messages import PROBLEM_SEPARATOR, say
 
 _TRUE = {"true", "yes", "1", "y", "是"}
 _FALSE = {"false", "no", "0", "n", "否"}
@@ -24,12 +25,12 @@ def coerce(name: str, spec: FieldSpec, value: Any) -> Any:
         return None
     if kind in ("string", "text"):
         if isinstance(value, (dict, list)):
-            raise ValueError("expected text")
+            raise ValueError(say("expected_text"))
         return str(value)
     if kind == "enum":
         text = str(value)
         if spec.choices and text not in spec.choices:
-            raise ValueError(f"expected one of {', '.join(spec.choices)}, got {text!r}")
+            raise ValueError(say("expected_choice", choices=", ".join(spec.choices), value=repr(text)))
         return text
     if kind == "boolean":
         if isinstance(value, bool):
@@ -39,10 +40,10 @@ def coerce(name: str, spec: FieldSpec, value: Any) -> Any:
             return True
         if text in _FALSE:
             return False
-        raise ValueError(f"expected true or false, got {value!r}")
+        raise ValueError(say("expected_boolean", value=repr(value)))
     if kind in ("integer", "number"):
         if isinstance(value, bool):
-            raise ValueError(f"expected a number, got {value!r}")
+            raise ValueError(say("expected_number", value=repr(value)))
         try:
             number: int | float
             if kind == "integer":
@@ -50,30 +51,31 @@ def coerce(name: str, spec: FieldSpec, value: Any) -> Any:
             else:
                 number = float(value) if not isinstance(value, int) else value
         except (TypeError, ValueError):
-            raise ValueError(f"expected {'a whole number' if kind == 'integer' else 'a number'}, got {value!r}") from None
+            raise ValueError(say("expected_integer" if kind == "integer" else "expected_number",
+                                 value=repr(value))) from None
         if spec.minimum is not None and number < spec.minimum:
-            raise ValueError(f"must be at least {spec.minimum:g}, got {number}")
+            raise ValueError(say("at_least", minimum=f"{spec.minimum:g}", value=number))
         if spec.maximum is not None and number > spec.maximum:
-            raise ValueError(f"must be at most {spec.maximum:g}, got {number}")
+            raise ValueError(say("at_most", maximum=f"{spec.maximum:g}", value=number))
         return number
     if kind == "date":
         try:
             return date.fromisoformat(str(value)).isoformat()
         except ValueError:
-            raise ValueError(f"expected a date like 2025-10-09, got {value!r}") from None
+            raise ValueError(say("expected_date", value=repr(value))) from None
     if kind == "datetime":
         try:
             parsed = datetime.fromisoformat(str(value))
         except ValueError:
-            raise ValueError(f"expected a date-time like 2025-10-09T10:00:00+08:00, got {value!r}") from None
+            raise ValueError(say("expected_datetime", value=repr(value))) from None
         if parsed.tzinfo is None:
-            raise ValueError(f"the date-time {value!r} needs a time zone, e.g. +08:00")
+            raise ValueError(say("needs_zone", value=repr(value)))
         return parsed.isoformat()
     if kind == "list":
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         if not isinstance(value, list):
-            raise ValueError(f"expected a list, got {value!r}")
+            raise ValueError(say("expected_list", value=repr(value)))
         return list(value)
     raise ValueError(f"unknown field type {kind}")  # pragma: no cover - the model forbids it
 
@@ -105,12 +107,12 @@ def check_fields(
                 result[name] = value
                 continue
             known = ", ".join(sorted(specs)) or "none"
-            problems.append(f"unknown field '{name}' (fields of {what}: {known})")
+            problems.append(say("unknown_field", name=name, what=what, known=known))
             continue
         try:
             result[name] = coerce(name, spec, value)
         except ValueError as exc:
-            problems.append(f"field '{name}': {exc}")
+            problems.append(say("field_problem", name=name, problem=exc))
     for name, spec in specs.items():
         if name in result and result[name] not in (None, ""):
             continue
@@ -121,9 +123,9 @@ def check_fields(
             continue
         if spec.required:
             label = f" ({spec.label.zh} / {spec.label.en})" if spec.label else ""
-            problems.append(f"field '{name}'{label} is required")
+            problems.append(say("field_required", name=name, label=label))
     if problems:
-        raise InputError(f"invalid input for {what}: " + "; ".join(problems),
+        raise InputError(say("invalid_input", what=what, problems=PROBLEM_SEPARATOR.join(problems)),
                          hint="fix the fields named above")
     return result
 

@@ -18,6 +18,7 @@ from engine.definition.model import (
     MessageWait, ParallelGateway, StartNode, SubProcess, TimerWait,
 )
 from engine.errors import InputError, SvcflowError, TaskRefused
+from engine.messages import say
 from engine.run.events import (
     AssignTask, AutoStepDone, AutoStepFailed, CancelCase, CaseEnded, ChildFinished, Command, CompleteTask, Event, LogEntry,
     MessageArrived, Notify, RecordIncident, RunAutoStep, StartCase, StartChild, TaskClosed, TaskOpened, Tick, UpdateData,
@@ -235,7 +236,7 @@ class _Run:
         allowed = {task.role, *task.escalation_roles}
         if role not in allowed and (task.assignee is None or actor != task.assignee):
             raise TaskRefused(
-                f"{actor} acting as '{role}' may not act on task {task.id} ('{task.node}')",
+                say("may_not_act", actor=actor, role=role, task=task.id, node=task.node),
                 hint=f"the task belongs to role '{task.role}'"
                 + (f" or escalation roles {', '.join(task.escalation_roles)}" if task.escalation_roles else "")
                 + (f" or its assignee {task.assignee}" if task.assignee else ""),
@@ -257,8 +258,7 @@ class _Run:
                        if t.node == other and t.status == "completed" and t.completed_by == event.actor]
             if earlier:
                 raise TaskRefused(
-                    f"{event.actor} completed '{other}' of this case and may not also complete '{task.node}' "
-                    "(four-eyes rule)", hint="a second person must do this step")
+                    say("four_eyes", actor=event.actor, other=other, node=task.node), hint="a second person must do this step")
         output = check_fields(self.graph.form_specs[task.node], event.output, what=f"task {task.id} ('{task.node}')",
                               present=self.state.data)
         token = self.state.tokens.get(task.token)

@@ -167,6 +167,9 @@ class Engine(CaseHost):
         self.id_factory = id_factory or _new_case_id
         self.limits = limits or Limits.from_settings()
         self.listeners: list[Callable[[str, Command], None]] = []
+        # called with the case id after each stored change of a case (the front doors refresh the
+        # operators' view of it); a failing hook is logged and never undoes or fails the change
+        self.on_stored: list[Callable[[str], None]] = []
         self.driver = CommandDriver(self)
         self._lock = threading.RLock()
         self._process_of: dict[str, str] = {}  # the sweep's batch being driven: no reload to notify
@@ -304,6 +307,7 @@ class Engine(CaseHost):
                     self.store.write(state, transition.state, transition.log, version, now)
                 except ConcurrentModification:
                     continue
+                self._stored(case_id)  # committed: the write commits on the command's connection
                 return transition
         raise ConcurrentModification(f"case {case_id} kept changing under us; nothing was stored",
                                      hint="try again")
@@ -358,6 +362,8 @@ class Engine(CaseHost):
     def _drive_swept(self, chunk: list[Swept], written: set[str],
                      results: list[tuple[str, list[LogEntry]]]) -> None:
         """The commands (notifications, automatic steps) of the cases of a batch that were stored."""
+        for case_id in sorted(written):
+            self._stored(case_id)
         self._process_of.update((new.case_id, new.process_id) for _, new, _, _, _ in chunk)
         try:
             for _, new, entries, _, transition in chunk:
@@ -445,7 +451,15 @@ class Engine(CaseHost):
             self.limits.check_case_data(transition.state)
         self.store.save_definition(graph.loaded, now)
         self.store.write(None, transition.state, transition.log, None, now)
+        self._stored(transition.state.case_id)
         return transition
+
+    def _stored(self, case_id: str) -> None:
+        for hook in self.on_stored:
+            try:
+                hook(case_id)
+            except Exception as exc:  # the change is stored: a hook's trouble is the hook's
+                log.warning("case %s: hook %r after a stored change failed: %s", case_id, hook, exc)
 
     def observe(self, case_id: str, command: Command) -> None:
         for listener in self.listeners:

@@ -38,6 +38,9 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     if engine is None:
         engine = Engine.from_settings(settings.database_url, settings.process_dir,
                                       clock=clock_from_spec(settings.clock))
+    from flows.refresh import refresh_artifacts
+
+    refresh_artifacts(engine)  # inbox and API changes show in the cases' Prefect artifacts (background)
     directory = Directory(engine.store, library_roles(engine.library) | set(settings.supervisor_roles),
                           token_cache_seconds=settings.token_cache_seconds)
     gate = Gate(engine, directory, supervisor_roles=settings.supervisor_roles, required=True)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from engine.messages import WORDS as SHARED_WORDS
+from engine.messages import in_chinese
+
 LANGS = ("zh", "en")
 WORDS: dict[str, tuple[str, str]] = {
     "title": ("svcflow 任务箱", "svcflow inbox"),
@@ -26,7 +29,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "open": ("打开", "Open"),
     "claim": ("认领", "Claim"),
     "complete": ("完成", "Complete"),
-    "required": ("必填", "required"),
+    "required": SHARED_WORDS["required"],
     "new_case": ("登记新案件", "New case"),
     "start": ("登记", "Register"),
     "cases": ("案件查询", "Cases"),
@@ -63,3 +66,9 @@ WORDS: dict[str, tuple[str, str]] = {
 def words(lang: str) -> dict[str, str]:
     index = 0 if lang == "zh" else 1
     return {key: pair[index] for key, pair in WORDS.items()}
+
+
+def refusal(message: str, lang: str) -> str | None:
+    """A refusal's reason in the reader's language when that is Chinese (engine/messages.py, the same
+    catalogue the Prefect forms use); None when the stored English is what to show."""
+    return in_chinese(message) if lang == "zh" else None

@@ -22,7 +22,7 @@ from engine.errors import InputError, SvcflowError, TaskRefused
 from engine.settings import get_settings
 from svcflow.server.auth import CSRF_COOKIE, SESSION_COOKIE, SESSION_SECONDS, csrf_ok, new_csrf
 from svcflow.server.context import Context
-from svcflow.server.i18n import LANGS, words
+from svcflow.server.i18n import LANGS, refusal, words
 from svcflow.server.views import (
     case_json, department_progress, field_json, form_fields, task_json, tasks_for, text,
 )
@@ -44,7 +44,8 @@ def page(request: Request, name: str, code: int = 200, **values: Any) -> HTMLRes
     response = templates.TemplateResponse(request, name, {
         "t": words(lang), "lang": lang, "csrf": csrf, "path": request.url.path,
         "when": lambda v: v.astimezone(zone).strftime("%Y-%m-%d %H:%M") if v is not None else "",
-        "label": lambda value, fallback="": text(value, lang, fallback), **values}, status_code=code)
+        "label": lambda value, fallback="": text(value, lang, fallback),
+        "refusal": lambda message: refusal(str(message), lang), **values}, status_code=code)
     if CSRF_COOKIE not in request.cookies:
         response.set_cookie(CSRF_COOKIE, csrf, httponly=True, samesite="strict")
     return response
