@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 import pydantic
 from pydantic import Field
+from pydantic.fields import FieldInfo
 from pydantic.json_schema import SkipJsonSchema
 from typing import Self
 
@@ -189,12 +190,23 @@ def task_input_model(graph: ProcessGraph, state: InstanceState, task: Task, *, n
     fields["completed_externally"] = (bool, Field(
         default=False, title="已在别处完成(仅刷新) / Completed elsewhere (refresh only)",
         description="勾选后流程只重新读取案件状态 / only makes the run re-read the case"))
+    _lead_with(fields, describe_task(graph, state, task, now=now, zone=zone, refusal=refusal))
     model_name = "".join(part.capitalize() for part in task.node.split("_")) + "Form"
     model: type[TaskInput] = pydantic.create_model(model_name, __base__=TaskInput, **fields)
     model.task_id = task.id
     model._description = describe_task(graph, state, task, now=now, zone=zone,
                                        refusal=refusal)
     return model
+
+
+def _lead_with(fields: dict[str, Any], brief: str) -> None:
+    """Prefect 3.8's Resume modal shrinks its own Markdown to nothing once the form is taller than the
+    modal (the article scrolls, the form does not): the first field's description is drawn inside the
+    form, which the modal scrolls instead, so the case summary leads it and is always seen."""
+    first = next(iter(fields))
+    annotation, info = fields[first]
+    description = brief + ("\n\n---\n\n" + info.description if info.description else "")
+    fields[first] = (annotation, FieldInfo.merge_field_infos(info, description=description))
 
 
 def _prefill(spec: FieldSpec, value: Any) -> Any:
@@ -270,7 +282,8 @@ def readable_refusal(reason: str, node: HumanTask) -> str:
 
 def describe_task(graph: ProcessGraph, state: InstanceState, task: Task, *, now: dt.datetime,
                   zone: str = "Asia/Shanghai", refusal: str | None = None) -> str:
-    """Markdown above the Resume form: the case, what to do, the due time in business time, the level."""
+    """A few lines for the Resume form: case, step, due time in business time, level, key data, the inbox.
+    Kept short: it leads the first field (Prefect squeezes the modal's own Markdown); the rest is in the case artifact."""
     definition = graph.definition
     node = graph.human_tasks[task.node]
     tz = ZoneInfo(zone)
@@ -299,20 +312,14 @@ def describe_task(graph: ProcessGraph, state: InstanceState, task: Task, *, now:
         lines.append(f"**截止 / Due** {due_local} ({zone}) — {left}{used}")
     else:
         lines.append("**截止 / Due** 无时限 / no time limit")
-    lines += ["", "#### 要做什么 / What to do"]
     if node.description is not None:
-        lines += [f"{node.description.zh}  \n{node.description.en}", ""]
-    lines.append("填写下面的表单并恢复运行即可完成此任务(与 `svcflow complete` 同样的检查)。"
-                 "  \nFill in the form and resume the run to complete this task (the same checks as "
-                 f"`svcflow complete {task.id}`). Invalid input keeps the task open and the run waits again.")
-    lines.append("")
-    lines.append("> 员工请在任务箱(`svcflow server` 的 /inbox)办理;这里是运维控制台。处理人须是用户目录中"
-                 "启用的用户并持有该角色。  \n> Staff work belongs in the inbox (`svcflow server`, /inbox); this is the "
-                 "operators' console. The actor must be an active directory user holding the role.")
-    rows = case_summary_rows(definition, state.data)
-    if rows:
-        lines += ["", "#### 案件摘要 / Case summary", "", "| 字段 / field | 值 / value |", "|---|---|"]
-        lines += [f"| {k} | {v} |" for k, v in rows]
+        lines += ["", f"**要做什么 / What to do** {node.description.zh} / {node.description.en}"]
+    rows = case_summary_rows(definition, state.data, limit=6)
+    if rows:  # a few lines only: the whole case is in the case artifact and the inbox
+        lines += ["", "**案件摘要 / Case summary** " + " · ".join(f"{k}: **{v}**" for k, v in rows)]
+    lines += ["", f"> 员工请在任务箱(`svcflow server` 的 /inbox)办理;处理人须持有该角色。无效输入会保持任务开放。  \n"
+              f"Staff work in the inbox (`svcflow server`, /inbox); same checks as `svcflow complete {task.id}`, "
+              "invalid input keeps the task open."]
     return "\n".join(lines) + "\n"
 
 

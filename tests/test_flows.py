@@ -336,6 +336,7 @@ def test_the_resume_form_is_generated_from_the_steps_form(engine: Any) -> None:
     assert "4h 0m" not in description and "4h" in description
     assert "escalation level **0**" in description
     assert "核对客户资料后给出结论" in description and "张三" in description
+    assert props["decision"]["description"].startswith(description)  # drawn inside the form, never squeezed
 
 
 def test_the_resume_form_starts_from_what_the_case_already_holds(engine: Any) -> None:
