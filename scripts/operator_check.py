@@ -354,9 +354,6 @@ class Check:
         self.log(f"after the pause timeouts: {self.tally.mended}")
         self.log("kill -9 of svcflow serve (runs starting and suspending); served again with long pauses")
         self._kill_and_restart()
-        # runs that suspended just before the kill keep their short pause timeout: let it pass, so the sweep
-        # (in settle) replaces them with long-paused runs before a resume is aimed at one of them
-        time.sleep(pause_seconds + 2)
         self.settle()
         self.log("every case waits in a suspended run")
 
